@@ -6,6 +6,8 @@ use std::io::{BufReader, BufWriter, ErrorKind, Read};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use crate::common::{HTTPVersion, Method};
 use crate::util::RefinedTcpStream;
@@ -34,13 +36,24 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // claudegate patch (1): body bytes the previous request left unread, skipped here
+    unread: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// claudegate patch (3): longest header line and most header lines accepted.
+const MAX_HEADER_LINE: usize = 8192;
+const MAX_HEADERS: usize = 100;
+/// claudegate patch (1): most unread body bytes skipped to keep a connection alive.
+const MAX_SKIP: usize = 1 << 20;
 
 /// Error that can happen when reading a request.
 #[derive(Debug)]
 enum ReadError {
     WrongRequestLine,
     WrongHeader(HTTPVersion),
+    /// claudegate patch (3): header line or count over the limits
+    HeadersTooLarge,
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
     ReadIoError(IoError),
@@ -65,6 +78,7 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            unread: Default::default(),
         }
     }
 
@@ -77,7 +91,7 @@ impl ClientConnection {
     ///
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
+    fn read_next_line(&mut self, deadline: Option<Instant>) -> IoResult<AsciiString> {
         let mut buf = Vec::new();
         let mut prev_byte_was_cr = false;
 
@@ -98,16 +112,47 @@ impl ClientConnection {
             prev_byte_was_cr = byte == b'\r';
 
             buf.push(byte);
+            // claudegate patch (3): bound each line, and the time a client may take to send all
+            if buf.len() > MAX_HEADER_LINE {
+                return Err(IoError::new(ErrorKind::InvalidData, "header line too long"));
+            }
+            if buf.len() % 64 == 0 && deadline.map_or(false, |d| Instant::now() > d) {
+                return Err(IoError::new(ErrorKind::WouldBlock, "headers too slow"));
+            }
         }
     }
 
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        // claudegate patch (1): wait for the previous request's body reader to be dropped (an
+        // empty read blocks until it is and data is buffered), then skip what it left unread.
+        self.next_header_source
+            .read(&mut [])
+            .map_err(ReadError::ReadIoError)?;
+        let unread = self.unread.swap(0, Ordering::AcqRel);
+        if unread > MAX_SKIP {
+            let err = IoError::new(ErrorKind::InvalidData, "unread body too large to skip");
+            return Err(ReadError::ReadIoError(err));
+        }
+        if unread > 0 {
+            let mut skip = (&mut self.next_header_source).take(unread as u64);
+            if std::io::copy(&mut skip, &mut std::io::sink())
+                .map_err(ReadError::ReadIoError)?
+                < unread as u64
+            {
+                let err = IoError::new(ErrorKind::UnexpectedEof, "body ended early");
+                return Err(ReadError::ReadIoError(err));
+            }
+        }
+        // claudegate patch (3): the whole head must arrive within one read timeout
+        let timeout_ms = crate::SOCKET_READ_TIMEOUT_MS.load(Ordering::Relaxed);
+        let deadline = (timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(timeout_ms));
+
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let line = self.read_next_line(deadline).map_err(ReadError::ReadIoError)?;
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -118,11 +163,19 @@ impl ClientConnection {
             let headers = {
                 let mut headers = Vec::new();
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = match self.read_next_line(deadline) {
+                        Err(e) if e.kind() == ErrorKind::InvalidData => {
+                            return Err(ReadError::HeadersTooLarge)
+                        }
+                        other => other.map_err(ReadError::ReadIoError)?,
+                    };
 
                     if line.is_empty() {
                         break;
                     };
+                    if headers.len() >= MAX_HEADERS {
+                        return Err(ReadError::HeadersTooLarge);
+                    }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
                         // TODO: remove this conversion
                         Ok(h) => h,
@@ -150,9 +203,10 @@ impl ClientConnection {
             path,
             version.clone(),
             headers,
-            *self.remote_addr.as_ref().unwrap(),
+            self.remote_addr.as_ref().ok().copied().flatten(), // claudegate patch (5)
             data_source,
             writer,
+            Some(self.unread.clone()),
         )
         .map_err(|e| {
             use crate::request;
@@ -201,6 +255,16 @@ impl Iterator for ClientConnection {
                     response.raw_print(writer, ver, &[], false, None).ok();
                     return None; // we don't know where the next request would start,
                                  // se we have to close
+                }
+
+                Err(ReadError::HeadersTooLarge) => {
+                    // claudegate patch (3)
+                    let writer = self.sink.next().unwrap();
+                    let response = Response::new_empty(StatusCode(431));
+                    response
+                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .ok();
+                    return None;
                 }
 
                 Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {

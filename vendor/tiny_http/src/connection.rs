@@ -95,6 +95,19 @@ impl Connection {
         }
     }
 
+    /// claudegate patch (4): per-connection socket timeouts (0 = none) and `TCP_NODELAY`.
+    pub(crate) fn configure(&self) {
+        let ms = |t: &std::sync::atomic::AtomicU64| {
+            let ms = t.load(std::sync::atomic::Ordering::Relaxed);
+            (ms > 0).then(|| std::time::Duration::from_millis(ms))
+        };
+        if let Self::Tcp(s) = self {
+            s.set_read_timeout(ms(&crate::SOCKET_READ_TIMEOUT_MS)).ok();
+            s.set_write_timeout(ms(&crate::SOCKET_WRITE_TIMEOUT_MS)).ok();
+            s.set_nodelay(true).ok();
+        }
+    }
+
     pub(crate) fn try_clone(&self) -> std::io::Result<Self> {
         match self {
             Self::Tcp(s) => s.try_clone().map(Self::from),

@@ -116,6 +116,15 @@ pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
 
+/// claudegate patch (4): read and write timeouts, in milliseconds, applied to every accepted
+/// connection (0 = none). Set once before starting the server. A read timeout also bounds how
+/// long a client may take to send a request head and how long an idle keep-alive stays open.
+pub static SOCKET_READ_TIMEOUT_MS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+/// claudegate patch (4): see [`SOCKET_READ_TIMEOUT_MS`].
+pub static SOCKET_WRITE_TIMEOUT_MS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
 mod client;
 mod common;
 mod connection;
@@ -294,8 +303,12 @@ impl Server {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
                         use util::RefinedTcpStream;
+                        sock.configure(); // claudegate patch (4)
                         let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
+                            None => match RefinedTcpStream::new(sock) {
+                                Ok(pair) => pair,
+                                Err(_) => continue, // claudegate patch (5)
+                            },
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
                             Some(ref ssl) => {
                                 // trying to apply SSL over the connection
@@ -305,7 +318,10 @@ impl Server {
                                     Err(_) => continue,
                                 };
 
-                                RefinedTcpStream::new(sock)
+                                match RefinedTcpStream::new(sock) {
+                                    Ok(pair) => pair,
+                                    Err(_) => continue, // claudegate patch (5)
+                                }
                             }
                             #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
                             Some(ref _ssl) => unreachable!(),
@@ -339,9 +355,10 @@ impl Server {
                     }
 
                     Err(e) => {
+                        // claudegate patch (5): accept errors such as EMFILE or ECONNABORTED are
+                        // transient; pause briefly instead of ending the accept thread for good.
                         log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
+                        thread::sleep(Duration::from_millis(10));
                     }
                 }
             }

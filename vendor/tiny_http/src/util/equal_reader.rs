@@ -15,6 +15,7 @@ where
     reader: R,
     size: usize,
     last_read_signal: Sender<IoResult<()>>,
+    unread: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>, // claudegate patch (1)
 }
 
 impl<R> EqualReader<R>
@@ -28,9 +29,16 @@ where
             reader,
             size,
             last_read_signal: tx,
+            unread: None,
         };
 
         (r, rx)
+    }
+
+    /// claudegate patch (1): where to report the unread remainder on drop.
+    pub fn report_unread_to(mut self, unread: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        self.unread = Some(unread);
+        self
     }
 }
 
@@ -64,24 +72,11 @@ where
     R: Read,
 {
     fn drop(&mut self) {
-        let mut remaining_to_read = self.size;
-
-        while remaining_to_read > 0 {
-            let mut buf = vec![0; remaining_to_read];
-
-            match self.reader.read(&mut buf) {
-                Err(e) => {
-                    self.last_read_signal.send(Err(e)).ok();
-                    break;
-                }
-                Ok(0) => {
-                    self.last_read_signal.send(Ok(())).ok();
-                    break;
-                }
-                Ok(other) => {
-                    remaining_to_read -= other;
-                }
-            }
+        // claudegate patch (1): never allocate or read the declared remainder here. The dropping
+        // thread is the application's; report what is left so the connection thread skips it.
+        self.last_read_signal.send(Ok(())).ok();
+        if let Some(unread) = &self.unread {
+            unread.store(self.size, std::sync::atomic::Ordering::Release);
         }
     }
 }
