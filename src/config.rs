@@ -1,0 +1,387 @@
+//! Configuration: defaults, where the file is found, JSON loading and validation.
+//!
+//! Every key is documented here, where its default is defined; README's table and
+//! `config.example.json` mirror this file (a test checks the example equals the defaults).
+//! Unknown keys and bad values are refused at start with an error naming the key, because a
+//! typo in a limit that silently falls back to a default is worse than not starting.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::log::Level;
+
+/// The whole configuration. Field docs give each key's meaning and default.
+#[derive(Clone, Debug, Serialize)]
+pub struct Config {
+    /// Address to bind. Default `127.0.0.1`: only this machine can connect.
+    pub host: String,
+    /// TCP port. Default `8317`.
+    pub port: u16,
+    /// Directory for keys, token, usage counters and audit files; created mode 0700.
+    /// Default `~/.local/share/claudegate`.
+    pub data_dir: String,
+    /// Worker threads handling requests; each open stream holds one. Default 16.
+    pub workers: usize,
+    /// Requests that may wait for a free worker; beyond that the answer is 503. Default 64.
+    pub queue: usize,
+    /// Largest request body accepted, in bytes. Default 200 MiB (Claude Code sends big contexts).
+    pub max_body_bytes: u64,
+    /// Most bytes of request bodies held in memory at once across all requests; a request that
+    /// would exceed it gets 503 + Retry-After. Default 512 MiB. Must be ≥ `max_body_bytes`.
+    pub max_inflight_body_bytes: u64,
+    /// Socket read/write timeout for clients, in ms: bounds a stalled upload, a slow request
+    /// head, an idle keep-alive connection and a client that stops reading. Default 30000.
+    pub client_timeout_ms: u64,
+    /// Logging: `off`, `errors` or `verbose`. Default `off`.
+    pub debug: DebugSetting,
+    pub upstream: UpstreamConfig,
+    pub limits: LimitsConfig,
+    pub models: ModelsConfig,
+}
+
+/// `upstream.*`: where the Anthropic API is.
+#[derive(Clone, Debug, Serialize)]
+pub struct UpstreamConfig {
+    /// Base URL of the Messages API. Default `https://api.anthropic.com`; tests point it at a mock.
+    pub base_url: String,
+}
+
+/// `limits.*`: local guard rails. 0 means "no limit" for the rate and daily caps.
+#[derive(Clone, Debug, Serialize)]
+pub struct LimitsConfig {
+    /// Requests per minute per key (token bucket, bursts up to one minute's worth), unless the
+    /// key has its own `--rpm`. Default 60.
+    pub per_key_rpm: u32,
+    /// Requests per UTC day per key, unless the key has its own `--daily`. Default 0 (none).
+    pub per_key_daily: u32,
+    /// Requests per UTC day for all keys together. Default 0 (none).
+    pub global_daily: u32,
+    /// Requests in flight at once across all keys (an account-level cap). Default 8.
+    pub max_concurrent: u32,
+    /// Failed authentications allowed per client IP per minute before that IP gets 429s for
+    /// further failures (requests with a valid key are never throttled by IP). Default 10.
+    pub auth_failures_per_minute: u32,
+    /// Most client IPs tracked for the failure throttle; the table never grows past it. Default 4096.
+    pub ip_table_size: usize,
+}
+
+/// `models.*`: the catalogue `/v1/models` lists and the short aliases clients may use.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelsConfig {
+    /// Model ids listed by `/v1/models`. Unknown ids in requests are still passed through.
+    pub catalogue: Vec<String>,
+    /// Alias → model id, e.g. `"sonnet": "claude-sonnet-4-6"`. Aliases are listed too.
+    pub aliases: BTreeMap<String, String>,
+}
+
+/// The `debug` key's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DebugSetting {
+    Off,
+    Errors,
+    Verbose,
+}
+
+impl DebugSetting {
+    pub fn level(self) -> Level {
+        match self {
+            DebugSetting::Off => Level::Off,
+            DebugSetting::Errors => Level::Errors,
+            DebugSetting::Verbose => Level::Verbose,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: "127.0.0.1".into(),
+            port: 8317,
+            data_dir: "~/.local/share/claudegate".into(),
+            workers: 16,
+            queue: 64,
+            max_body_bytes: 200 << 20,
+            max_inflight_body_bytes: 512 << 20,
+            client_timeout_ms: 30_000,
+            debug: DebugSetting::Off,
+            upstream: UpstreamConfig {
+                base_url: "https://api.anthropic.com".into(),
+            },
+            limits: LimitsConfig {
+                per_key_rpm: 60,
+                per_key_daily: 0,
+                global_daily: 0,
+                max_concurrent: 8,
+                auth_failures_per_minute: 10,
+                ip_table_size: 4096,
+            },
+            models: ModelsConfig {
+                catalogue: [
+                    "claude-opus-4-8",
+                    "claude-opus-4-7",
+                    "claude-opus-4-6",
+                    "claude-sonnet-5",
+                    "claude-sonnet-4-6",
+                    "claude-sonnet-4-5-20250929",
+                    "claude-haiku-4-5-20251001",
+                    "claude-haiku-4-5",
+                ]
+                .map(String::from)
+                .to_vec(),
+                aliases: [
+                    ("opus", "claude-opus-4-8"),
+                    ("sonnet", "claude-sonnet-4-6"),
+                    ("haiku", "claude-haiku-4-5-20251001"),
+                ]
+                .into_iter()
+                .map(|(a, m)| (a.to_string(), m.to_string()))
+                .collect(),
+            },
+        }
+    }
+}
+
+/// A configuration problem, naming the file and key so the user can fix it.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Which file to read: `--config`, else `$CLAUDEGATE_CONFIG`, else `./config.json` if present,
+/// else `~/.config/claudegate/config.json` (which may be absent: then defaults apply).
+pub fn locate(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    if let Some(p) = std::env::var_os("CLAUDEGATE_CONFIG").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let local = PathBuf::from("config.json");
+    if local.is_file() {
+        return local;
+    }
+    crate::fsutil::expand_home("~/.config/claudegate/config.json")
+}
+
+impl Config {
+    /// Loads `path`. A missing file means defaults, except when the user named the file
+    /// explicitly (`--config` / `$CLAUDEGATE_CONFIG`): then it must exist.
+    pub fn load(path: &Path, must_exist: bool) -> Result<Config, ConfigError> {
+        let shown = path.display();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+                return Ok(Config::default())
+            }
+            Err(e) => return Err(ConfigError(format!("cannot read config {shown}: {e}"))),
+        };
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| ConfigError(format!("config {shown} is not valid JSON: {e}")))?;
+        Config::from_value(&value).map_err(|e| ConfigError(format!("config {shown}: {e}")))
+    }
+
+    /// Builds a config from parsed JSON, over the defaults.
+    pub fn from_value(value: &Value) -> Result<Config, ConfigError> {
+        let mut c = Config::default();
+        let mut top = Section::new("", value.clone())?;
+        top.field("host", &mut c.host)?;
+        top.field("port", &mut c.port)?;
+        top.field("data_dir", &mut c.data_dir)?;
+        top.field("workers", &mut c.workers)?;
+        top.field("queue", &mut c.queue)?;
+        top.field("max_body_bytes", &mut c.max_body_bytes)?;
+        top.field("max_inflight_body_bytes", &mut c.max_inflight_body_bytes)?;
+        top.field("client_timeout_ms", &mut c.client_timeout_ms)?;
+        if let Some(v) = top.take("debug") {
+            c.debug = match v.as_str() {
+                Some("off") => DebugSetting::Off,
+                Some("errors") => DebugSetting::Errors,
+                Some("verbose") => DebugSetting::Verbose,
+                _ => return Err(bad("debug", "must be \"off\", \"errors\" or \"verbose\"")),
+            };
+        }
+        if let Some(v) = top.take("upstream") {
+            let mut s = Section::new("upstream.", v)?;
+            s.field("base_url", &mut c.upstream.base_url)?;
+            s.finish()?;
+        }
+        if let Some(v) = top.take("limits") {
+            let l = &mut c.limits;
+            let mut s = Section::new("limits.", v)?;
+            s.field("per_key_rpm", &mut l.per_key_rpm)?;
+            s.field("per_key_daily", &mut l.per_key_daily)?;
+            s.field("global_daily", &mut l.global_daily)?;
+            s.field("max_concurrent", &mut l.max_concurrent)?;
+            s.field("auth_failures_per_minute", &mut l.auth_failures_per_minute)?;
+            s.field("ip_table_size", &mut l.ip_table_size)?;
+            s.finish()?;
+        }
+        if let Some(v) = top.take("models") {
+            let mut s = Section::new("models.", v)?;
+            s.field("catalogue", &mut c.models.catalogue)?;
+            s.field("aliases", &mut c.models.aliases)?;
+            s.finish()?;
+        }
+        top.finish()?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.host.trim().is_empty() {
+            return Err(bad("host", "must not be empty"));
+        }
+        if self.data_dir.trim().is_empty() {
+            return Err(bad("data_dir", "must not be empty"));
+        }
+        if !(1..=1024).contains(&self.workers) {
+            return Err(bad("workers", "must be between 1 and 1024"));
+        }
+        if self.queue > 100_000 {
+            return Err(bad("queue", "must be at most 100000"));
+        }
+        if self.max_body_bytes == 0 {
+            return Err(bad("max_body_bytes", "must be greater than 0"));
+        }
+        if self.max_inflight_body_bytes < self.max_body_bytes {
+            return Err(bad(
+                "max_inflight_body_bytes",
+                "must be at least max_body_bytes (or no single body could ever be accepted)",
+            ));
+        }
+        if !(100..=3_600_000).contains(&self.client_timeout_ms) {
+            return Err(bad("client_timeout_ms", "must be between 100 and 3600000"));
+        }
+        let url = &self.upstream.base_url;
+        if !(url.starts_with("https://") || url.starts_with("http://")) || url.ends_with('/') {
+            return Err(bad(
+                "upstream.base_url",
+                "must start with https:// or http:// and not end with /",
+            ));
+        }
+        if self.limits.max_concurrent == 0 {
+            return Err(bad("limits.max_concurrent", "must be at least 1"));
+        }
+        if self.limits.ip_table_size == 0 || self.limits.ip_table_size > 1_000_000 {
+            return Err(bad("limits.ip_table_size", "must be between 1 and 1000000"));
+        }
+        for id in self
+            .models
+            .catalogue
+            .iter()
+            .chain(self.models.aliases.keys())
+        {
+            if id.is_empty() || id.len() > 200 {
+                return Err(bad("models", "model ids must be 1 to 200 characters"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The data directory with `~` expanded.
+    pub fn data_dir(&self) -> PathBuf {
+        crate::fsutil::expand_home(&self.data_dir)
+    }
+
+    /// The example config: every key with its default, pretty-printed.
+    #[cfg(test)]
+    pub fn example_json() -> String {
+        let mut s = serde_json::to_string_pretty(&Config::default()).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+}
+
+fn bad(key: &str, why: &str) -> ConfigError {
+    ConfigError(format!("key `{key}` {why}"))
+}
+
+/// One JSON object of the config being read: fields are taken out one by one, and whatever is
+/// left at the end is an unknown key.
+struct Section {
+    prefix: &'static str,
+    map: Map<String, Value>,
+}
+
+impl Section {
+    fn new(prefix: &'static str, value: Value) -> Result<Self, ConfigError> {
+        match value {
+            Value::Object(map) => Ok(Section { prefix, map }),
+            _ if prefix.is_empty() => Err(ConfigError("must be a JSON object".into())),
+            _ => Err(bad(prefix.trim_end_matches('.'), "must be a JSON object")),
+        }
+    }
+
+    fn take(&mut self, key: &str) -> Option<Value> {
+        self.map.remove(key)
+    }
+
+    fn field<T: DeserializeOwned>(&mut self, key: &str, out: &mut T) -> Result<(), ConfigError> {
+        if let Some(v) = self.map.remove(key) {
+            *out = serde_json::from_value(v).map_err(|e| {
+                ConfigError(format!("key `{}{key}` has a bad value: {e}", self.prefix))
+            })?;
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(), ConfigError> {
+        match self.map.keys().next() {
+            Some(k) => Err(ConfigError(format!(
+                "unknown key `{}{k}` (see config.example.json for every key)",
+                self.prefix
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn err(v: Value) -> String {
+        Config::from_value(&v).unwrap_err().0
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = Config::from_value(&json!({"port": 9000, "limits": {"per_key_rpm": 5}})).unwrap();
+        assert_eq!(c.port, 9000);
+        assert_eq!(c.limits.per_key_rpm, 5);
+        assert_eq!(c.limits.max_concurrent, 8);
+        assert_eq!(c.host, "127.0.0.1");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert!(err(json!({"prot": 1})).contains("`prot`"));
+        assert!(err(json!({"limits": {"rpm": 1}})).contains("`limits.rpm`"));
+        assert!(err(json!({"port": "x"})).contains("`port`"));
+        assert!(err(json!({"port": 70000})).contains("`port`"));
+        assert!(err(json!({"limits": {"max_concurrent": -1}})).contains("limits.max_concurrent"));
+        assert!(err(json!({"debug": "loud"})).contains("`debug`"));
+        assert!(err(json!({"upstream": {"base_url": "ftp://x"}})).contains("upstream.base_url"));
+        assert!(err(json!({"limits": 3})).contains("`limits`"));
+        assert!(err(json!([])).contains("object"));
+    }
+
+    #[test]
+    fn example_round_trips_to_defaults() {
+        let v: Value = serde_json::from_str(&Config::example_json()).unwrap();
+        let c = Config::from_value(&v).unwrap();
+        assert_eq!(serde_json::to_value(&c).unwrap(), v);
+    }
+}

@@ -1,0 +1,90 @@
+//! Small filesystem helpers: `~` expansion, private directories and atomic private writes.
+//!
+//! Every file claudegate writes (keys, usage counters, later the token) goes through
+//! [`write_private`], so a crash or a full disk leaves either the old file or the new one,
+//! never half of either, and nobody but the owner can read it.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Expands a leading `~/` (or a bare `~`) to `$HOME`.
+pub fn expand_home(path: &str) -> PathBuf {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    match (path, home) {
+        ("~", Some(home)) => home,
+        (p, Some(home)) if p.starts_with("~/") => home.join(&p[2..]),
+        (p, _) => PathBuf::from(p),
+    }
+}
+
+/// Creates `dir` (and its parents) if missing; a directory we create is mode 0700.
+pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
+/// Writes `bytes` to `path` atomically: a temp file (mode 0600) in the same directory, fsync,
+/// rename over the target, fsync the directory. On any error the old file is untouched.
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let mut salt = [0u8; 6];
+    getrandom::fill(&mut salt).map_err(|e| io::Error::other(e.to_string()))?;
+    let tmp = dir.join(format!(".{name}.{}.tmp", crate::keys::hex(&salt)));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        // Make the rename itself durable; failure here is not worth failing the write over.
+        if let Ok(d) = File::open(dir) {
+            d.sync_all().ok();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        fs::remove_file(&tmp).ok();
+    }
+    result
+}
+
+/// Reads a file that may not exist yet: `Ok(None)` when it is absent.
+pub fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_private_write() {
+        let dir = std::env::temp_dir().join(format!("cg-fsutil-{}", std::process::id()));
+        ensure_private_dir(&dir).unwrap();
+        let path = dir.join("x.json");
+        write_private(&path, b"one").unwrap();
+        write_private(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "no temp files left");
+        assert_eq!(read_optional(&dir.join("missing")).unwrap(), None);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

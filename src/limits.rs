@@ -1,0 +1,410 @@
+//! Local guard rails: per-key requests per minute and per day, a global daily cap, a global
+//! cap on requests in flight, and a per-IP throttle on failed authentication.
+//!
+//! All state sits behind one `Mutex` and is touched only for a few arithmetic steps, never
+//! across I/O. Every table is bounded: per-key state by the key file, the IP table by
+//! `limits.ip_table_size`. Daily counters and each key's last use are saved to
+//! `data_dir/usage.json` every few seconds (by the server's housekeeping thread), so a restart
+//! does not reset a daily cap and `keys list` can show when a key was last used.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::clock;
+use crate::config::LimitsConfig;
+use crate::keys::KeyInfo;
+
+/// Why a request was refused locally; rendered as 429 with `Retry-After`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The config key of the limit that was hit, e.g. `limits.per_key_rpm`.
+    pub limit: &'static str,
+    pub message: String,
+    /// Seconds until trying again can succeed (at least 1).
+    pub retry_after: u64,
+}
+
+/// A token bucket: `capacity` tokens, refilled continuously at `per_sec`.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+impl Bucket {
+    fn full(capacity: f64, now: Instant) -> Bucket {
+        Bucket {
+            tokens: capacity,
+            updated: now,
+        }
+    }
+
+    fn refill(&mut self, capacity: f64, per_sec: f64, now: Instant) {
+        let dt = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + dt * per_sec).min(capacity);
+        self.updated = now;
+    }
+
+    /// Seconds until one whole token is available.
+    fn wait_secs(&self, per_sec: f64) -> u64 {
+        (((1.0 - self.tokens) / per_sec).ceil() as u64).max(1)
+    }
+}
+
+#[derive(Debug, Default)]
+struct KeyState {
+    bucket: Option<(u32, Bucket)>,
+    today: u64,
+    last_used: u64,
+}
+
+struct Inner {
+    day: u64,
+    global_today: u64,
+    keys: HashMap<String, KeyState>,
+    in_flight: u32,
+    ips: HashMap<IpAddr, Bucket>,
+    dirty: bool,
+}
+
+/// The limit state of one server.
+pub struct Limits {
+    cfg: LimitsConfig,
+    state_path: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+/// A held place under `limits.max_concurrent`; released on drop (also on panic).
+pub struct Slot<'a> {
+    limits: &'a Limits,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut inner = self.limits.lock();
+        inner.in_flight = inner.in_flight.saturating_sub(1);
+    }
+}
+
+/// The saved form of the daily counters (`data_dir/usage.json`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct UsageFile {
+    pub day: String,
+    pub global: u64,
+    pub keys: BTreeMap<String, KeyUsage>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct KeyUsage {
+    pub today: u64,
+    /// Unix seconds of the last authenticated request (0 = never).
+    pub last_used: u64,
+}
+
+/// The usage file's path inside the data directory.
+pub fn usage_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("usage.json")
+}
+
+/// Reads the usage file; absent or unreadable means "nothing recorded yet".
+pub fn read_usage(path: &Path) -> UsageFile {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+impl Limits {
+    /// Starts from the saved counters when they are from today (UTC).
+    pub fn new(cfg: LimitsConfig, state_path: PathBuf) -> Limits {
+        let now = clock::unix_now();
+        let today = clock::day_of(now);
+        let saved = read_usage(&state_path);
+        let same_day = clock::parse_day(&saved.day) == Some(today);
+        let keys = saved
+            .keys
+            .into_iter()
+            .map(|(label, u)| {
+                let state = KeyState {
+                    bucket: None,
+                    today: if same_day { u.today } else { 0 },
+                    last_used: u.last_used,
+                };
+                (label, state)
+            })
+            .collect();
+        Limits {
+            cfg,
+            state_path,
+            inner: Mutex::new(Inner {
+                day: today,
+                global_today: if same_day { saved.global } else { 0 },
+                keys,
+                in_flight: 0,
+                ips: HashMap::new(),
+                dirty: false,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Admits one request of an authenticated key, or says which limit refuses it. Nothing is
+    /// counted for a refused request.
+    pub fn admit(&self, key: &KeyInfo) -> Result<Slot<'_>, Refusal> {
+        let unix = clock::unix_now();
+        let now = Instant::now();
+        let cfg = &self.cfg;
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        if clock::day_of(unix) != inner.day {
+            inner.day = clock::day_of(unix);
+            inner.global_today = 0;
+            inner.keys.values_mut().for_each(|k| k.today = 0);
+        }
+        inner.dirty = true;
+        let ks = inner.keys.entry(key.label.clone()).or_default();
+        ks.last_used = unix;
+
+        if inner.in_flight >= cfg.max_concurrent {
+            return Err(Refusal {
+                limit: "limits.max_concurrent",
+                message: format!(
+                    "{} requests are already in flight (limits.max_concurrent); retry shortly",
+                    cfg.max_concurrent
+                ),
+                retry_after: 1,
+            });
+        }
+        if cfg.global_daily > 0 && inner.global_today >= u64::from(cfg.global_daily) {
+            return Err(Refusal {
+                limit: "limits.global_daily",
+                message: format!(
+                    "the daily cap of {} requests for all keys is used up (limits.global_daily); it resets at 00:00 UTC",
+                    cfg.global_daily
+                ),
+                retry_after: clock::secs_until_next_day(unix),
+            });
+        }
+        let daily = key.daily.unwrap_or(cfg.per_key_daily);
+        if daily > 0 && ks.today >= u64::from(daily) {
+            return Err(Refusal {
+                limit: "limits.per_key_daily",
+                message: format!(
+                    "key {:?} has used its {daily} requests for today (per-key daily limit); it resets at 00:00 UTC",
+                    key.label
+                ),
+                retry_after: clock::secs_until_next_day(unix),
+            });
+        }
+        let rpm = key.rpm.unwrap_or(cfg.per_key_rpm);
+        if rpm > 0 {
+            let (capacity, per_sec) = (f64::from(rpm), f64::from(rpm) / 60.0);
+            let bucket = match &mut ks.bucket {
+                Some((r, b)) if *r == rpm => b,
+                slot => &mut slot.insert((rpm, Bucket::full(capacity, now))).1,
+            };
+            bucket.refill(capacity, per_sec, now);
+            if bucket.tokens < 1.0 {
+                return Err(Refusal {
+                    limit: "limits.per_key_rpm",
+                    message: format!(
+                        "key {:?} is over its {rpm} requests per minute (per-key rate limit)",
+                        key.label
+                    ),
+                    retry_after: bucket.wait_secs(per_sec),
+                });
+            }
+            bucket.tokens -= 1.0;
+        }
+        ks.today += 1;
+        inner.global_today += 1;
+        inner.in_flight += 1;
+        Ok(Slot { limits: self })
+    }
+
+    /// Records a failed authentication from `ip`. Returns a refusal once the IP has failed more
+    /// than `limits.auth_failures_per_minute` times in the last minute.
+    pub fn auth_failure(&self, ip: IpAddr) -> Option<Refusal> {
+        let per_min = self.cfg.auth_failures_per_minute;
+        if per_min == 0 {
+            return None;
+        }
+        let (capacity, per_sec) = (f64::from(per_min), f64::from(per_min) / 60.0);
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let ips = &mut inner.ips;
+        if !ips.contains_key(&ip) && ips.len() >= self.cfg.ip_table_size {
+            // A fully refilled bucket carries no information: forget those first, then the
+            // longest-quiet IP, so a flood of addresses cannot grow the table.
+            ips.retain(|_, b| {
+                b.refill(capacity, per_sec, now);
+                b.tokens < capacity
+            });
+            if ips.len() >= self.cfg.ip_table_size {
+                if let Some(oldest) = ips.iter().min_by_key(|(_, b)| b.updated).map(|(ip, _)| *ip) {
+                    ips.remove(&oldest);
+                }
+            }
+        }
+        let bucket = ips.entry(ip).or_insert(Bucket::full(capacity, now));
+        bucket.refill(capacity, per_sec, now);
+        if bucket.tokens < 1.0 {
+            return Some(Refusal {
+                limit: "limits.auth_failures_per_minute",
+                message:
+                    "too many failed authentication attempts from this address; check the API key"
+                        .into(),
+                retry_after: bucket.wait_secs(per_sec),
+            });
+        }
+        bucket.tokens -= 1.0;
+        None
+    }
+
+    /// Number of IPs in the failure table.
+    #[cfg(test)]
+    pub fn tracked_ips(&self) -> usize {
+        self.lock().ips.len()
+    }
+
+    /// Saves the daily counters if they changed since the last save.
+    pub fn persist_if_dirty(&self) {
+        let file = {
+            let mut inner = self.lock();
+            if !inner.dirty {
+                return;
+            }
+            inner.dirty = false;
+            UsageFile {
+                day: clock::day_string(inner.day),
+                global: inner.global_today,
+                keys: inner
+                    .keys
+                    .iter()
+                    .map(|(label, k)| {
+                        let usage = KeyUsage {
+                            today: k.today,
+                            last_used: k.last_used,
+                        };
+                        (label.clone(), usage)
+                    })
+                    .collect(),
+            }
+        };
+        let result = serde_json::to_vec(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|b| {
+                crate::fsutil::write_private(&self.state_path, &b).map_err(|e| e.to_string())
+            });
+        if let Err(e) = result {
+            crate::log::error(&format!(
+                "cannot save usage counters to {}: {e}",
+                self.state_path.display()
+            ));
+            self.lock().dirty = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> LimitsConfig {
+        LimitsConfig {
+            per_key_rpm: 3,
+            per_key_daily: 0,
+            global_daily: 0,
+            max_concurrent: 2,
+            auth_failures_per_minute: 2,
+            ip_table_size: 4,
+        }
+    }
+
+    fn key(label: &str) -> KeyInfo {
+        KeyInfo {
+            label: label.into(),
+            rpm: None,
+            daily: None,
+        }
+    }
+
+    fn limits(cfg: LimitsConfig) -> Limits {
+        let path = std::env::temp_dir().join(format!("cg-limits-none-{}.json", std::process::id()));
+        Limits::new(cfg, path)
+    }
+
+    #[test]
+    fn rpm_bucket_refuses_after_burst() {
+        let l = limits(cfg());
+        for _ in 0..3 {
+            drop(l.admit(&key("a")).unwrap());
+        }
+        let r = l.admit(&key("a")).err().unwrap();
+        assert_eq!(r.limit, "limits.per_key_rpm");
+        assert!((1..=20).contains(&r.retry_after), "{}", r.retry_after);
+        assert!(l.admit(&key("b")).is_ok(), "other keys are unaffected");
+    }
+
+    #[test]
+    fn concurrency_slots_release_on_drop() {
+        let l = limits(LimitsConfig {
+            per_key_rpm: 0,
+            ..cfg()
+        });
+        let a = l.admit(&key("a")).unwrap();
+        let _b = l.admit(&key("a")).unwrap();
+        assert_eq!(
+            l.admit(&key("a")).err().unwrap().limit,
+            "limits.max_concurrent"
+        );
+        drop(a);
+        assert!(l.admit(&key("a")).is_ok());
+    }
+
+    #[test]
+    fn daily_caps() {
+        let l = limits(LimitsConfig {
+            per_key_rpm: 0,
+            global_daily: 3,
+            ..cfg()
+        });
+        let k = KeyInfo {
+            daily: Some(2),
+            ..key("a")
+        };
+        drop(l.admit(&k).unwrap());
+        drop(l.admit(&k).unwrap());
+        let r = l.admit(&k).err().unwrap();
+        assert_eq!(r.limit, "limits.per_key_daily");
+        assert!(r.retry_after <= 86_400);
+        drop(l.admit(&key("b")).unwrap());
+        assert_eq!(
+            l.admit(&key("c")).err().unwrap().limit,
+            "limits.global_daily"
+        );
+    }
+
+    #[test]
+    fn ip_table_stays_bounded() {
+        let l = limits(cfg());
+        for i in 0..100u8 {
+            l.auth_failure(IpAddr::from([10, 0, 0, i]));
+        }
+        assert!(l.tracked_ips() <= 4);
+        let ip = IpAddr::from([10, 0, 1, 1]);
+        assert!(l.auth_failure(ip).is_none());
+        assert!(l.auth_failure(ip).is_none());
+        assert_eq!(
+            l.auth_failure(ip).unwrap().limit,
+            "limits.auth_failures_per_minute"
+        );
+    }
+}

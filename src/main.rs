@@ -1,0 +1,225 @@
+//! claudegate: one static binary that turns your own Claude subscription into a secured HTTP
+//! API for your own apps. This file parses the command line (lexopt) and dispatches commands.
+
+mod clock;
+mod config;
+mod fsutil;
+mod http;
+mod keys;
+mod limits;
+mod log;
+mod models;
+mod server;
+
+use lexopt::prelude::*;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: claudegate [--config PATH] [serve | keys add LABEL [--rpm N] [--daily N] | keys list | keys revoke LABEL]";
+
+const HELP: &str = "\
+claudegate: your Claude subscription as a secured HTTP API for your own apps
+
+USAGE:
+    claudegate [--config PATH] <COMMAND>
+
+COMMANDS:
+    serve                    Run the server in the foreground (the default command)
+    keys add LABEL           Mint a key for an app; the secret is printed once on stdout
+         [--rpm N]             its requests per minute (default: limits.per_key_rpm)
+         [--daily N]           its requests per UTC day (default: limits.per_key_daily)
+    keys list                Show keys: label, limits, created, last used (never secrets)
+    keys revoke LABEL        Revoke a key; a running server stops accepting it at once
+
+OPTIONS:
+    --config PATH            Config file (else $CLAUDEGATE_CONFIG, else ./config.json,
+                             else ~/.config/claudegate/config.json; missing = defaults)
+    -h, --help               Show this help
+    -V, --version            Show the version
+";
+
+/// What the user asked for.
+enum Command {
+    Serve,
+    KeysAdd {
+        label: String,
+        rpm: Option<u32>,
+        daily: Option<u32>,
+    },
+    KeysList,
+    KeysRevoke {
+        label: String,
+    },
+    Help,
+    Version,
+}
+
+struct Args {
+    config: Option<PathBuf>,
+    command: Command,
+}
+
+fn parse_args() -> Result<Args, lexopt::Error> {
+    let mut p = lexopt::Parser::from_env();
+    let mut config = None;
+    let mut command = None;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("config") => config = Some(PathBuf::from(p.value()?)),
+            Short('h') | Long("help") => {
+                return Ok(Args {
+                    config,
+                    command: Command::Help,
+                })
+            }
+            Short('V') | Long("version") => {
+                return Ok(Args {
+                    config,
+                    command: Command::Version,
+                })
+            }
+            Value(v) if command.is_none() => {
+                let v = v.string()?;
+                command = Some(match v.as_str() {
+                    "serve" => Command::Serve,
+                    "keys" => parse_keys(&mut p, &mut config)?,
+                    _ => return Err(format!("unknown command {v:?}").into()),
+                });
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(Args {
+        config,
+        command: command.unwrap_or(Command::Serve),
+    })
+}
+
+fn parse_keys(
+    p: &mut lexopt::Parser,
+    config: &mut Option<PathBuf>,
+) -> Result<Command, lexopt::Error> {
+    let action = match p.next()? {
+        Some(Value(v)) => v.string()?,
+        Some(arg) => return Err(arg.unexpected()),
+        None => return Err("keys needs an action: add, list or revoke".into()),
+    };
+    let (mut label, mut rpm, mut daily) = (None, None, None);
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("rpm") if action == "add" => rpm = Some(p.value()?.parse()?),
+            Long("daily") if action == "add" => daily = Some(p.value()?.parse()?),
+            Long("config") => *config = Some(PathBuf::from(p.value()?)),
+            Value(v) if label.is_none() && action != "list" => label = Some(v.string()?),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    let need_label = |label: Option<String>| {
+        label.ok_or_else(|| lexopt::Error::from(format!("keys {action} needs a LABEL")))
+    };
+    Ok(match action.as_str() {
+        "add" => Command::KeysAdd {
+            label: need_label(label)?,
+            rpm,
+            daily,
+        },
+        "list" => Command::KeysList,
+        "revoke" => Command::KeysRevoke {
+            label: need_label(label)?,
+        },
+        other => return Err(format!("unknown keys action {other:?} (add, list or revoke)").into()),
+    })
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("claudegate: {e}\n{USAGE}\n(try `claudegate --help`)");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("claudegate: error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    match args.command {
+        Command::Help => {
+            print!("{HELP}");
+            return Ok(());
+        }
+        Command::Version => {
+            println!("claudegate {}", env!("CARGO_PKG_VERSION"));
+            return Ok(());
+        }
+        _ => {}
+    }
+    let explicit = args.config.is_some()
+        || std::env::var_os("CLAUDEGATE_CONFIG").is_some_and(|v| !v.is_empty());
+    let path = config::locate(args.config.as_deref());
+    let config = config::Config::load(&path, explicit).map_err(|e| e.to_string())?;
+    let data_dir = config.data_dir();
+    let keys_path = keys::file_path(&data_dir);
+    match args.command {
+        Command::Serve => server::run(config),
+        Command::KeysAdd { label, rpm, daily } => {
+            fsutil::ensure_private_dir(&data_dir)
+                .map_err(|e| format!("cannot create data_dir {}: {e}", data_dir.display()))?;
+            let secret = keys::add(&keys_path, &label, rpm, daily)?;
+            // The secret alone on stdout, so `KEY=$(claudegate keys add app)` works.
+            println!("{secret}");
+            eprintln!("claudegate: key {label:?} minted; the secret above is shown only once");
+            Ok(())
+        }
+        Command::KeysList => {
+            let file = keys::load(&keys_path)?;
+            let usage = limits::read_usage(&limits::usage_path(&data_dir));
+            if file.keys.is_empty() {
+                println!("no keys (mint one with `claudegate keys add LABEL`)");
+                return Ok(());
+            }
+            let limit = |own: Option<u32>, default: u32| match (own, default) {
+                (Some(0), _) | (None, 0) => "none".to_string(),
+                (Some(n), _) => n.to_string(),
+                (None, n) => format!("{n} (default)"),
+            };
+            println!(
+                "{:<24} {:<12} {:<14} {:<14} {:<21} LAST USED",
+                "LABEL", "KEY", "RPM", "DAILY", "CREATED"
+            );
+            for k in &file.keys {
+                let last = usage
+                    .keys
+                    .get(&k.label)
+                    .filter(|u| u.last_used > 0)
+                    .map_or("never".to_string(), |u| clock::rfc3339(u.last_used));
+                println!(
+                    "{:<24} {:<12} {:<14} {:<14} {:<21} {last}",
+                    k.label,
+                    k.hint,
+                    limit(k.rpm, config.limits.per_key_rpm),
+                    limit(k.daily, config.limits.per_key_daily),
+                    k.created
+                );
+            }
+            Ok(())
+        }
+        Command::KeysRevoke { label } => {
+            if keys::revoke(&keys_path, &label)? {
+                println!("revoked key {label:?}");
+                Ok(())
+            } else {
+                Err(format!(
+                    "no key labelled {label:?} (see `claudegate keys list`)"
+                ))
+            }
+        }
+        Command::Help | Command::Version => Ok(()),
+    }
+}

@@ -1,0 +1,388 @@
+//! The server: accept loop, dispatcher, worker pool, panic isolation and the routing table.
+//!
+//! ```text
+//! tiny_http ─ dispatcher ─ bounded queue ─ workers
+//!   dispatcher: answers /health and CORS preflights itself; queue full → 503 + Retry-After
+//!   worker:     route (404/405) → authenticate (401/429) → limits (429) → handler → reply
+//! ```
+//! The dispatcher never waits for a worker, so `/health` stays fast while every worker holds a
+//! long stream, and no request waits without bound. A panic in a handler is caught per request
+//! and answered with a JSON 500; the worker lives on.
+
+use std::io::IsTerminal;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::mpsc::{self, Receiver, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tiny_http::{Method, Request, Server};
+
+use crate::config::Config;
+use crate::http::{self, ApiError, BodyBudget, ErrorKind, Protocol, Reply};
+use crate::keys::{self, KeyInfo, KeyStore};
+use crate::limits::{self, Limits};
+use crate::log;
+use crate::models::Catalogue;
+
+/// Everything the workers share, built once at start.
+pub struct State {
+    pub config: Config,
+    pub keys: KeyStore,
+    pub limits: Limits,
+    pub bodies: BodyBudget,
+    pub models: Catalogue,
+}
+
+/// The routes we serve. Paths are matched exactly, without the query string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    Models,
+    Messages,
+    CountTokens,
+    ChatCompletions,
+    Responses,
+    Complete,
+    Fetch,
+    AdminAccounts,
+    Metrics,
+}
+
+/// Path → (route, the one method it accepts).
+const ROUTES: &[(&str, Route, Method)] = &[
+    ("/v1/models", Route::Models, Method::Get),
+    ("/v1/messages", Route::Messages, Method::Post),
+    (
+        "/v1/messages/count_tokens",
+        Route::CountTokens,
+        Method::Post,
+    ),
+    ("/v1/chat/completions", Route::ChatCompletions, Method::Post),
+    ("/v1/responses", Route::Responses, Method::Post),
+    ("/v1/complete", Route::Complete, Method::Post),
+    ("/v1/fetch", Route::Fetch, Method::Post),
+    ("/admin/accounts", Route::AdminAccounts, Method::Get),
+    ("/metrics", Route::Metrics, Method::Get),
+];
+
+impl Route {
+    /// Routes that spend the account's capacity go through the rate, daily and concurrency
+    /// limits; local views (models, admin, metrics) only need a key.
+    fn uses_backend(self) -> bool {
+        !matches!(self, Route::Models | Route::AdminAccounts | Route::Metrics)
+    }
+}
+
+fn path_of(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(p, _)| p)
+}
+
+/// Anthropic-shaped errors for Anthropic routes and for any request that announces itself with
+/// `anthropic-version`; OpenAI-shaped for the rest.
+fn protocol_of(rq: &Request, path: &str) -> Protocol {
+    if path.starts_with("/v1/messages") || http::header(rq, "anthropic-version").is_some() {
+        Protocol::Anthropic
+    } else {
+        Protocol::OpenAi
+    }
+}
+
+/// Runs the server in the foreground until the process is stopped.
+pub fn run(config: Config) -> Result<(), String> {
+    let ms = config.client_timeout_ms;
+    tiny_http::SOCKET_READ_TIMEOUT_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+    tiny_http::SOCKET_WRITE_TIMEOUT_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+    log::set_level(config.debug.level());
+    install_panic_hook();
+
+    let data_dir = config.data_dir();
+    crate::fsutil::ensure_private_dir(&data_dir)
+        .map_err(|e| format!("cannot create data_dir {}: {e}", data_dir.display()))?;
+    let keys_path = keys::file_path(&data_dir);
+    let keys = KeyStore::open(keys_path.clone())?;
+    if keys.len() == 0 {
+        first_run_key(&keys_path)?;
+    }
+
+    let addr = format!("{}:{}", config.host, config.port);
+    let server = Server::http(&addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let bound = server
+        .server_addr()
+        .to_ip()
+        .map_or(addr.clone(), |a| a.to_string());
+
+    let state = Arc::new(State {
+        keys,
+        limits: Limits::new(config.limits.clone(), limits::usage_path(&data_dir)),
+        bodies: BodyBudget::new(config.max_inflight_body_bytes),
+        models: Catalogue::new(config.models.clone(), crate::clock::unix_now()),
+        config,
+    });
+
+    let (tx, rx) = mpsc::sync_channel::<Job>(state.config.queue);
+    let rx = Arc::new(Mutex::new(rx));
+    for i in 0..state.config.workers {
+        let (state, rx) = (state.clone(), rx.clone());
+        thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .stack_size(512 * 1024)
+            .spawn(move || worker(&state, &rx))
+            .map_err(|e| format!("cannot start worker threads: {e}"))?;
+    }
+    let keeper = state.clone();
+    thread::Builder::new()
+        .name("housekeeping".into())
+        .spawn(move || loop {
+            thread::sleep(Duration::from_secs(5));
+            keeper.limits.persist_if_dirty();
+        })
+        .map_err(|e| format!("cannot start housekeeping thread: {e}"))?;
+
+    log::info(&format!(
+        "listening on http://{bound} ({} workers, queue {}, upstream {})",
+        state.config.workers, state.config.queue, state.config.upstream.base_url
+    ));
+
+    for rq in server.incoming_requests() {
+        dispatch(rq, &tx);
+    }
+    Ok(())
+}
+
+/// Serves the seed's first-run promise without ever writing a secret into a log: the key is
+/// minted and shown only when stdout is a terminal a person is looking at.
+fn first_run_key(keys_path: &std::path::Path) -> Result<(), String> {
+    if !std::io::stdout().is_terminal() {
+        log::info(
+            "no API keys exist yet, so every request will get 401; mint one with `claudegate keys add LABEL` \
+             (a key is minted automatically only when serve runs on a terminal)",
+        );
+        return Ok(());
+    }
+    let secret = keys::add(keys_path, "default", None, None)?;
+    println!(
+        "\nclaudegate: no API keys existed, so one was minted for you (label \"default\").\n\
+         Copy it now: it is shown only this once and stored only as a hash.\n\n    {secret}\n\n\
+         Send it as `Authorization: Bearer <key>` or `x-api-key: <key>`.\n\
+         Manage keys with `claudegate keys add LABEL`, `keys list`, `keys revoke LABEL`.\n"
+    );
+    Ok(())
+}
+
+/// Handler panics are reported without their payload: a payload can quote request data.
+fn install_panic_hook() {
+    panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map_or_else(String::new, |l| format!(" at {}:{}", l.file(), l.line()));
+        let thread = thread::current().name().unwrap_or("?").to_string();
+        log::info(&format!(
+            "internal error: thread {thread} panicked{at}; request answered 500"
+        ));
+    }));
+}
+
+struct Job {
+    rq: Request,
+    queued: Instant,
+}
+
+/// Runs on the accept thread's consumer: never blocks on a worker.
+fn dispatch(rq: Request, tx: &mpsc::SyncSender<Job>) {
+    let path = path_of(rq.url());
+    if path == "/health" && matches!(rq.method(), Method::Get | Method::Head) {
+        let started = Instant::now();
+        let cors = http::cors_grant(&rq);
+        http::send(rq, Reply::json(200, br#"{"status":"ok"}"#.to_vec()), &cors);
+        log::verbose(&format!(
+            "GET /health -> 200 in {} us",
+            started.elapsed().as_micros()
+        ));
+        return;
+    }
+    if *rq.method() == Method::Options {
+        let (reply, cors) = http::preflight(&rq);
+        http::send(rq, reply, &cors);
+        return;
+    }
+    match tx.try_send(Job {
+        rq,
+        queued: Instant::now(),
+    }) {
+        Ok(()) => {}
+        Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => {
+            let protocol = protocol_of(&job.rq, path_of(job.rq.url()));
+            let cors = http::cors_grant(&job.rq);
+            let err = ApiError::new(
+                ErrorKind::Busy,
+                "claudegate is busy: every worker is occupied and the queue is full; retry shortly",
+            )
+            .retry_after(1);
+            log::error(&format!(
+                "queue full: {} {} -> 503",
+                job.rq.method(),
+                path_of(job.rq.url())
+            ));
+            http::send(job.rq, err.reply(protocol), &cors);
+        }
+    }
+}
+
+fn worker(state: &State, rx: &Mutex<Receiver<Job>>) {
+    loop {
+        let job = {
+            let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
+            rx.recv()
+        };
+        match job {
+            Ok(job) => handle(state, job),
+            Err(_) => return,
+        }
+    }
+}
+
+/// One request, isolated: whatever the handler does, the client gets an answer and the
+/// worker survives.
+fn handle(state: &State, job: Job) {
+    let started = Instant::now();
+    let method = job.rq.method().clone();
+    let path = path_of(job.rq.url()).to_string();
+    let protocol = protocol_of(&job.rq, &path);
+    let cors = http::cors_grant(&job.rq);
+    let mut slot = Some(job.rq);
+    let status = match panic::catch_unwind(AssertUnwindSafe(|| {
+        route(state, &mut slot, &path, protocol, &cors)
+    })) {
+        Ok(status) => status,
+        Err(_) => {
+            if let Some(rq) = slot.take() {
+                let err = ApiError::new(
+                    ErrorKind::Internal,
+                    "internal error in claudegate; see its log",
+                );
+                http::send(rq, err.reply(protocol), &cors);
+            }
+            500
+        }
+    };
+    log::verbose(&format!(
+        "{method} {path} -> {status} in {} ms (queued {} ms)",
+        started.elapsed().as_millis(),
+        started.duration_since(job.queued).as_millis()
+    ));
+}
+
+/// Sends `reply` through the request in `slot`; returns the status for the log line.
+fn finish(slot: &mut Option<Request>, reply: Reply, cors: &[(&'static str, String)]) -> u16 {
+    let status = reply.status;
+    if let Some(rq) = slot.take() {
+        http::send(rq, reply, cors);
+    }
+    status
+}
+
+fn route(
+    state: &State,
+    slot: &mut Option<Request>,
+    path: &str,
+    protocol: Protocol,
+    cors: &[(&'static str, String)],
+) -> u16 {
+    let Some(rq) = slot.as_mut() else { return 500 };
+    let found = ROUTES.iter().find(|(p, _, _)| *p == path);
+    let route = match found {
+        None => {
+            let err = ApiError::new(ErrorKind::NotFound, format!("no route for {path}"));
+            return finish(slot, err.reply(protocol), cors);
+        }
+        Some((_, _, m)) if m != rq.method() => {
+            let err = ApiError::new(
+                ErrorKind::MethodNotAllowed,
+                format!("{path} accepts {m} only, not {}", rq.method()),
+            )
+            .with_header("Allow", format!("{m}, OPTIONS"));
+            return finish(slot, err.reply(protocol), cors);
+        }
+        Some((_, route, _)) => *route,
+    };
+
+    let key = match authenticate(state, rq) {
+        Ok(key) => key,
+        Err(err) => return finish(slot, err.reply(protocol), cors),
+    };
+
+    let _slot_guard = if route.uses_backend() {
+        match state.limits.admit(&key) {
+            Ok(guard) => Some(guard),
+            Err(refusal) => {
+                let err = ApiError::new(ErrorKind::RateLimited, refusal.message)
+                    .retry_after(refusal.retry_after);
+                return finish(slot, err.reply(protocol), cors);
+            }
+        }
+    } else {
+        None
+    };
+
+    let reply = match route {
+        Route::Models => {
+            let list = match protocol {
+                Protocol::Anthropic => state.models.anthropic_list(),
+                Protocol::OpenAi => state.models.openai_list(),
+            };
+            Reply::json(200, list.to_string().into_bytes())
+        }
+        _ => not_yet(state, rq, route, path).unwrap_or_else(|e| e.reply(protocol)),
+    };
+    finish(slot, reply, cors)
+}
+
+/// Routes whose backends arrive in later versions: the body is still read under the limits
+/// (so 413 and the body budget apply everywhere), then a clear 501.
+fn not_yet(state: &State, rq: &mut Request, route: Route, path: &str) -> Result<Reply, ApiError> {
+    if route.uses_backend() {
+        let body = http::read_body(rq, state.config.max_body_bytes, &state.bodies)?;
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body.bytes).map_err(|e| {
+            ApiError::new(
+                ErrorKind::InvalidRequest,
+                format!("request body is not valid JSON: {e}"),
+            )
+        })?;
+    }
+    Err(ApiError::new(
+        ErrorKind::NotImplemented,
+        format!("{path} is not implemented in this version of claudegate yet"),
+    ))
+}
+
+/// Finds a valid key in `Authorization: Bearer …` or `x-api-key`. Failures are counted per
+/// client IP; past `limits.auth_failures_per_minute` they get 429 instead of 401.
+fn authenticate(state: &State, rq: &Request) -> Result<KeyInfo, ApiError> {
+    let bearer = http::header(rq, "Authorization").and_then(|v| {
+        let (scheme, rest) = v.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+    });
+    let x_api_key = http::header(rq, "x-api-key").map(str::trim);
+    let presented: Vec<&str> = [bearer, x_api_key]
+        .into_iter()
+        .flatten()
+        .filter(|k| !k.is_empty())
+        .collect();
+    for key in &presented {
+        if let Some(info) = state.keys.authenticate(key) {
+            return Ok(info);
+        }
+    }
+    if let Some(refusal) = state.limits.auth_failure(http::client_ip(rq)) {
+        return Err(
+            ApiError::new(ErrorKind::RateLimited, refusal.message).retry_after(refusal.retry_after)
+        );
+    }
+    let message = if presented.is_empty() {
+        "missing API key: send it as `Authorization: Bearer <key>` or `x-api-key: <key>`"
+    } else {
+        "invalid API key (it may have been revoked); mint one with `claudegate keys add LABEL`"
+    };
+    Err(ApiError::new(ErrorKind::Authentication, message)
+        .with_header("WWW-Authenticate", "Bearer".into()))
+}

@@ -1,0 +1,3 @@
+//! Shared helpers for integration tests (each test binary does `mod common;`).
+
+pub mod mock_upstream;
