@@ -378,6 +378,18 @@ mod tests {
         assert!(err(json!([])).contains("object"));
     }
 
+    /// `config.example.json` must show every key with its default; regenerate it with
+    /// `UPDATE_EXAMPLE=1 cargo test example_file` after changing a default.
+    #[test]
+    fn example_file_matches_defaults() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.json");
+        if std::env::var_os("UPDATE_EXAMPLE").is_some() {
+            std::fs::write(path, Config::example_json()).unwrap();
+        }
+        let file = std::fs::read_to_string(path).unwrap_or_default();
+        assert_eq!(file, Config::example_json(), "config.example.json is stale");
+    }
+
     #[test]
     fn example_round_trips_to_defaults() {
         let v: Value = serde_json::from_str(&Config::example_json()).unwrap();

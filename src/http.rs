@@ -400,10 +400,8 @@ pub fn read_body<'a>(
             return Err(too_large(max));
         }
         // Reserve ahead in doubling steps so the budget lock is taken O(log n) times.
-        if total > reservation.held
-            && !reservation.grow_to((total * 2).clamp(64 * 1024, max))
-            && !reservation.grow_to(total)
-        {
+        let ahead = (total * 2).max(64 * 1024).min(max);
+        if total > reservation.held && !reservation.grow_to(ahead) && !reservation.grow_to(total) {
             return Err(busy_reading());
         }
         bytes.extend_from_slice(&chunk[..n]);

@@ -1,0 +1,379 @@
+//! Starts the real `claudegate` binary for integration tests and talks HTTP to it.
+//!
+//! [`Gate::start`] writes a temp config (data dir inside a fresh temp dir, port 0 so the OS
+//! picks a free port), runs `claudegate serve`, and waits for the "listening on" log line to
+//! learn the address. Everything the server writes to stderr is collected, so tests can assert
+//! on logs (and that no secret ever appears in them). Dropping a `Gate` kills the process.
+
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Path of the binary under test (built by cargo for integration tests).
+pub const BIN: &str = env!("CARGO_BIN_EXE_claudegate");
+
+static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A fresh temp directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("cg-test-{}-{n}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+/// Merges `overrides` into `base` (objects recursively).
+pub fn merge(base: &mut Value, overrides: &Value) {
+    match (base, overrides) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                merge(b.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+/// A temp dir holding `config.json` and `data/`.
+pub struct Setup {
+    pub dir: TempDir,
+    pub config_path: PathBuf,
+}
+
+impl Setup {
+    /// Writes a config with a private data dir and port 0, plus `overrides`.
+    pub fn new(overrides: Value) -> Setup {
+        let dir = TempDir::new();
+        let mut config = json!({
+            "port": 0,
+            "data_dir": dir.path().join("data").to_string_lossy(),
+            "upstream": {"base_url": "http://127.0.0.1:9"},
+        });
+        merge(&mut config, &overrides);
+        let config_path = dir.path().join("config.json");
+        std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        Setup { dir, config_path }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Runs `claudegate --config <this config> ARGS…` to completion.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .env_remove("CLAUDEGATE_CONFIG")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run claudegate")
+    }
+
+    /// Mints a key through the CLI and returns the secret.
+    pub fn add_key(&self, label: &str, extra: &[&str]) -> String {
+        let mut args = vec!["keys", "add", label];
+        args.extend_from_slice(extra);
+        let out = self.cli(&args);
+        assert!(
+            out.status.success(),
+            "keys add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "keys add prints exactly one line: {stdout:?}"
+        );
+        lines[0].to_string()
+    }
+}
+
+/// A running claudegate.
+pub struct Gate {
+    pub setup: Setup,
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl Gate {
+    /// Starts `serve` on a config with `overrides`, with one key labelled `app` minted first;
+    /// returns the gate and that key.
+    pub fn start_with_key(overrides: Value) -> (Gate, String) {
+        let setup = Setup::new(overrides);
+        let key = setup.add_key("app", &[]);
+        (Gate::spawn(setup), key)
+    }
+
+    /// Starts `serve` for an existing setup and waits until it listens.
+    pub fn spawn(setup: Setup) -> Gate {
+        let (child, addr, log) = launch(&setup.config_path);
+        Gate {
+            setup,
+            child,
+            addr,
+            log,
+        }
+    }
+
+    /// Kills the server and starts it again on the same config and data (new port).
+    pub fn restart(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+        let (child, addr, log) = launch(&self.setup.config_path);
+        (self.child, self.addr, self.log) = (child, addr, log);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A `/proc/PID/status` field in kB (e.g. `VmHWM`, peak resident memory).
+    pub fn proc_kb(&self, field: &str) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with(&format!("{field}:")))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// True while the process runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// A GET of /health must answer 200 `{"status":"ok"}`.
+    pub fn assert_healthy(&mut self) {
+        assert!(self.alive(), "claudegate died; log:\n{}", self.log());
+        let r = get(&self.url("/health"), &[]);
+        assert_eq!(r.status, 200, "health: {r:?}");
+        assert_eq!(r.json()["status"], "ok");
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+fn launch(config_path: &Path) -> (Child, SocketAddr, Arc<Mutex<String>>) {
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(config_path)
+        .arg("serve")
+        .env_remove("CLAUDEGATE_CONFIG")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn claudegate serve");
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                if let Some(tx) = tx.take() {
+                    tx.send(addr).ok();
+                }
+            }
+            let mut l = sink.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(15)) {
+        Ok(a) => (child, a.parse().expect("listening address"), log),
+        Err(_) => {
+            child.kill().ok();
+            let log = log.lock().unwrap().clone();
+            panic!("claudegate did not start; log:\n{log}");
+        }
+    }
+}
+
+/// A response as the tests see it.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    /// Asserts an OpenAI-shaped error `{"error":{"message","type","code"}}`.
+    pub fn assert_openai_error(&self, status: u16) -> Value {
+        assert_eq!(self.status, status, "{self:?}");
+        let v = self.json();
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{v}"
+        );
+        assert!(v["error"]["type"].is_string(), "{v}");
+        assert!(v["error"].get("code").is_some(), "{v}");
+        assert!(
+            v.get("type").is_none(),
+            "OpenAI errors have no top-level type: {v}"
+        );
+        v
+    }
+
+    /// Asserts an Anthropic-shaped error `{"type":"error","error":{"type","message"}}`.
+    pub fn assert_anthropic_error(&self, status: u16, kind: &str) -> Value {
+        assert_eq!(self.status, status, "{self:?}");
+        let v = self.json();
+        assert_eq!(v["type"], "error", "{v}");
+        assert_eq!(v["error"]["type"], kind, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{v}"
+        );
+        v
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
+}
+
+fn to_resp(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Resp {
+    let mut r = r.expect("request failed");
+    let status = r.status().as_u16();
+    let headers = r
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let body = r.body_mut().read_to_string().unwrap_or_default();
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub fn get(url: &str, headers: &[(&str, &str)]) -> Resp {
+    let mut rq = agent().get(url);
+    for (n, v) in headers {
+        rq = rq.header(*n, *v);
+    }
+    to_resp(rq.call())
+}
+
+pub fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+    let mut rq = agent().post(url).header("content-type", "application/json");
+    for (n, v) in headers {
+        rq = rq.header(*n, *v);
+    }
+    to_resp(rq.send(body))
+}
+
+/// Any method, for 405 tests.
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Resp {
+    let mut rq = ureq::http::Request::builder().method(method).uri(url);
+    for (n, v) in headers {
+        rq = rq.header(*n, *v);
+    }
+    let rq = rq.body(()).unwrap();
+    to_resp(agent().run(rq))
+}
+
+/// Sends raw bytes on a fresh connection and reads until the server closes or `timeout`
+/// passes; returns what arrived.
+pub fn raw_exchange(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(timeout)).unwrap();
+    s.write_all(bytes).ok();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reads one HTTP/1.1 response head from `s` (up to the blank line) and returns the status.
+pub fn read_status(s: &mut TcpStream) -> Option<u16> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    text.split_whitespace().nth(1)?.parse().ok()
+}
