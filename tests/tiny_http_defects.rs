@@ -240,3 +240,23 @@ fn two_hundred_idle_connections_do_not_block_health() {
     );
     drop(idle);
 }
+
+/// Defect 6: a request line with HTTP/2.0 deadlocked its connection thread (the 505 waited for
+/// the request's own writer), leaking a thread per request and never answering.
+#[test]
+fn http2_request_line_gets_505_and_no_thread_leaks() {
+    let mut gate = Gate::spawn(Setup::new(json!({})));
+    let before = gate.proc_kb("Threads");
+    for _ in 0..10 {
+        let answer = raw_exchange(
+            gate.addr,
+            b"GET /health HTTP/2.0\r\nHost: x\r\n\r\n",
+            Duration::from_secs(2),
+        );
+        assert!(answer.starts_with("HTTP/1.1 505"), "{answer:?}");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let after = gate.proc_kb("Threads");
+    assert!(after < before + 5, "threads grew from {before} to {after}");
+    gate.assert_healthy();
+}
