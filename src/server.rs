@@ -11,6 +11,7 @@
 
 use std::io::IsTerminal;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -32,6 +33,10 @@ pub struct State {
     pub limits: Limits,
     pub bodies: BodyBudget,
     pub models: Catalogue,
+    /// Requests handed to the worker pool and not finished yet (queued or running). Counting
+    /// them, rather than trusting the channel's buffer, makes "busy" exact: a request is
+    /// refused only when every worker is occupied and `queue` more are already waiting.
+    pub jobs: AtomicUsize,
 }
 
 /// The routes we serve. Paths are matched exactly, without the query string.
@@ -121,10 +126,11 @@ pub fn run(config: Config) -> Result<(), String> {
         limits: Limits::new(config.limits.clone(), limits::usage_path(&data_dir)),
         bodies: BodyBudget::new(config.max_inflight_body_bytes),
         models: Catalogue::new(config.models.clone(), crate::clock::unix_now()),
+        jobs: AtomicUsize::new(0),
         config,
     });
 
-    let (tx, rx) = mpsc::sync_channel::<Job>(state.config.queue);
+    let (tx, rx) = mpsc::sync_channel::<Job>(state.config.workers + state.config.queue);
     let rx = Arc::new(Mutex::new(rx));
     for i in 0..state.config.workers {
         let (state, rx) = (state.clone(), rx.clone());
@@ -149,7 +155,7 @@ pub fn run(config: Config) -> Result<(), String> {
     ));
 
     for rq in server.incoming_requests() {
-        dispatch(rq, &tx);
+        dispatch(&state, rq, &tx);
     }
     Ok(())
 }
@@ -193,7 +199,7 @@ struct Job {
 }
 
 /// Runs on the accept thread's consumer: never blocks on a worker.
-fn dispatch(rq: Request, tx: &mpsc::SyncSender<Job>) {
+fn dispatch(state: &State, rq: Request, tx: &mpsc::SyncSender<Job>) {
     let path = path_of(rq.url());
     if path == "/health" && matches!(rq.method(), Method::Get | Method::Head) {
         let started = Instant::now();
@@ -210,27 +216,35 @@ fn dispatch(rq: Request, tx: &mpsc::SyncSender<Job>) {
         http::send(rq, reply, &cors);
         return;
     }
-    match tx.try_send(Job {
+    let capacity = state.config.workers + state.config.queue;
+    if state.jobs.fetch_add(1, Ordering::AcqRel) >= capacity {
+        state.jobs.fetch_sub(1, Ordering::AcqRel);
+        return reject_busy(rq);
+    }
+    let job = Job {
         rq,
         queued: Instant::now(),
-    }) {
-        Ok(()) => {}
-        Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => {
-            let protocol = protocol_of(&job.rq, path_of(job.rq.url()));
-            let cors = http::cors_grant(&job.rq);
-            let err = ApiError::new(
-                ErrorKind::Busy,
-                "claudegate is busy: every worker is occupied and the queue is full; retry shortly",
-            )
-            .retry_after(1);
-            log::error(&format!(
-                "queue full: {} {} -> 503",
-                job.rq.method(),
-                path_of(job.rq.url())
-            ));
-            http::send(job.rq, err.reply(protocol), &cors);
-        }
+    };
+    if let Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) = tx.try_send(job) {
+        state.jobs.fetch_sub(1, Ordering::AcqRel);
+        reject_busy(job.rq);
     }
+}
+
+fn reject_busy(rq: Request) {
+    let protocol = protocol_of(&rq, path_of(rq.url()));
+    let cors = http::cors_grant(&rq);
+    let err = ApiError::new(
+        ErrorKind::Busy,
+        "claudegate is busy: every worker is occupied and the queue is full; retry shortly",
+    )
+    .retry_after(1);
+    log::error(&format!(
+        "queue full: {} {} -> 503",
+        rq.method(),
+        path_of(rq.url())
+    ));
+    http::send(rq, err.reply(protocol), &cors);
 }
 
 fn worker(state: &State, rx: &Mutex<Receiver<Job>>) {
@@ -240,7 +254,10 @@ fn worker(state: &State, rx: &Mutex<Receiver<Job>>) {
             rx.recv()
         };
         match job {
-            Ok(job) => handle(state, job),
+            Ok(job) => {
+                handle(state, job);
+                state.jobs.fetch_sub(1, Ordering::AcqRel);
+            }
             Err(_) => return,
         }
     }

@@ -246,8 +246,10 @@ fn two_hundred_idle_connections_do_not_block_health() {
 #[test]
 fn http2_request_line_gets_505_and_no_thread_leaks() {
     let mut gate = Gate::spawn(Setup::new(json!({})));
+    gate.assert_healthy();
+    std::thread::sleep(Duration::from_millis(300)); // the connection pool's threads are up
     let before = gate.proc_kb("Threads");
-    for _ in 0..10 {
+    for _ in 0..20 {
         let answer = raw_exchange(
             gate.addr,
             b"GET /health HTTP/2.0\r\nHost: x\r\n\r\n",
@@ -257,6 +259,7 @@ fn http2_request_line_gets_505_and_no_thread_leaks() {
     }
     std::thread::sleep(Duration::from_millis(200));
     let after = gate.proc_kb("Threads");
-    assert!(after < before + 5, "threads grew from {before} to {after}");
+    // A leak costs one thread per request; allow a few pool threads still winding down.
+    assert!(after < before + 8, "threads grew from {before} to {after}");
     gate.assert_healthy();
 }
