@@ -1,6 +1,8 @@
 # claudegate — build, test, release, install.
 #
 #   make test      THE test command: installs what the tests need, then fmt, clippy, all tests
+#   make e2e-deps  the real clients the end-to-end tests drive (Claude Code CLI, anthropic SDK),
+#                  at the versions pinned in tests/e2e/, into target/e2e/ (part of `make test`)
 #   make build     debug build
 #   make release   static x86_64 musl binary in target/x86_64-unknown-linux-musl/release/
 #   make install   copy the release binary to $(PREFIX)/bin (default ~/.local/bin)
@@ -19,7 +21,7 @@ APT := $(if $(filter 0,$(shell id -u)),apt-get,sudo apt-get)
 # $(call need,COMMAND,DEBIAN-PACKAGE): install the package when the command is missing.
 need = @command -v $(1) >/dev/null 2>&1 || { $(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq $(2) >/dev/null; }
 
-.PHONY: build release test test-deps release-deps lint install uninstall clean
+.PHONY: build release test test-deps e2e-deps release-deps lint install uninstall clean
 
 build:
 	$(CARGO) build --locked
@@ -32,8 +34,13 @@ lint: test-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-test: lint
-	$(CARGO) test --locked
+# Idempotent: a second run only checks the installed versions (well under a second).
+e2e-deps:
+	@bash tests/e2e/install.sh
+
+# CLAUDEGATE_E2E_REQUIRED=1: a missing client fails tests/e2e_clients.rs instead of skipping it.
+test: lint e2e-deps
+	CLAUDEGATE_E2E_REQUIRED=1 $(CARGO) test --locked
 
 release-deps:
 	$(call need,musl-gcc,musl-tools)

@@ -39,6 +39,9 @@ pub struct Config {
     /// Logging: `off`, `errors` or `verbose`. Default `off`.
     pub debug: DebugSetting,
     pub upstream: UpstreamConfig,
+    pub timeouts: TimeoutsConfig,
+    pub oauth: OauthConfig,
+    pub cloaking: CloakingConfig,
     pub limits: LimitsConfig,
     pub models: ModelsConfig,
 }
@@ -48,6 +51,65 @@ pub struct Config {
 pub struct UpstreamConfig {
     /// Base URL of the Messages API. Default `https://api.anthropic.com`; tests point it at a mock.
     pub base_url: String,
+    /// Extra attempts for transient upstream failures (529, 5xx, connection errors) before the
+    /// first byte reaches the client, with jittered backoff. Default 2.
+    pub max_retries: u32,
+}
+
+/// `timeouts.*`: how long to wait on the upstream, in milliseconds.
+#[derive(Clone, Debug, Serialize)]
+pub struct TimeoutsConfig {
+    /// Connecting (TCP + TLS). Default 10000.
+    pub connect_ms: u64,
+    /// From sending the request until the response headers arrive. Default 120000.
+    pub response_ms: u64,
+    /// Longest silence between two reads of a response body. A stream that keeps flowing is
+    /// never cut, however long it runs; a stalled one ends with an error event. Default 120000.
+    pub stream_idle_ms: u64,
+    /// The whole of a `count_tokens` call. Default 30000.
+    pub count_tokens_ms: u64,
+}
+
+/// `oauth.*`: the Claude OAuth endpoints (the public values Claude Code uses by default).
+#[derive(Clone, Debug, Serialize)]
+pub struct OauthConfig {
+    /// Where the browser signs in.
+    pub authorize_url: String,
+    /// Token exchange and refresh endpoint.
+    pub token_url: String,
+    /// OAuth client id (Claude Code's public client).
+    pub client_id: String,
+    /// Space-separated scopes requested at login.
+    pub scopes: String,
+    /// Redirect URI registered for the client; `claudegate login` listens on its port on
+    /// 127.0.0.1 for the one redirect.
+    pub redirect_uri: String,
+    /// Refresh the access token this many seconds before it expires. Default 3600.
+    pub refresh_before_expiry_s: u64,
+}
+
+/// `cloaking.*`: how requests from clients other than Claude Code are shaped (see README).
+#[derive(Clone, Debug, Serialize)]
+pub struct CloakingConfig {
+    /// `auto` (cloak every client except Claude Code itself), `always` or `never`.
+    pub mode: CloakMode,
+    /// Drop the caller's own system prompt from cloaked requests. Default false.
+    pub strict: bool,
+    /// Keep one session id per API key instead of a fresh one per request. Default false.
+    pub cache_user_id: bool,
+    /// Words to break up with a zero-width space in cloaked prompt text. Default none.
+    pub sensitive_words: Vec<String>,
+    /// Claude Code version named in cloaked requests' User-Agent.
+    pub cli_version: String,
+}
+
+/// The `cloaking.mode` key's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CloakMode {
+    Auto,
+    Always,
+    Never,
 }
 
 /// `limits.*`: local guard rails. 0 means "no limit" for the rate and daily caps.
@@ -111,6 +173,28 @@ impl Default for Config {
             debug: DebugSetting::Off,
             upstream: UpstreamConfig {
                 base_url: "https://api.anthropic.com".into(),
+                max_retries: 2,
+            },
+            timeouts: TimeoutsConfig {
+                connect_ms: 10_000,
+                response_ms: 120_000,
+                stream_idle_ms: 120_000,
+                count_tokens_ms: 30_000,
+            },
+            oauth: OauthConfig {
+                authorize_url: "https://claude.ai/oauth/authorize".into(),
+                token_url: "https://platform.claude.com/v1/oauth/token".into(),
+                client_id: "9d1c250a-e61b-44d9-88ed-5944d1962f5e".into(),
+                scopes: "user:profile user:inference user:sessions:claude_code".into(),
+                redirect_uri: "http://localhost:54545/callback".into(),
+                refresh_before_expiry_s: 3600,
+            },
+            cloaking: CloakingConfig {
+                mode: CloakMode::Auto,
+                strict: false,
+                cache_user_id: false,
+                sensitive_words: vec![],
+                cli_version: "2.1.330".into(),
             },
             limits: LimitsConfig {
                 per_key_rpm: 60,
@@ -214,6 +298,37 @@ impl Config {
         if let Some(v) = top.take("upstream") {
             let mut s = Section::new("upstream.", v)?;
             s.field("base_url", &mut c.upstream.base_url)?;
+            s.field("max_retries", &mut c.upstream.max_retries)?;
+            s.finish()?;
+        }
+        if let Some(v) = top.take("timeouts") {
+            let t = &mut c.timeouts;
+            let mut s = Section::new("timeouts.", v)?;
+            s.field("connect_ms", &mut t.connect_ms)?;
+            s.field("response_ms", &mut t.response_ms)?;
+            s.field("stream_idle_ms", &mut t.stream_idle_ms)?;
+            s.field("count_tokens_ms", &mut t.count_tokens_ms)?;
+            s.finish()?;
+        }
+        if let Some(v) = top.take("oauth") {
+            let o = &mut c.oauth;
+            let mut s = Section::new("oauth.", v)?;
+            s.field("authorize_url", &mut o.authorize_url)?;
+            s.field("token_url", &mut o.token_url)?;
+            s.field("client_id", &mut o.client_id)?;
+            s.field("scopes", &mut o.scopes)?;
+            s.field("redirect_uri", &mut o.redirect_uri)?;
+            s.field("refresh_before_expiry_s", &mut o.refresh_before_expiry_s)?;
+            s.finish()?;
+        }
+        if let Some(v) = top.take("cloaking") {
+            let k = &mut c.cloaking;
+            let mut s = Section::new("cloaking.", v)?;
+            s.field("mode", &mut k.mode)?;
+            s.field("strict", &mut k.strict)?;
+            s.field("cache_user_id", &mut k.cache_user_id)?;
+            s.field("sensitive_words", &mut k.sensitive_words)?;
+            s.field("cli_version", &mut k.cli_version)?;
             s.finish()?;
         }
         if let Some(v) = top.take("limits") {
@@ -268,6 +383,56 @@ impl Config {
             return Err(bad(
                 "upstream.base_url",
                 "must start with https:// or http:// and not end with /",
+            ));
+        }
+        if self.upstream.max_retries > 10 {
+            return Err(bad("upstream.max_retries", "must be at most 10"));
+        }
+        let t = &self.timeouts;
+        for (key, ms) in [
+            ("timeouts.connect_ms", t.connect_ms),
+            ("timeouts.response_ms", t.response_ms),
+            ("timeouts.stream_idle_ms", t.stream_idle_ms),
+            ("timeouts.count_tokens_ms", t.count_tokens_ms),
+        ] {
+            if !(100..=86_400_000).contains(&ms) {
+                return Err(bad(key, "must be between 100 and 86400000 (ms)"));
+            }
+        }
+        for (key, url) in [
+            ("oauth.authorize_url", &self.oauth.authorize_url),
+            ("oauth.token_url", &self.oauth.token_url),
+        ] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(bad(key, "must start with https:// or http://"));
+            }
+        }
+        if self.oauth.client_id.trim().is_empty() {
+            return Err(bad("oauth.client_id", "must not be empty"));
+        }
+        if crate::oauth::callback_port(&self.oauth.redirect_uri).is_none() {
+            return Err(bad(
+                "oauth.redirect_uri",
+                "must be http://localhost:PORT/PATH or http://127.0.0.1:PORT/PATH",
+            ));
+        }
+        let v = &self.cloaking.cli_version;
+        if v.is_empty()
+            || !v
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        {
+            return Err(bad("cloaking.cli_version", "must look like 2.1.330"));
+        }
+        if self
+            .cloaking
+            .sensitive_words
+            .iter()
+            .any(|w| w.trim().is_empty())
+        {
+            return Err(bad(
+                "cloaking.sensitive_words",
+                "must not contain empty words",
             ));
         }
         if self.limits.max_concurrent == 0 {

@@ -2,7 +2,7 @@
 //! CORS for local browser pages, and request-body reading under both a per-request limit and a
 //! server-wide budget of body bytes held in memory.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Mutex;
 use tiny_http::{Header, Request, Response};
@@ -28,7 +28,11 @@ pub enum ErrorKind {
     RateLimited,
     Internal,
     NotImplemented,
+    BadGateway,
+    /// The account cannot serve (no login, login needs renewing); not an overload.
+    Unavailable,
     Busy,
+    GatewayTimeout,
 }
 
 impl ErrorKind {
@@ -43,7 +47,9 @@ impl ErrorKind {
             ErrorKind::RateLimited => 429,
             ErrorKind::Internal => 500,
             ErrorKind::NotImplemented => 501,
-            ErrorKind::Busy => 503,
+            ErrorKind::BadGateway => 502,
+            ErrorKind::Unavailable | ErrorKind::Busy => 503,
+            ErrorKind::GatewayTimeout => 504,
         }
     }
 
@@ -56,8 +62,12 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout_error",
             ErrorKind::TooLarge => "request_too_large",
             ErrorKind::RateLimited => "rate_limit_error",
-            ErrorKind::Internal | ErrorKind::NotImplemented => "api_error",
+            ErrorKind::Internal
+            | ErrorKind::NotImplemented
+            | ErrorKind::BadGateway
+            | ErrorKind::Unavailable => "api_error",
             ErrorKind::Busy => "overloaded_error",
+            ErrorKind::GatewayTimeout => "timeout_error",
         }
     }
 
@@ -73,7 +83,10 @@ impl ErrorKind {
             ErrorKind::RateLimited => ("rate_limit_error", "rate_limit_exceeded"),
             ErrorKind::Internal => ("server_error", "internal_error"),
             ErrorKind::NotImplemented => ("server_error", "not_implemented"),
+            ErrorKind::BadGateway => ("server_error", "upstream_error"),
+            ErrorKind::Unavailable => ("server_error", "account_unavailable"),
             ErrorKind::Busy => ("server_error", "server_busy"),
+            ErrorKind::GatewayTimeout => ("server_error", "upstream_timeout"),
         }
     }
 }
@@ -410,6 +423,81 @@ pub fn read_body<'a>(
         bytes,
         _reservation: reservation,
     })
+}
+
+/// A response written by hand on the raw connection, for bodies relayed as they arrive: the
+/// status line and headers go out at once, then the body in chunks, flushed when the caller
+/// says (per SSE event). tiny_http's own `Response` buffers 8 KiB, which would hold events back.
+pub struct RawResponse {
+    w: Box<dyn Write + Send>,
+    chunked: bool,
+}
+
+impl RawResponse {
+    /// Writes the head. HTTP/1.1 clients get chunked framing; HTTP/1.0 clients a body ended by
+    /// closing the connection. The request body must already have been read.
+    pub fn start(
+        rq: Request,
+        status: u16,
+        headers: &[(String, String)],
+        cors: &[(&'static str, String)],
+    ) -> io::Result<RawResponse> {
+        let http10 = rq.http_version() == &tiny_http::HTTPVersion(1, 0);
+        let mut w = rq.into_writer();
+        let reason = tiny_http::StatusCode(status).default_reason_phrase();
+        let mut head = format!(
+            "HTTP/1.{} {status} {reason}\r\n",
+            if http10 { 0 } else { 1 }
+        );
+        let cors = cors.iter().map(|(n, v)| (*n, v.as_str()));
+        for (name, value) in headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .chain(cors)
+        {
+            // Header values come from the upstream; never let one smuggle a line break.
+            if !name.contains(['\r', '\n', ':']) && !value.contains(['\r', '\n']) {
+                head.push_str(&format!("{name}: {value}\r\n"));
+            }
+        }
+        head.push_str(if http10 {
+            "Connection: close\r\n\r\n"
+        } else {
+            "Transfer-Encoding: chunked\r\n\r\n"
+        });
+        w.write_all(head.as_bytes())?;
+        w.flush()?;
+        Ok(RawResponse {
+            w,
+            chunked: !http10,
+        })
+    }
+
+    /// Writes `data` as one chunk (not flushed).
+    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.chunked {
+            write!(self.w, "{:x}\r\n", data.len())?;
+            self.w.write_all(data)?;
+            self.w.write_all(b"\r\n")
+        } else {
+            self.w.write_all(data)
+        }
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.w.flush()
+    }
+
+    /// Ends the body properly (the terminating chunk) and flushes.
+    pub fn finish(mut self) -> io::Result<()> {
+        if self.chunked {
+            self.w.write_all(b"0\r\n\r\n")?;
+        }
+        self.w.flush()
+    }
 }
 
 #[cfg(test)]

@@ -52,16 +52,7 @@ pub struct KeyInfo {
     pub daily: Option<u32>,
 }
 
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
-}
+pub use crate::ids::hex;
 
 fn unhex32(s: &str) -> Option<[u8; 32]> {
     let b = s.as_bytes();
@@ -91,8 +82,7 @@ fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 
 /// A fresh random key.
 pub fn mint() -> Result<String, String> {
-    let mut raw = [0u8; 32];
-    getrandom::fill(&mut raw).map_err(|e| format!("the OS random source failed: {e}"))?;
+    let raw = crate::ids::random::<32>()?;
     Ok(format!("{KEY_PREFIX}{}", hex(&raw)))
 }
 

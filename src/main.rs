@@ -1,21 +1,29 @@
 //! claudegate: one static binary that turns your own Claude subscription into a secured HTTP
 //! API for your own apps. This file parses the command line (lexopt) and dispatches commands.
 
+mod account;
+mod cloak;
 mod clock;
 mod config;
 mod fsutil;
 mod http;
+mod ids;
+mod jsonspan;
 mod keys;
 mod limits;
 mod log;
+mod messages;
 mod models;
+mod oauth;
 mod server;
+mod sse;
+mod upstream;
 
 use lexopt::prelude::*;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: claudegate [--config PATH] [serve | keys add LABEL [--rpm N] [--daily N] | keys list | keys revoke LABEL]";
+const USAGE: &str = "usage: claudegate [--config PATH] [serve | login [--manual | --import-claude-code [PATH] | --token TOKEN] | logout | status | keys add LABEL [--rpm N] [--daily N] | keys list | keys revoke LABEL]";
 
 const HELP: &str = "\
 claudegate: your Claude subscription as a secured HTTP API for your own apps
@@ -25,6 +33,14 @@ USAGE:
 
 COMMANDS:
     serve                    Run the server in the foreground (the default command)
+    login                    Log in to Claude in a browser (PKCE); the redirect is caught on
+                             the local port of oauth.redirect_uri (5 minutes)
+         --manual              for headless hosts: paste the redirect URL (or code#state)
+         --import-claude-code [PATH]
+                               reuse Claude Code's login (default ~/.claude/.credentials.json)
+         --token TOKEN         store a long-lived token from `claude setup-token`
+    logout                   Remove the stored login
+    status                   Show the stored login: account, expiry, state
     keys add LABEL           Mint a key for an app; the secret is printed once on stdout
          [--rpm N]             its requests per minute (default: limits.per_key_rpm)
          [--daily N]           its requests per UTC day (default: limits.per_key_daily)
@@ -41,6 +57,9 @@ OPTIONS:
 /// What the user asked for.
 enum Command {
     Serve,
+    Login(oauth::LoginMode),
+    Logout,
+    Status,
     KeysAdd {
         label: String,
         rpm: Option<u32>,
@@ -82,6 +101,9 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                 let v = v.string()?;
                 command = Some(match v.as_str() {
                     "serve" => Command::Serve,
+                    "login" => parse_login(&mut p, &mut config)?,
+                    "logout" => Command::Logout,
+                    "status" => Command::Status,
                     "keys" => parse_keys(&mut p, &mut config)?,
                     _ => return Err(format!("unknown command {v:?}").into()),
                 });
@@ -93,6 +115,41 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         config,
         command: command.unwrap_or(Command::Serve),
     })
+}
+
+fn parse_login(
+    p: &mut lexopt::Parser,
+    config: &mut Option<PathBuf>,
+) -> Result<Command, lexopt::Error> {
+    use oauth::LoginMode;
+    let mut mode: Option<LoginMode> = None;
+    while let Some(arg) = p.next()? {
+        let chosen = match arg {
+            Long("manual") => LoginMode::Manual,
+            Long("import-claude-code") => {
+                LoginMode::ImportClaudeCode(p.optional_value().map(PathBuf::from))
+            }
+            Long("token") => LoginMode::Token(p.value()?.string()?),
+            Long("config") => {
+                *config = Some(PathBuf::from(p.value()?));
+                continue;
+            }
+            // `--import-claude-code PATH` with the path as its own argument.
+            Value(v) => match &mut mode {
+                Some(LoginMode::ImportClaudeCode(path @ None)) => {
+                    *path = Some(PathBuf::from(v));
+                    continue;
+                }
+                _ => return Err(Value(v).unexpected()),
+            },
+            _ => return Err(arg.unexpected()),
+        };
+        if mode.replace(chosen).is_some() {
+            return Err("login takes only one of --manual, --import-claude-code, --token".into());
+        }
+    }
+    let mode = mode.unwrap_or(LoginMode::Browser);
+    Ok(Command::Login(mode))
 }
 
 fn parse_keys(
@@ -168,6 +225,9 @@ fn run(args: Args) -> Result<(), String> {
     let keys_path = keys::file_path(&data_dir);
     match args.command {
         Command::Serve => server::run(config),
+        Command::Login(mode) => oauth::cmd_login(&config, mode),
+        Command::Logout => oauth::cmd_logout(&config),
+        Command::Status => oauth::cmd_status(&config),
         Command::KeysAdd { label, rpm, daily } => {
             fsutil::ensure_private_dir(&data_dir)
                 .map_err(|e| format!("cannot create data_dir {}: {e}", data_dir.display()))?;

@@ -19,12 +19,15 @@ use std::time::{Duration, Instant};
 
 use tiny_http::{Method, Request, Server};
 
+use crate::account::Account;
+use crate::cloak::Cloak;
 use crate::config::Config;
 use crate::http::{self, ApiError, BodyBudget, ErrorKind, Protocol, Reply};
 use crate::keys::{self, KeyInfo, KeyStore};
 use crate::limits::{self, Limits};
 use crate::log;
 use crate::models::Catalogue;
+use crate::upstream::Upstream;
 
 /// Everything the workers share, built once at start.
 pub struct State {
@@ -33,6 +36,9 @@ pub struct State {
     pub limits: Limits,
     pub bodies: BodyBudget,
     pub models: Catalogue,
+    pub account: Account,
+    pub upstream: Upstream,
+    pub cloak: Cloak,
     /// Requests handed to the worker pool and not finished yet (queued or running). Counting
     /// them, rather than trusting the channel's buffer, makes "busy" exact: a request is
     /// refused only when every worker is occupied and `queue` more are already waiting.
@@ -52,6 +58,7 @@ enum Route {
     Fetch,
     AdminAccounts,
     Metrics,
+    EventLogging,
 }
 
 /// Path → (route, the one method it accepts).
@@ -70,6 +77,12 @@ const ROUTES: &[(&str, Route, Method)] = &[
     ("/v1/fetch", Route::Fetch, Method::Post),
     ("/admin/accounts", Route::AdminAccounts, Method::Get),
     ("/metrics", Route::Metrics, Method::Get),
+    // Claude Code posts telemetry to its base URL; accepted and dropped.
+    (
+        "/api/event_logging/batch",
+        Route::EventLogging,
+        Method::Post,
+    ),
 ];
 
 impl Route {
@@ -78,7 +91,11 @@ impl Route {
     fn uses_backend(self) -> bool {
         !matches!(
             self,
-            Route::Health | Route::Models | Route::AdminAccounts | Route::Metrics
+            Route::Health
+                | Route::Models
+                | Route::AdminAccounts
+                | Route::Metrics
+                | Route::EventLogging
         )
     }
 }
@@ -121,8 +138,13 @@ pub fn run(config: Config) -> Result<(), String> {
         .to_ip()
         .map_or(addr.clone(), |a| a.to_string());
 
+    let account = Account::load(config.oauth.clone(), crate::oauth::token_path(&data_dir))?;
+    let cloak = Cloak::new(config.cloaking.clone(), &data_dir)?;
     let state = Arc::new(State {
         keys,
+        account,
+        upstream: Upstream::new(&config),
+        cloak,
         limits: Limits::new(config.limits.clone(), limits::usage_path(&data_dir)),
         bodies: BodyBudget::new(config.max_inflight_body_bytes),
         models: Catalogue::new(config.models.clone(), crate::clock::unix_now()),
@@ -140,6 +162,11 @@ pub fn run(config: Config) -> Result<(), String> {
             .spawn(move || worker(&state, &rx))
             .map_err(|e| format!("cannot start worker threads: {e}"))?;
     }
+    let refresher = state.clone();
+    thread::Builder::new()
+        .name("token-refresh".into())
+        .spawn(move || refresher.account.keep_fresh())
+        .map_err(|e| format!("cannot start token refresh thread: {e}"))?;
     let keeper = state.clone();
     thread::Builder::new()
         .name("housekeeping".into())
@@ -333,9 +360,14 @@ fn route(
         Some((_, route, _)) => *route,
     };
 
-    if route == Route::Health {
+    match route {
         // Normally answered by the dispatcher; kept here so the table is complete.
-        return finish(slot, Reply::json(200, br#"{"status":"ok"}"#.to_vec()), cors);
+        Route::Health => {
+            return finish(slot, Reply::json(200, br#"{"status":"ok"}"#.to_vec()), cors)
+        }
+        // Telemetry is dropped unread, so it needs no key and costs nothing.
+        Route::EventLogging => return finish(slot, Reply::json(200, b"{}".to_vec()), cors),
+        _ => {}
     }
 
     let key = match authenticate(state, rq) {
@@ -357,6 +389,13 @@ fn route(
     };
 
     let reply = match route {
+        Route::Messages | Route::CountTokens => {
+            let Some(rq) = slot.take() else { return 500 };
+            return crate::messages::handle(state, rq, &key, route == Route::CountTokens, cors);
+        }
+        Route::AdminAccounts => {
+            Reply::json(200, state.account.admin_view().to_string().into_bytes())
+        }
         Route::Models => {
             let list = match protocol {
                 Protocol::Anthropic => state.models.anthropic_list(),

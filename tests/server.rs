@@ -221,15 +221,21 @@ fn later_routes_answer_501_json_after_auth_and_body_checks() {
         .as_str()
         .unwrap()
         .contains("/v1/chat/completions"));
-    let r = post(&gate.url("/v1/messages"), &[("x-api-key", &key)], "{}");
-    r.assert_anthropic_error(501, "api_error");
+    let r = post(
+        &gate.url("/v1/complete"),
+        &[("x-api-key", &key)],
+        "{not json",
+    );
+    r.assert_openai_error(400);
     let r = post(
         &gate.url("/v1/messages"),
         &[("x-api-key", &key)],
         "{not json",
     );
     r.assert_anthropic_error(400, "invalid_request_error");
-    let r = get(&gate.url("/admin/accounts"), &[("x-api-key", &key)]);
+    let r = post(&gate.url("/v1/messages"), &[("x-api-key", &key)], "[1]");
+    r.assert_anthropic_error(400, "invalid_request_error");
+    let r = get(&gate.url("/metrics"), &[("x-api-key", &key)]);
     r.assert_openai_error(501);
 }
 
@@ -424,7 +430,7 @@ fn body_too_large_by_content_length_is_refused_before_reading() {
     gate.assert_healthy();
     // Exactly at the limit is fine.
     let r = post(
-        &gate.url("/v1/messages"),
+        &gate.url("/v1/chat/completions"),
         &[("x-api-key", &key)],
         &format!("\"{}\"", "x".repeat(998)),
     );
@@ -629,7 +635,10 @@ fn verbose_logs_requests_without_secrets_or_queries() {
     std::thread::sleep(Duration::from_millis(100));
     let log = gate.log();
     assert!(log.contains("GET /v1/models -> 200"), "{log}");
-    assert!(log.contains("POST /v1/messages -> 501"), "{log}");
+    assert!(
+        log.contains("POST /v1/messages -> 503"),
+        "not logged in: {log}"
+    );
     assert!(
         !log.contains("secret-in-query")
             && !log.contains("private prompt")

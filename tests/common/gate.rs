@@ -83,6 +83,24 @@ impl Setup {
         self.dir.path().join("data")
     }
 
+    /// Stores a login as `data_dir/token.json` (what `claudegate login` would write).
+    pub fn store_login(&self, token: Value) {
+        use std::os::unix::fs::PermissionsExt;
+        let data = self.data_dir();
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::write(
+            data.join("token.json"),
+            serde_json::to_vec_pretty(&token).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// The stored login, as JSON.
+    pub fn stored_login(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(self.data_dir().join("token.json")).unwrap()).unwrap()
+    }
+
     /// Runs `claudegate --config <this config> ARGS…` to completion.
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(BIN)
@@ -114,6 +132,35 @@ impl Setup {
         );
         lines[0].to_string()
     }
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A stored OAuth login valid for `secs` more seconds (negative = already expired).
+pub fn oauth_login(access: &str, refresh: &str, secs: i64) -> Value {
+    json!({
+        "kind": "oauth",
+        "access_token": access,
+        "refresh_token": refresh,
+        "expires_at": (unix_now() as i64 + secs).max(0),
+        "email": "user@example.com",
+        "account_uuid": "00000000-0000-4000-8000-000000000001",
+        "source": "manual",
+    })
+}
+
+/// Config pointing claudegate's upstream and token endpoint at `mock_url`.
+pub fn upstream_config(mock_url: &str) -> Value {
+    json!({
+        "upstream": {"base_url": mock_url},
+        "oauth": {"token_url": format!("{mock_url}/v1/oauth/token")},
+    })
 }
 
 /// A running claudegate.

@@ -125,6 +125,12 @@ impl ClientConnection {
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        // claudegate patch (4): the keep-alive idle timeout starts when the previous response is
+        // complete, not when its request was read, so a response that takes longer than the
+        // read timeout (a long stream) does not cost the connection.
+        let mut writer = self.sink.next().unwrap();
+        writer.wait_turn();
+
         // claudegate patch (1): wait for the previous request's body reader to be dropped (an
         // empty read blocks until it is and data is buffered), then skip what it left unread.
         self.next_header_source
@@ -188,9 +194,6 @@ impl ClientConnection {
 
             (method, path, version, headers)
         };
-
-        // building the writer for the request
-        let writer = self.sink.next().unwrap();
 
         // follow-up for next potential request
         let mut data_source = self.source.next().unwrap();

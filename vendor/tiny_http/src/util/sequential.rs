@@ -124,6 +124,15 @@ impl<R: Read + Send> Read for SequentialReader<R> {
     }
 }
 
+impl<W: Write + Send> SequentialWriter<W> {
+    /// claudegate patch (4): blocks until every earlier response on this connection is done.
+    pub fn wait_turn(&mut self) {
+        if let Some(v) = self.trigger.take() {
+            v.recv().ok();
+        }
+    }
+}
+
 impl<W: Write + Send> Write for SequentialWriter<W> {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
         if let Some(v) = self.trigger.as_mut() {

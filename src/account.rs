@@ -1,0 +1,584 @@
+//! The one Claude account: its current token, single-flight refresh, and its health.
+//!
+//! Health has three states. `ok`; `cooldown` after Anthropic said the account itself is limited
+//! (429, 403, or a `rate_limit_error` inside a stream), during which requests are answered
+//! locally at once; and `needs_login` when the refresh token is rejected, which only
+//! `claudegate login` fixes. A client's own mistake (400, 404, 413, …) never changes the
+//! state: one app's bad request must not lock every app out. Any success clears a cooldown.
+//!
+//! Refresh runs ahead of expiry (a background thread, `oauth.refresh_before_expiry_s`) and
+//! after an upstream 401. It is single-flight: concurrent callers wait for one refresh and
+//! share its result. The rotated refresh token is saved before the new access token is used.
+//! The token file is re-read when it changes, so a `claudegate login` applies without restart.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::clock;
+use crate::config::OauthConfig;
+use crate::log;
+use crate::oauth::{self, RefreshError, Token, TokenKind};
+use crate::sse::Usage;
+
+/// How often the token file is checked for an outside change (a new login).
+const FILE_CHECK: Duration = Duration::from_secs(1);
+/// A token this close to expiry is refreshed before use, even by a request.
+const MUST_REFRESH_WITHIN_S: u64 = 60;
+/// Cooldown after a 403 (the account is refused; retrying soon will not help).
+const FORBIDDEN_COOLDOWN_S: u64 = 600;
+/// Cooldown after a rate-limit signal that names no reset time.
+const DEFAULT_RATE_LIMIT_S: u64 = 60;
+/// Longest cooldown; after it a request probes the account again.
+const MAX_COOLDOWN_S: u64 = 3600;
+
+/// Why the account cannot take a request now; rendered by the front door in its protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unavailable {
+    /// No login stored.
+    NotLoggedIn,
+    /// The login must be renewed with `claudegate login`.
+    NeedsLogin(String),
+    /// Anthropic limited the account; seconds until the cooldown ends.
+    Cooldown {
+        retry_after: u64,
+        until: u64,
+        reason: String,
+    },
+    /// A refresh failed for a passing reason and the token has expired.
+    RefreshFailed(String),
+}
+
+impl Unavailable {
+    pub fn message(&self) -> String {
+        match self {
+            Unavailable::NotLoggedIn => {
+                "claudegate has no Claude login yet; on the server run `claudegate login`".into()
+            }
+            Unavailable::NeedsLogin(why) => format!(
+                "claudegate's Claude login needs renewing ({why}); on the server run `claudegate login`"
+            ),
+            Unavailable::Cooldown { until, reason, .. } => format!(
+                "the Claude account is cooling down until {} after Anthropic limited it ({reason}); retry later",
+                clock::rfc3339(*until)
+            ),
+            Unavailable::RefreshFailed(why) => format!(
+                "the Claude access token expired and refreshing it failed ({why}); retry shortly"
+            ),
+        }
+    }
+}
+
+/// A usable credential and the token generation it came from (to detect a refresh since).
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub access_token: String,
+    pub account_uuid: String,
+    generation: u64,
+}
+
+/// Failure counts by class, as shown in `/admin/accounts`.
+#[derive(Debug, Default, Clone, Copy)]
+struct Failures {
+    request: u64,
+    rate_limit: u64,
+    forbidden: u64,
+    auth: u64,
+    transient: u64,
+}
+
+#[derive(Debug, Default)]
+struct Health {
+    cooldown_until: u64,
+    cooldown_reason: String,
+    needs_login: Option<String>,
+    failures: Failures,
+    requests: u64,
+    successes: u64,
+    tokens: Usage,
+    last_refresh: Option<u64>,
+    last_success: Option<u64>,
+    last_error: Option<String>,
+    /// Last seen `anthropic-ratelimit-unified-*` headers (name without prefix → value).
+    ratelimit: BTreeMap<String, String>,
+}
+
+struct Slot {
+    token: Option<Token>,
+    generation: u64,
+    stamp: Option<(u64, i64, i64)>,
+    checked: Instant,
+}
+
+#[derive(Default)]
+struct Gate {
+    busy: bool,
+    round: u64,
+    last_failure: Option<Unavailable>,
+}
+
+/// The account, shared by every worker.
+pub struct Account {
+    cfg: OauthConfig,
+    path: PathBuf,
+    slot: Mutex<Slot>,
+    gate: Mutex<Gate>,
+    refreshed: Condvar,
+    health: Mutex<Health>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn file_stamp(path: &PathBuf) -> Option<(u64, i64, i64)> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.ino(), m.mtime(), m.mtime_nsec()))
+}
+
+impl Account {
+    /// Loads the stored login (absent is fine: requests then get a clear "not logged in").
+    pub fn load(cfg: OauthConfig, path: PathBuf) -> Result<Account, String> {
+        let token = oauth::load_token(&path)?;
+        let needs_login = token.as_ref().and_then(|t| t.needs_login.clone());
+        let last_refresh = token.as_ref().and_then(|t| t.last_refresh);
+        Ok(Account {
+            cfg,
+            slot: Mutex::new(Slot {
+                token,
+                generation: 0,
+                stamp: file_stamp(&path),
+                checked: Instant::now(),
+            }),
+            path,
+            gate: Mutex::new(Gate::default()),
+            refreshed: Condvar::new(),
+            health: Mutex::new(Health {
+                needs_login,
+                last_refresh,
+                ..Health::default()
+            }),
+        })
+    }
+
+    /// Picks up a login written by `claudegate login` while we run.
+    fn reload_if_changed(&self) {
+        {
+            let mut slot = lock(&self.slot);
+            if slot.checked.elapsed() < FILE_CHECK {
+                return;
+            }
+            slot.checked = Instant::now();
+            if file_stamp(&self.path) == slot.stamp {
+                return;
+            }
+        }
+        let stamp = file_stamp(&self.path);
+        match oauth::load_token(&self.path) {
+            Ok(token) => {
+                let mut slot = lock(&self.slot);
+                let changed = slot.token.as_ref().map(|t| &t.access_token)
+                    != token.as_ref().map(|t| &t.access_token);
+                if changed {
+                    log::info("the stored login changed on disk; using it");
+                    let mut h = lock(&self.health);
+                    h.needs_login = token.as_ref().and_then(|t| t.needs_login.clone());
+                    h.cooldown_until = 0;
+                    slot.generation += 1;
+                }
+                slot.token = token;
+                slot.stamp = stamp;
+            }
+            Err(e) => {
+                log::info(&format!("{e}; keeping the login loaded before"));
+                lock(&self.slot).stamp = stamp;
+            }
+        }
+    }
+
+    /// A credential for one upstream call, refreshing first when the token is about to expire.
+    pub fn credential(&self) -> Result<Credential, Unavailable> {
+        self.reload_if_changed();
+        let now = clock::unix_now();
+        {
+            let h = lock(&self.health);
+            if let Some(why) = &h.needs_login {
+                return Err(Unavailable::NeedsLogin(why.clone()));
+            }
+            if h.cooldown_until > now {
+                return Err(Unavailable::Cooldown {
+                    retry_after: h.cooldown_until - now,
+                    until: h.cooldown_until,
+                    reason: h.cooldown_reason.clone(),
+                });
+            }
+        }
+        let (cred, expires_at, refreshable) = {
+            let slot = lock(&self.slot);
+            let Some(t) = &slot.token else {
+                return Err(Unavailable::NotLoggedIn);
+            };
+            let cred = Credential {
+                access_token: t.access_token.clone(),
+                account_uuid: t.account_uuid.clone().unwrap_or_default(),
+                generation: slot.generation,
+            };
+            (
+                cred,
+                t.expires_at,
+                t.kind == TokenKind::Oauth && t.refresh_token.is_some(),
+            )
+        };
+        match expires_at {
+            Some(exp) if refreshable && exp <= now + MUST_REFRESH_WITHIN_S => {
+                match self.refresh(cred.generation) {
+                    Ok(fresh) => Ok(fresh),
+                    // A passing failure while the old token still works: use it.
+                    Err(Unavailable::RefreshFailed(_)) if exp > now => Ok(cred),
+                    Err(e) => Err(e),
+                }
+            }
+            _ => Ok(cred),
+        }
+    }
+
+    /// After an upstream 401: refresh (once for everyone who saw the same token) and return
+    /// the new credential.
+    pub fn refresh_after_401(&self, stale: &Credential) -> Result<Credential, Unavailable> {
+        let kind = lock(&self.slot).token.as_ref().map(|t| t.kind);
+        let refreshable = lock(&self.slot)
+            .token
+            .as_ref()
+            .is_some_and(|t| t.kind == TokenKind::Oauth && t.refresh_token.is_some());
+        if !refreshable {
+            let why = match kind {
+                Some(TokenKind::LongLived) => {
+                    "Anthropic rejected the stored long-lived token (401)"
+                }
+                _ => "Anthropic rejected the access token (401) and there is no refresh token",
+            };
+            self.set_needs_login(why);
+            return Err(Unavailable::NeedsLogin(why.into()));
+        }
+        self.refresh(stale.generation)
+    }
+
+    /// Single-flight refresh: the first caller refreshes, the others wait and share the result.
+    fn refresh(&self, seen_generation: u64) -> Result<Credential, Unavailable> {
+        let mut gate = lock(&self.gate);
+        let my_round = gate.round;
+        loop {
+            if let Some(cred) = self.current_if_newer(seen_generation) {
+                return Ok(cred);
+            }
+            if gate.round != my_round {
+                if let Some(failure) = &gate.last_failure {
+                    return Err(failure.clone());
+                }
+            }
+            if !gate.busy {
+                gate.busy = true;
+                break;
+            }
+            gate = self.refreshed.wait(gate).unwrap_or_else(|p| p.into_inner());
+        }
+        drop(gate);
+        let result = self.refresh_now();
+        let mut gate = lock(&self.gate);
+        gate.busy = false;
+        gate.round += 1;
+        gate.last_failure = result.as_ref().err().cloned();
+        self.refreshed.notify_all();
+        result
+    }
+
+    fn current_if_newer(&self, seen_generation: u64) -> Option<Credential> {
+        let slot = lock(&self.slot);
+        let t = slot.token.as_ref()?;
+        (slot.generation != seen_generation).then(|| Credential {
+            access_token: t.access_token.clone(),
+            account_uuid: t.account_uuid.clone().unwrap_or_default(),
+            generation: slot.generation,
+        })
+    }
+
+    /// One refresh with retries for passing failures (1 s, 2 s, plus jitter).
+    fn refresh_now(&self) -> Result<Credential, Unavailable> {
+        let Some(old) = lock(&self.slot).token.clone() else {
+            return Err(Unavailable::NotLoggedIn);
+        };
+        let mut last = String::new();
+        for attempt in 0..3u64 {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(
+                    1000 * attempt + crate::ids::jitter(250),
+                ));
+            }
+            match oauth::refresh(&self.cfg, &old) {
+                Ok(new) => {
+                    // Persist first: the old refresh token is already spent, so losing the new
+                    // one would mean a new login.
+                    if let Err(e) = oauth::save_token(&self.path, &new) {
+                        log::info(&format!(
+                            "refreshed the Claude token but could not save it: {e}"
+                        ));
+                    }
+                    let mut slot = lock(&self.slot);
+                    slot.token = Some(new.clone());
+                    slot.generation += 1;
+                    slot.stamp = file_stamp(&self.path);
+                    let mut h = lock(&self.health);
+                    h.last_refresh = new.last_refresh;
+                    h.needs_login = None;
+                    log::info(&format!(
+                        "refreshed the Claude access token; it expires {}",
+                        new.expires_at
+                            .map_or("at an unknown time".into(), clock::rfc3339)
+                    ));
+                    return Ok(Credential {
+                        access_token: new.access_token,
+                        account_uuid: new.account_uuid.unwrap_or_default(),
+                        generation: slot.generation,
+                    });
+                }
+                Err(RefreshError::InvalidGrant(why)) => {
+                    let why = format!("the refresh token was rejected: {why}");
+                    self.set_needs_login(&why);
+                    return Err(Unavailable::NeedsLogin(why));
+                }
+                Err(RefreshError::NotRefreshable) => {
+                    let why = "the stored login cannot be refreshed".to_string();
+                    self.set_needs_login(&why);
+                    return Err(Unavailable::NeedsLogin(why));
+                }
+                Err(RefreshError::Transient(why)) => {
+                    log::error(&format!(
+                        "token refresh attempt {} failed: {why}",
+                        attempt + 1
+                    ));
+                    last = why;
+                }
+            }
+        }
+        lock(&self.health).failures.auth += 1;
+        Err(Unavailable::RefreshFailed(last))
+    }
+
+    /// Marks the account as needing a new login, in memory and in the token file (so
+    /// `claudegate status` shows it).
+    fn set_needs_login(&self, why: &str) {
+        log::info(&format!(
+            "the Claude login needs renewing: {why}; run `claudegate login`"
+        ));
+        {
+            let mut h = lock(&self.health);
+            h.needs_login = Some(why.to_string());
+            h.failures.auth += 1;
+            h.last_error = Some(format!("auth: {why}"));
+        }
+        let mut slot = lock(&self.slot);
+        if let Some(t) = slot.token.as_mut() {
+            t.needs_login = Some(why.to_string());
+            if oauth::save_token(&self.path, t).is_ok() {
+                slot.stamp = file_stamp(&self.path);
+            }
+        }
+    }
+
+    /// Background refresh ahead of expiry; runs forever on its own thread.
+    pub fn keep_fresh(&self) {
+        loop {
+            std::thread::sleep(Duration::from_secs(15));
+            self.reload_if_changed();
+            let due = {
+                let slot = lock(&self.slot);
+                slot.token.as_ref().and_then(|t| {
+                    let refreshable = t.kind == TokenKind::Oauth
+                        && t.refresh_token.is_some()
+                        && t.needs_login.is_none();
+                    let exp = t.expires_at?;
+                    (refreshable && exp <= clock::unix_now() + self.cfg.refresh_before_expiry_s)
+                        .then_some(slot.generation)
+                })
+            };
+            if let Some(generation) = due {
+                if let Err(e) = self.refresh(generation) {
+                    log::error(&format!("background token refresh: {}", e.message()));
+                }
+            }
+        }
+    }
+
+    /// Records an upstream attempt's outcome and its rate-limit headers.
+    pub fn record_response(&self, status: u16, headers: &[(String, String)]) {
+        let now = clock::unix_now();
+        let mut h = lock(&self.health);
+        h.requests += 1;
+        for (name, value) in headers {
+            if let Some(rest) = name
+                .to_ascii_lowercase()
+                .strip_prefix("anthropic-ratelimit-unified-")
+            {
+                if h.ratelimit.len() < 64 || h.ratelimit.contains_key(rest) {
+                    h.ratelimit.insert(rest.to_string(), value.clone());
+                }
+            }
+        }
+        match status {
+            200..=299 => {
+                h.successes += 1;
+                h.last_success = Some(now);
+                h.cooldown_until = 0;
+            }
+            429 => {
+                h.failures.rate_limit += 1;
+                let secs = cooldown_from_headers(headers, now);
+                if let Some(secs) = secs {
+                    self.cool_down(&mut h, now, secs, "upstream 429 rate_limit_error");
+                }
+                h.last_error = Some("rate_limit: upstream 429".into());
+            }
+            403 => {
+                h.failures.forbidden += 1;
+                self.cool_down(
+                    &mut h,
+                    now,
+                    FORBIDDEN_COOLDOWN_S,
+                    "upstream 403: the account is not allowed to make this call",
+                );
+                h.last_error = Some("forbidden: upstream 403".into());
+            }
+            401 => h.failures.auth += 1,
+            s if crate::upstream::transient_status(s) => {
+                h.failures.transient += 1;
+                h.last_error = Some(format!("transient: upstream {s}"));
+            }
+            s => {
+                h.failures.request += 1;
+                h.last_error = Some(format!(
+                    "request: upstream {s} (caused by the request; no cooldown)"
+                ));
+            }
+        }
+    }
+
+    /// A rate-limit `error` event inside a 200 stream: the account is limited all the same.
+    pub fn record_stream_rate_limit(&self, headers: &[(String, String)]) {
+        let now = clock::unix_now();
+        let mut h = lock(&self.health);
+        h.failures.rate_limit += 1;
+        let secs = cooldown_from_headers(headers, now).unwrap_or(DEFAULT_RATE_LIMIT_S);
+        self.cool_down(&mut h, now, secs, "rate_limit_error inside the stream");
+    }
+
+    /// A failure to reach the upstream at all.
+    pub fn record_transient(&self, what: &str) {
+        let mut h = lock(&self.health);
+        h.requests += 1;
+        h.failures.transient += 1;
+        h.last_error = Some(format!("transient: {what}"));
+    }
+
+    pub fn record_usage(&self, usage: Usage) {
+        let mut h = lock(&self.health);
+        h.tokens.input += usage.input;
+        h.tokens.output += usage.output;
+        h.tokens.cache_read += usage.cache_read;
+        h.tokens.cache_creation += usage.cache_creation;
+    }
+
+    fn cool_down(&self, h: &mut Health, now: u64, secs: u64, reason: &str) {
+        // A little jitter so clients told the same Retry-After do not return in lockstep.
+        let secs = secs.clamp(1, MAX_COOLDOWN_S) + crate::ids::jitter(secs / 10 + 1);
+        h.cooldown_until = now + secs;
+        h.cooldown_reason = reason.to_string();
+        log::info(&format!(
+            "Claude account cooling down for {secs} s: {reason}"
+        ));
+    }
+
+    /// `GET /admin/accounts`.
+    pub fn admin_view(&self) -> Value {
+        self.reload_if_changed();
+        let now = clock::unix_now();
+        let slot = lock(&self.slot);
+        let h = lock(&self.health);
+        let t = slot.token.as_ref();
+        let state = if t.is_none() {
+            "not_logged_in"
+        } else if h.needs_login.is_some() {
+            "needs_login"
+        } else if h.cooldown_until > now {
+            "cooldown"
+        } else {
+            "ok"
+        };
+        let time = |s: Option<u64>| s.map(clock::rfc3339);
+        let f = h.failures;
+        let account = json!({
+            "email": t.and_then(|t| t.email.clone()),
+            "account_uuid": t.and_then(|t| t.account_uuid.clone()),
+            "organization": t.and_then(|t| t.organization_name.clone()),
+            "kind": t.map(|t| t.kind),
+            "state": state,
+            "needs_login_reason": h.needs_login,
+            "cooldown_until": (h.cooldown_until > now).then(|| clock::rfc3339(h.cooldown_until)),
+            "cooldown_reason": (h.cooldown_until > now).then(|| h.cooldown_reason.clone()),
+            "token_expires_at": time(t.and_then(|t| t.expires_at)),
+            "last_refresh": time(h.last_refresh),
+            "last_success": time(h.last_success),
+            "last_error": h.last_error,
+            "requests": h.requests,
+            "successes": h.successes,
+            "failures": {
+                "request": f.request, "rate_limit": f.rate_limit, "forbidden": f.forbidden,
+                "auth": f.auth, "transient": f.transient,
+            },
+            "tokens": {
+                "input": h.tokens.input, "output": h.tokens.output,
+                "cache_read": h.tokens.cache_read, "cache_creation": h.tokens.cache_creation,
+            },
+            "ratelimit_unified": h.ratelimit,
+        });
+        json!({"accounts": [account], "generated_at": clock::rfc3339(now)})
+    }
+}
+
+/// Seconds to cool down for, from `retry-after` (seconds) or the unified reset time; `None`
+/// when the 429 names neither (often not a real account limit: pass it through, no cooldown).
+fn cooldown_from_headers(headers: &[(String, String)], now: u64) -> Option<u64> {
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    };
+    if let Some(secs) = get("retry-after").and_then(|v| v.parse::<u64>().ok()) {
+        return Some(secs);
+    }
+    let reset = get("anthropic-ratelimit-unified-reset")
+        .or_else(|| get("anthropic-ratelimit-unified-5h-reset"))
+        .and_then(|v| v.parse::<u64>().ok())?;
+    Some(reset.saturating_sub(now).max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cooldown_times() {
+        let h = |n: &str, v: &str| vec![(n.to_string(), v.to_string())];
+        assert_eq!(cooldown_from_headers(&h("Retry-After", "7"), 100), Some(7));
+        assert_eq!(
+            cooldown_from_headers(&h("anthropic-ratelimit-unified-reset", "160"), 100),
+            Some(60)
+        );
+        assert_eq!(cooldown_from_headers(&h("x", "1"), 100), None);
+    }
+}

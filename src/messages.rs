@@ -1,0 +1,318 @@
+//! The Anthropic-native front door: `/v1/messages` and `/v1/messages/count_tokens`, passed
+//! through to the upstream with the account's credential in place of the client's key.
+//!
+//! The body goes upstream byte for byte unless cloaking must change it ([`crate::cloak`]).
+//! Transient failures (529, 5xx, no connection) are retried before anything reaches the
+//! client; a 401 triggers one refresh and one more try. The final answer — success or the
+//! upstream's own error JSON and status — is relayed as it arrives, with the headers clients
+//! use (`request-id`, `retry-after`, `anthropic-ratelimit-*`).
+
+use std::io::Read;
+use std::time::Duration;
+
+use tiny_http::Request;
+use ureq::http::Response;
+use ureq::Body;
+
+use crate::account::{Credential, Unavailable};
+use crate::cloak::{self, Cloak};
+use crate::http::{self, ApiError, ErrorKind, Protocol, RawResponse};
+use crate::jsonspan;
+use crate::keys::KeyInfo;
+use crate::log;
+use crate::server::State;
+use crate::sse::{self, StreamEnd, Usage};
+use crate::upstream::{self, Call, UpstreamError};
+
+/// Longest we honour an upstream `retry-after` between our own retries.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(20);
+
+type Cors = [(&'static str, String)];
+
+/// Handles one request; returns the status sent (for the log line).
+pub fn handle(
+    state: &State,
+    mut rq: Request,
+    key: &KeyInfo,
+    count_tokens: bool,
+    cors: &Cors,
+) -> u16 {
+    match prepare(state, &mut rq, key, count_tokens) {
+        Ok(prepared) => forward(state, rq, prepared, cors),
+        Err(err) => {
+            let status = err.status();
+            http::send(rq, err.reply(Protocol::Anthropic), cors);
+            status
+        }
+    }
+}
+
+/// A request ready to send: path, headers without the credential, body, and the credential.
+struct Prepared {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    cred: Credential,
+    count_tokens: bool,
+}
+
+fn unavailable(u: Unavailable) -> ApiError {
+    let message = u.message();
+    match u {
+        Unavailable::Cooldown { retry_after, .. } => {
+            ApiError::new(ErrorKind::RateLimited, message).retry_after(retry_after)
+        }
+        Unavailable::RefreshFailed(_) => {
+            ApiError::new(ErrorKind::Unavailable, message).retry_after(5)
+        }
+        Unavailable::NotLoggedIn | Unavailable::NeedsLogin(_) => {
+            ApiError::new(ErrorKind::Unavailable, message)
+        }
+    }
+}
+
+fn prepare(
+    state: &State,
+    rq: &mut Request,
+    key: &KeyInfo,
+    count_tokens: bool,
+) -> Result<Prepared, ApiError> {
+    let body = http::read_body(rq, state.config.max_body_bytes, &state.bodies)?;
+    let text = std::str::from_utf8(&body.bytes).map_err(|_| {
+        ApiError::new(
+            ErrorKind::InvalidRequest,
+            "the request body is not valid UTF-8 JSON",
+        )
+    })?;
+    if jsonspan::object_members(text).is_none() {
+        let why = match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Err(e) => format!("the request body is not valid JSON: {e}"),
+            Ok(_) => "the request body must be a JSON object".into(),
+        };
+        return Err(ApiError::new(ErrorKind::InvalidRequest, why));
+    }
+    let cred = state.account.credential().map_err(unavailable)?;
+
+    let user_agent = http::header(rq, "User-Agent");
+    let cloaked = state.cloak.applies(user_agent, http::header(rq, "x-app"));
+    let mut headers: Vec<(String, String)> = Vec::new();
+    let mut betas: Vec<&str> = Vec::new();
+    let mut version = None;
+    for h in rq.headers() {
+        let name = h.field.as_str().as_str();
+        let value = h.value.as_str();
+        if name.eq_ignore_ascii_case("anthropic-beta") {
+            betas.push(value);
+        } else if name.eq_ignore_ascii_case("anthropic-version") {
+            version = Some(value);
+        } else if upstream::forwardable(name) && !(cloaked && Cloak::replaces_header(name)) {
+            headers.push((name.to_string(), value.to_string()));
+        }
+    }
+    let required: &[&str] = if cloaked {
+        cloak::CLAUDE_CODE_BETAS
+    } else {
+        &["oauth-2025-04-20"]
+    };
+    headers.push((
+        "anthropic-version".into(),
+        version.unwrap_or("2023-06-01").to_string(),
+    ));
+    headers.push((
+        "anthropic-beta".into(),
+        upstream::merge_betas(&betas, required),
+    ));
+    if !headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+    {
+        headers.push(("Content-Type".into(), "application/json".into()));
+    }
+    let body = if cloaked {
+        let session = state.cloak.session_id(&key.label);
+        headers.extend(state.cloak.headers(&session));
+        state
+            .cloak
+            .body(text, &cred.account_uuid, &session, count_tokens)
+            .map_err(|e| ApiError::new(ErrorKind::InvalidRequest, e))?
+            .into_bytes()
+    } else {
+        body.bytes.clone()
+    };
+    Ok(Prepared {
+        path: rq.url().to_string(),
+        headers,
+        body,
+        cred,
+        count_tokens,
+    })
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(500 * (1 << attempt.min(5)) / 2 + crate::ids::jitter(250))
+}
+
+/// Sends with retries and relays the final answer.
+fn forward(state: &State, rq: Request, mut p: Prepared, cors: &Cors) -> u16 {
+    let mut attempt = 0u32;
+    let mut refreshed = false;
+    loop {
+        let mut headers = p.headers.clone();
+        headers.push((
+            "Authorization".into(),
+            format!("Bearer {}", p.cred.access_token),
+        ));
+        let call = Call {
+            path: &p.path,
+            headers: &headers,
+            body: &p.body,
+            whole_call: p.count_tokens,
+        };
+        let mut resp = match state.upstream.post(&call) {
+            Ok(resp) => resp,
+            Err(e) => {
+                log::error(&format!("upstream attempt {} failed: {e}", attempt + 1));
+                state.account.record_transient(&e.to_string());
+                if attempt < state.config.upstream.max_retries {
+                    attempt += 1;
+                    std::thread::sleep(backoff(attempt));
+                    continue;
+                }
+                let kind = match e {
+                    UpstreamError::Timeout(_) => ErrorKind::GatewayTimeout,
+                    UpstreamError::Unreachable(_) => ErrorKind::BadGateway,
+                };
+                let err = ApiError::new(kind, format!("{e} (after {} attempts)", attempt + 1));
+                http::send(rq, err.reply(Protocol::Anthropic), cors);
+                return err.status();
+            }
+        };
+        let status = resp.status().as_u16();
+        let returned = upstream::returned_headers(&resp);
+        state.account.record_response(status, &returned);
+        if status == 401 {
+            let body = upstream::read_error_body(&mut resp);
+            if refreshed {
+                let why = format!(
+                    "Anthropic rejected a freshly refreshed token (401: {})",
+                    String::from_utf8_lossy(&body)
+                        .chars()
+                        .take(300)
+                        .collect::<String>()
+                );
+                let err = ApiError::new(ErrorKind::Unavailable, why);
+                http::send(rq, err.reply(Protocol::Anthropic), cors);
+                return err.status();
+            }
+            refreshed = true;
+            match state.account.refresh_after_401(&p.cred) {
+                Ok(cred) => {
+                    p.cred = cred;
+                    continue;
+                }
+                Err(u) => {
+                    let err = unavailable(u);
+                    http::send(rq, err.reply(Protocol::Anthropic), cors);
+                    return err.status();
+                }
+            }
+        }
+        if upstream::transient_status(status) && attempt < state.config.upstream.max_retries {
+            attempt += 1;
+            let wait = upstream::header(&resp, "retry-after")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs)
+                .filter(|d| *d <= MAX_RETRY_WAIT)
+                .unwrap_or_else(|| backoff(attempt));
+            upstream::read_error_body(&mut resp);
+            log::error(&format!(
+                "upstream answered {status}; retrying in {} ms",
+                wait.as_millis()
+            ));
+            std::thread::sleep(wait);
+            continue;
+        }
+        return relay(state, rq, resp, returned, cors);
+    }
+}
+
+/// Streams the upstream's answer to the client: SSE event by event, anything else as it comes.
+fn relay(
+    state: &State,
+    rq: Request,
+    resp: Response<Body>,
+    mut headers: Vec<(String, String)>,
+    cors: &Cors,
+) -> u16 {
+    let status = resp.status().as_u16();
+    let is_sse =
+        upstream::header(&resp, "content-type").is_some_and(|c| c.starts_with("text/event-stream"));
+    if is_sse {
+        headers.push(("Cache-Control".into(), "no-cache".into()));
+        headers.push(("X-Accel-Buffering".into(), "no".into()));
+    }
+    let Ok(mut out) = RawResponse::start(rq, status, &headers, cors) else {
+        return status; // the client went away before the answer started
+    };
+    let reader = resp.into_body().into_reader();
+    if is_sse {
+        let (end, seen) = sse::relay(reader, &mut out);
+        state.account.record_usage(seen.usage);
+        match &end {
+            StreamEnd::UpstreamErrorEvent(kind) if kind == "rate_limit_error" => {
+                state.account.record_stream_rate_limit(&headers)
+            }
+            StreamEnd::UpstreamFailed(e) => {
+                state.account.record_transient(&format!("mid-stream: {e}"))
+            }
+            StreamEnd::ClientGone => {
+                log::verbose("client went away during a stream; upstream closed")
+            }
+            _ => {}
+        }
+        if end != StreamEnd::ClientGone {
+            out.finish().ok();
+        }
+        return status;
+    }
+    // Not a stream: copy through, keeping up to 4 MiB to read the usage from.
+    let mut reader = reader;
+    let mut kept = Vec::new();
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if kept.len() < 4 << 20 {
+                    kept.extend_from_slice(&buf[..n]);
+                }
+                if out.write(&buf[..n]).is_err() {
+                    return status;
+                }
+            }
+            Err(e) => {
+                // Headers are out; the body cannot be completed. Closing without the final
+                // chunk tells the client the response is incomplete.
+                log::error(&format!(
+                    "upstream body broke: {}",
+                    UpstreamError::from_io(e)
+                ));
+                return status;
+            }
+        }
+    }
+    if (200..300).contains(&status) {
+        if let Some(u) = serde_json::from_slice::<serde_json::Value>(&kept)
+            .ok()
+            .as_ref()
+            .and_then(|v| v.get("usage"))
+        {
+            let mut usage = Usage::default();
+            usage.merge(u);
+            state.account.record_usage(usage);
+        }
+    }
+    out.flush().ok();
+    out.finish().ok();
+    status
+}

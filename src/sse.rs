@@ -1,0 +1,179 @@
+//! Server-sent events: relaying an upstream event stream to the client as it arrives, and
+//! noticing the events we act on (usage for the books, errors for the account's health).
+//!
+//! Lines are forwarded unchanged. Whatever complete lines the upstream delivered together go
+//! out in one chunk, flushed as soon as no further complete line is buffered — so an event is
+//! never held back while we wait on the upstream (rust-stack-notes §2.3). A stream that breaks
+//! or stalls ends with an Anthropic `event: error`, never a silent clean end.
+
+use std::io::{BufRead, BufReader, Read};
+
+use crate::http::RawResponse;
+use crate::upstream::UpstreamError;
+
+/// Longest SSE line accepted from the upstream (a big tool input can arrive as one line).
+const MAX_LINE: u64 = 16 << 20;
+
+/// Token counts seen in a Messages response.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub input: u64,
+    pub output: u64,
+    pub cache_read: u64,
+    pub cache_creation: u64,
+}
+
+impl Usage {
+    /// Reads a Messages API `usage` object; fields present override, absent ones are kept.
+    pub fn merge(&mut self, usage: &serde_json::Value) {
+        let get = |k: &str| usage.get(k).and_then(|v| v.as_u64());
+        if let Some(n) = get("input_tokens") {
+            self.input = n;
+        }
+        if let Some(n) = get("output_tokens") {
+            self.output = n;
+        }
+        if let Some(n) = get("cache_read_input_tokens") {
+            self.cache_read = n;
+        }
+        if let Some(n) = get("cache_creation_input_tokens") {
+            self.cache_creation = n;
+        }
+    }
+}
+
+/// How a relayed stream ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// The upstream finished after `message_stop`.
+    Complete,
+    /// The upstream sent an `error` event (its `error.type`), which the client received.
+    UpstreamErrorEvent(String),
+    /// Reading from the upstream failed (reset, stall, bad framing); the client got an error event.
+    UpstreamFailed(UpstreamError),
+    /// The upstream closed without `message_stop`; the client got an error event.
+    CutShort,
+    /// Writing to the client failed: it went away or stopped reading.
+    ClientGone,
+}
+
+/// What the relay saw.
+#[derive(Debug, Default)]
+pub struct Observed {
+    pub usage: Usage,
+    pub events: u64,
+}
+
+/// An Anthropic `error` event.
+pub fn error_event(kind: &str, message: &str) -> Vec<u8> {
+    let data = serde_json::json!({"type": "error", "error": {"type": kind, "message": message}});
+    format!("event: error\ndata: {data}\n\n").into_bytes()
+}
+
+/// Relays the upstream SSE body to `out` until it ends, then ends the response.
+pub fn relay(upstream: impl Read, out: &mut RawResponse) -> (StreamEnd, Observed) {
+    let mut br = BufReader::with_capacity(16 * 1024, upstream);
+    let mut line = Vec::with_capacity(1024);
+    let mut pending = Vec::with_capacity(4096);
+    let mut seen = Observed::default();
+    let mut event = String::new();
+    let mut stopped = false;
+    let mut error_type = None;
+    let failure = loop {
+        line.clear();
+        match (&mut br).take(MAX_LINE).read_until(b'\n', &mut line) {
+            Ok(0) => break None,
+            Ok(_) => {}
+            Err(e) => break Some(UpstreamError::from_io(e)),
+        }
+        observe(&line, &mut event, &mut seen, &mut stopped, &mut error_type);
+        pending.extend_from_slice(&line);
+        if !br.buffer().contains(&b'\n') {
+            if out.write(&pending).and_then(|_| out.flush()).is_err() {
+                return (StreamEnd::ClientGone, seen);
+            }
+            pending.clear();
+        }
+    };
+    let end = match (failure, error_type, stopped) {
+        (None, Some(kind), _) => StreamEnd::UpstreamErrorEvent(kind),
+        (None, None, true) => StreamEnd::Complete,
+        (None, None, false) => {
+            pending.extend(error_event(
+                "api_error",
+                "the upstream ended the stream early (no message_stop); the answer is incomplete",
+            ));
+            StreamEnd::CutShort
+        }
+        (Some(e), _, _) => {
+            let message = match &e {
+                UpstreamError::Timeout(_) => "the upstream stream stalled (timeouts.stream_idle_ms passed without data); the answer is incomplete".to_string(),
+                UpstreamError::Unreachable(m) => format!("the upstream stream broke: {m}; the answer is incomplete"),
+            };
+            // A partial line is dropped: half an event would corrupt the client's parser.
+            if !pending.ends_with(b"\n") {
+                let keep = pending
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map_or(0, |i| i + 1);
+                pending.truncate(keep);
+            }
+            if !pending.is_empty() && !pending.ends_with(b"\n\n") {
+                pending.push(b'\n');
+            }
+            pending.extend(error_event("api_error", &message));
+            StreamEnd::UpstreamFailed(e)
+        }
+    };
+    let written = out.write(&pending).and_then(|_| out.flush());
+    if written.is_err() {
+        return (StreamEnd::ClientGone, seen);
+    }
+    (end, seen)
+}
+
+/// Tracks the current event name and picks usage and errors out of the data lines.
+fn observe(
+    line: &[u8],
+    event: &mut String,
+    seen: &mut Observed,
+    stopped: &mut bool,
+    error_type: &mut Option<String>,
+) {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.is_empty() {
+        event.clear();
+        return;
+    }
+    if let Some(name) = line.strip_prefix(b"event:") {
+        *event = String::from_utf8_lossy(name).trim().to_string();
+        seen.events += 1;
+        return;
+    }
+    let Some(data) = line.strip_prefix(b"data:") else {
+        return;
+    };
+    match event.as_str() {
+        "message_stop" => *stopped = true,
+        "message_start" | "message_delta" | "error" => {
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else {
+                return;
+            };
+            if let Some(u) = v
+                .get("usage")
+                .or_else(|| v.get("message").and_then(|m| m.get("usage")))
+            {
+                seen.usage.merge(u);
+            }
+            if event == "error" {
+                let kind = v
+                    .pointer("/error/type")
+                    .and_then(|t| t.as_str())
+                    .unwrap_or("api_error");
+                *error_type = Some(kind.to_string());
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,221 @@
+//! The upstream side: one shared ureq agent, the headers we send and return, and the failure
+//! classes that drive retries and the account's health.
+//!
+//! Timeouts follow the measured pattern for long streams (rust-stack-notes §3): a connect
+//! timeout, a timeout until the response headers arrive, and a per-read timeout that catches a
+//! stalled body — never a whole-request timeout on a stream, which would cut a healthy
+//! ten-minute answer. `HTTPS_PROXY`/`NO_PROXY` are honoured (ureq reads them).
+
+use std::time::Duration;
+
+use ureq::http::Response;
+use ureq::Body;
+
+use crate::config::Config;
+
+/// Request headers never forwarded upstream: our client's credentials, hop-by-hop headers, and
+/// encodings we would have to decode.
+const DROP_REQUEST_HEADERS: &[&str] = &[
+    "host",
+    "authorization",
+    "x-api-key",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "proxy-authorization",
+    "proxy-connection",
+    "accept-encoding",
+    "cookie",
+    "origin",
+    "referer",
+];
+
+/// Whether a client request header may be forwarded upstream.
+pub fn forwardable(name: &str) -> bool {
+    !DROP_REQUEST_HEADERS
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case(name))
+}
+
+/// Upstream response headers that matter to clients and are passed back.
+pub fn returnable(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "content-type" | "request-id" | "retry-after" | "x-should-retry"
+    ) || n.starts_with("anthropic-ratelimit-")
+}
+
+/// `anthropic-beta` for the upstream: the client's betas (order kept, duplicates dropped) with
+/// the ones we require merged in — never replacing the client's.
+pub fn merge_betas(client: &[&str], required: &[&str]) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for beta in required
+        .iter()
+        .copied()
+        .chain(client.iter().flat_map(|v| v.split(',')))
+    {
+        let beta = beta.trim();
+        if !beta.is_empty() && !out.contains(&beta) {
+            out.push(beta);
+        }
+    }
+    out.join(",")
+}
+
+/// A failure to get a response at all (no HTTP status).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamError {
+    /// A configured timeout fired (connect, response headers, or a silent body).
+    Timeout(String),
+    /// Connecting or talking to the upstream failed.
+    Unreachable(String),
+}
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamError::Timeout(m) => write!(f, "upstream timeout: {m}"),
+            UpstreamError::Unreachable(m) => write!(f, "upstream unreachable: {m}"),
+        }
+    }
+}
+
+impl UpstreamError {
+    pub fn from_ureq(e: ureq::Error) -> UpstreamError {
+        match e {
+            ureq::Error::Timeout(t) => UpstreamError::Timeout(format!("{t:?}")),
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                UpstreamError::Timeout(io.to_string())
+            }
+            other => UpstreamError::Unreachable(other.to_string()),
+        }
+    }
+
+    /// From an error while reading a response body (ureq wraps its errors in io::Error).
+    pub fn from_io(e: std::io::Error) -> UpstreamError {
+        UpstreamError::from_ureq(ureq::Error::from(e))
+    }
+}
+
+/// Statuses worth another attempt before anything reached the client.
+pub fn transient_status(status: u16) -> bool {
+    matches!(status, 500 | 502 | 503 | 504 | 529)
+}
+
+/// The shared client for the Messages API.
+pub struct Upstream {
+    agent: ureq::Agent,
+    base_url: String,
+    count_tokens_timeout: Duration,
+}
+
+/// One request to send.
+pub struct Call<'a> {
+    /// Path plus the client's query string, e.g. `/v1/messages?beta=true`.
+    pub path: &'a str,
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+    /// A whole-call budget, for calls that are never streams (count_tokens).
+    pub whole_call: bool,
+}
+
+impl Upstream {
+    pub fn new(config: &Config) -> Upstream {
+        let t = &config.timeouts;
+        let ms = Duration::from_millis;
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .user_agent(format!("claudegate/{}", env!("CARGO_PKG_VERSION")))
+            .timeout_connect(Some(ms(t.connect_ms)))
+            .timeout_recv_response(Some(ms(t.response_ms)))
+            .timeout_per_read(Some(ms(t.stream_idle_ms)))
+            .timeout_per_write(Some(ms(t.response_ms)))
+            .max_idle_connections_per_host(8)
+            .input_buffer_size(64 * 1024)
+            .output_buffer_size(32 * 1024)
+            .build()
+            .into();
+        Upstream {
+            agent,
+            base_url: config.upstream.base_url.clone(),
+            count_tokens_timeout: ms(t.count_tokens_ms),
+        }
+    }
+
+    /// Sends a POST and returns the response, whatever its status.
+    pub fn post(&self, call: &Call) -> Result<Response<Body>, UpstreamError> {
+        let url = format!("{}{}", self.base_url, call.path);
+        let mut rq = self.agent.post(&url);
+        for (name, value) in call.headers {
+            rq = rq.header(name.as_str(), value.as_str());
+        }
+        if call.whole_call {
+            rq = rq
+                .config()
+                .timeout_global(Some(self.count_tokens_timeout))
+                .build();
+        }
+        rq.send(call.body).map_err(UpstreamError::from_ureq)
+    }
+}
+
+/// Reads a non-2xx response's body (capped, as a client-facing error needs no more).
+pub fn read_error_body(resp: &mut Response<Body>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let reader = resp.body_mut().with_config().limit(1 << 20).reader();
+    use std::io::Read;
+    reader.take(1 << 20).read_to_end(&mut out).ok();
+    out
+}
+
+/// The headers of `resp` a client should see.
+pub fn returned_headers(resp: &Response<Body>) -> Vec<(String, String)> {
+    resp.headers()
+        .iter()
+        .filter(|(n, _)| returnable(n.as_str()))
+        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect()
+}
+
+/// A header of `resp` as text.
+pub fn header<'a>(resp: &'a Response<Body>, name: &str) -> Option<&'a str> {
+    resp.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn betas_merge_without_replacing() {
+        assert_eq!(merge_betas(&[], &["oauth-2025-04-20"]), "oauth-2025-04-20");
+        assert_eq!(
+            merge_betas(
+                &["custom-1, oauth-2025-04-20,custom-1", "x"],
+                &["oauth-2025-04-20"]
+            ),
+            "oauth-2025-04-20,custom-1,x"
+        );
+    }
+
+    #[test]
+    fn header_filters() {
+        assert!(
+            !forwardable("Authorization")
+                && !forwardable("x-api-key")
+                && !forwardable("Accept-Encoding")
+        );
+        assert!(forwardable("anthropic-beta") && forwardable("x-stainless-lang"));
+        assert!(
+            returnable("anthropic-ratelimit-unified-5h-utilization") && returnable("Request-Id")
+        );
+        assert!(!returnable("set-cookie") && !returnable("server"));
+    }
+}

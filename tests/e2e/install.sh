@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Installs the real clients that tests/e2e_clients.rs drives, at the versions pinned here:
+#   - Claude Code CLI (npm, tests/e2e/package.json + package-lock.json) -> target/e2e/node
+#   - anthropic Python SDK (PyPI, tests/e2e/requirements.txt)          -> target/e2e/venv
+#
+# Idempotent: each part is redone only when its pin files changed (a stamp holds their hash) or
+# the installed client no longer runs; otherwise it just says what is there. `make e2e-deps`
+# (and so `make test`) runs this. CLAUDEGATE_E2E_DIR overrides the target directory; the tests
+# read the same variable.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+SRC=$ROOT/tests/e2e
+DEST=${CLAUDEGATE_E2E_DIR:-$ROOT/target/e2e}
+NODE_DIR=$DEST/node
+VENV_DIR=$DEST/venv
+CLAUDE=$NODE_DIR/node_modules/.bin/claude
+PY=$VENV_DIR/bin/python
+
+say() { echo "e2e-deps: $*"; }
+die() { echo "e2e-deps: ERROR: $*" >&2; exit 1; }
+# Hash of the given files: the stamp that says an install matches its pins.
+stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
+size_of() { du -sh "$1" 2>/dev/null | cut -f1; }
+# apt-get as root, or through sudo; used only when a tool is missing (fresh Debian machines).
+apt_install() {
+    local apt=apt-get
+    [ "$(id -u)" = 0 ] || apt="sudo apt-get"
+    command -v apt-get >/dev/null 2>&1 || die "$1 is missing and there is no apt-get to install it"
+    say "installing Debian package(s) $* ..."
+    $apt update -qq && DEBIAN_FRONTEND=noninteractive $apt install -y -qq "$@" >/dev/null
+}
+
+mkdir -p "$DEST"
+
+# --- Claude Code ---------------------------------------------------------------------------
+claude_pin=$(sed -n 's/.*"@anthropic-ai\/claude-code": *"\([^"]*\)".*/\1/p' "$SRC/package.json" | head -1)
+[ -n "$claude_pin" ] || die "no @anthropic-ai/claude-code version in $SRC/package.json"
+node_stamp=$(stamp_of "$SRC/package.json" "$SRC/package-lock.json")
+claude_version() { "$CLAUDE" --version 2>/dev/null | awk '{print $1}'; }
+
+if [ "$(cat "$NODE_DIR/.stamp" 2>/dev/null)" = "$node_stamp" ] && [ "$(claude_version)" = "$claude_pin" ]; then
+    say "Claude Code $claude_pin already installed ($CLAUDE)"
+else
+    command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+    say "installing Claude Code $claude_pin into $NODE_DIR ..."
+    start=$(date +%s)
+    rm -rf "$NODE_DIR"
+    mkdir -p "$NODE_DIR"
+    cp "$SRC/package.json" "$SRC/package-lock.json" "$NODE_DIR/"
+    # The package wants node >= 22 only for its JS fallback; the CLI itself is a native binary
+    # from a platform package, so npm's engine warning is harmless.
+    (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+    # The package's postinstall copies the platform's native binary over bin/claude.exe. If this
+    # npm skipped install scripts, run that step ourselves.
+    if [ "$(claude_version)" != "$claude_pin" ]; then
+        say "postinstall did not run; running it"
+        (cd "$NODE_DIR/node_modules/@anthropic-ai/claude-code" && node install.cjs)
+    fi
+    got=$(claude_version)
+    [ "$got" = "$claude_pin" ] || die "installed Claude Code reports version '${got:-nothing}', want $claude_pin"
+    echo "$node_stamp" >"$NODE_DIR/.stamp"
+    say "installed Claude Code $got in $(( $(date +%s) - start ))s ($(size_of "$NODE_DIR"))"
+fi
+
+# --- anthropic Python SDK ------------------------------------------------------------------
+sdk_pin=$(sed -n 's/^anthropic==\(.*\)$/\1/p' "$SRC/requirements.txt" | head -1)
+[ -n "$sdk_pin" ] || die "no anthropic==VERSION in $SRC/requirements.txt"
+py_stamp=$(stamp_of "$SRC/requirements.txt")
+# Reads the installed metadata (importing anthropic takes seconds); the install checks the import.
+sdk_version() { "$PY" -c 'import importlib.metadata as m; print(m.version("anthropic"))' 2>/dev/null; }
+
+if [ "$(cat "$VENV_DIR/.stamp" 2>/dev/null)" = "$py_stamp" ] && [ "$(sdk_version)" = "$sdk_pin" ]; then
+    say "anthropic SDK $sdk_pin already installed ($PY)"
+else
+    command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
+    say "installing anthropic SDK $sdk_pin into $VENV_DIR ..."
+    start=$(date +%s)
+    rm -rf "$VENV_DIR"
+    if ! python3 -m venv "$VENV_DIR" 2>/dev/null; then
+        rm -rf "$VENV_DIR"
+        apt_install python3-venv
+        python3 -m venv "$VENV_DIR"
+    fi
+    "$PY" -m pip install --no-input --quiet --disable-pip-version-check -r "$SRC/requirements.txt"
+    got=$("$PY" -c 'import anthropic; print(anthropic.__version__)')
+    [ "$got" = "$sdk_pin" ] || die "installed anthropic SDK reports version '${got:-nothing}', want $sdk_pin"
+    echo "$py_stamp" >"$VENV_DIR/.stamp"
+    say "installed anthropic SDK $got in $(( $(date +%s) - start ))s ($(size_of "$VENV_DIR"))"
+fi
