@@ -168,9 +168,14 @@ impl Account {
 
     /// Picks up a login written by `claudegate login` while we run.
     fn reload_if_changed(&self) {
+        self.reload(false)
+    }
+
+    /// Re-reads the token file if it changed; unless `force`, at most every [`FILE_CHECK`].
+    fn reload(&self, force: bool) {
         {
             let mut slot = lock(&self.slot);
-            if slot.checked.elapsed() < FILE_CHECK {
+            if !force && slot.checked.elapsed() < FILE_CHECK {
                 return;
             }
             slot.checked = Instant::now();
@@ -309,8 +314,12 @@ impl Account {
 
     /// One refresh with retries for passing failures (1 s, 2 s, plus jitter).
     fn refresh_now(&self) -> Result<Credential, Unavailable> {
-        let Some(old) = lock(&self.slot).token.clone() else {
-            return Err(Unavailable::NotLoggedIn);
+        let (old, old_generation) = {
+            let slot = lock(&self.slot);
+            let Some(t) = slot.token.clone() else {
+                return Err(Unavailable::NotLoggedIn);
+            };
+            (t, slot.generation)
         };
         let mut last = String::new();
         for attempt in 0..3u64 {
@@ -321,6 +330,15 @@ impl Account {
             }
             match oauth::refresh(&self.cfg, &old) {
                 Ok(new) => {
+                    // A `claudegate login` that wrote a new login meanwhile wins: never
+                    // overwrite it with the refreshed old one.
+                    if file_stamp(&self.path) != lock(&self.slot).stamp {
+                        log::info("a new login was stored during a refresh; using the new login");
+                        self.reload(true);
+                        if let Some(cred) = self.current_if_newer(old_generation) {
+                            return Ok(cred);
+                        }
+                    }
                     // Persist first: the old refresh token is already spent, so losing the new
                     // one would mean a new login.
                     if let Err(e) = oauth::save_token(&self.path, &new) {
@@ -393,7 +411,6 @@ impl Account {
     /// Background refresh ahead of expiry; runs forever on its own thread.
     pub fn keep_fresh(&self) {
         loop {
-            std::thread::sleep(Duration::from_secs(15));
             self.reload_if_changed();
             let due = {
                 let slot = lock(&self.slot);
@@ -411,6 +428,7 @@ impl Account {
                     log::error(&format!("background token refresh: {}", e.message()));
                 }
             }
+            std::thread::sleep(Duration::from_secs(5));
         }
     }
 

@@ -48,10 +48,11 @@ pub fn handle(
 }
 
 /// A request ready to send: path, headers without the credential, body, and the credential.
-struct Prepared {
+/// The body keeps its reservation in the body budget until the request is done.
+struct Prepared<'a> {
     path: String,
     headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    body: http::Body<'a>,
     cred: Credential,
     count_tokens: bool,
 }
@@ -71,13 +72,13 @@ fn unavailable(u: Unavailable) -> ApiError {
     }
 }
 
-fn prepare(
-    state: &State,
+fn prepare<'a>(
+    state: &'a State,
     rq: &mut Request,
     key: &KeyInfo,
     count_tokens: bool,
-) -> Result<Prepared, ApiError> {
-    let body = http::read_body(rq, state.config.max_body_bytes, &state.bodies)?;
+) -> Result<Prepared<'a>, ApiError> {
+    let mut body = http::read_body(rq, state.config.max_body_bytes, &state.bodies)?;
     let text = std::str::from_utf8(&body.bytes).map_err(|_| {
         ApiError::new(
             ErrorKind::InvalidRequest,
@@ -128,17 +129,16 @@ fn prepare(
     {
         headers.push(("Content-Type".into(), "application/json".into()));
     }
-    let body = if cloaked {
+    if cloaked {
         let session = state.cloak.session_id(&key.label);
         headers.extend(state.cloak.headers(&session));
-        state
+        let cloaked = state
             .cloak
             .body(text, &cred.account_uuid, &session, count_tokens)
-            .map_err(|e| ApiError::new(ErrorKind::InvalidRequest, e))?
-            .into_bytes()
-    } else {
-        body.bytes.clone()
-    };
+            .map_err(|e| ApiError::new(ErrorKind::InvalidRequest, e))?;
+        // Replaces the client's copy: one copy of the body is held at a time.
+        body.bytes = cloaked.into_bytes();
+    }
     Ok(Prepared {
         path: rq.url().to_string(),
         headers,
@@ -153,7 +153,7 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 /// Sends with retries and relays the final answer.
-fn forward(state: &State, rq: Request, mut p: Prepared, cors: &Cors) -> u16 {
+fn forward(state: &State, rq: Request, mut p: Prepared<'_>, cors: &Cors) -> u16 {
     let mut attempt = 0u32;
     let mut refreshed = false;
     loop {
@@ -165,7 +165,7 @@ fn forward(state: &State, rq: Request, mut p: Prepared, cors: &Cors) -> u16 {
         let call = Call {
             path: &p.path,
             headers: &headers,
-            body: &p.body,
+            body: &p.body.bytes,
             whole_call: p.count_tokens,
         };
         let mut resp = match state.upstream.post(&call) {

@@ -701,3 +701,130 @@ fn a_slow_answer_keeps_its_keep_alive_connection_usable() {
         .unwrap();
     assert_eq!(read_status(&mut s), Some(200));
 }
+
+#[test]
+fn a_403_cools_the_account_down_for_longer() {
+    let mock = MockUpstream::start();
+    let (gate, key) = gate_for(&mock, json!({}));
+    mock.enqueue(
+        "/v1/messages",
+        Reply::error(
+            403,
+            "permission_error",
+            "OAuth authentication is currently not allowed for this organization",
+        ),
+    );
+    let r = post_with(&gate.url("/v1/messages"), &claude_code_headers(&key), "{}");
+    r.assert_anthropic_error(403, "permission_error");
+    let r = post_with(&gate.url("/v1/messages"), &claude_code_headers(&key), "{}");
+    r.assert_anthropic_error(429, "rate_limit_error");
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(
+        retry >= 300,
+        "a refused account cools down for minutes, got {retry}"
+    );
+    let a = get(&gate.url("/admin/accounts"), &[("x-api-key", &key)]).json();
+    assert_eq!(a["accounts"][0]["failures"]["forbidden"], 1);
+}
+
+/// Only silence ends a stream: one that keeps flowing runs far past every timeout.
+#[test]
+fn a_long_stream_that_keeps_flowing_completes() {
+    let mock = MockUpstream::start();
+    let (gate, key) = gate_for(
+        &mock,
+        json!({"timeouts": {"stream_idle_ms": 600, "response_ms": 600}, "client_timeout_ms": 600}),
+    );
+    let chunks = ["t"; 12];
+    mock.enqueue(
+        "/v1/messages",
+        Reply::sse(sse_text_events("m", &chunks)).delay_ms(300),
+    );
+    let started = Instant::now();
+    let (status, _, lines) = stream(
+        &gate.url("/v1/messages"),
+        &claude_code_headers(&key),
+        r#"{"stream":true,"messages":[]}"#,
+    );
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() > Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let events = events_of(&lines);
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("message_stop"),
+        "{events:?}"
+    );
+    assert!(!events.contains(&"error".to_string()));
+}
+
+/// A client that stops reading is cut by the write timeout, which frees its worker.
+#[test]
+fn a_client_that_stops_reading_is_cut_by_the_write_timeout() {
+    let mock = MockUpstream::start();
+    let (gate, key) = gate_for(&mock, json!({"workers": 1, "client_timeout_ms": 500}));
+    let big = "x".repeat(16 * 1024);
+    let chunks: Vec<&str> = std::iter::repeat_n(big.as_str(), 2000).collect(); // ~32 MB
+    mock.enqueue("/v1/messages", Reply::sse(sse_text_events("m", &chunks)));
+    let mut s = TcpStream::connect(gate.addr).unwrap();
+    let body = r#"{"stream":true,"messages":[]}"#;
+    write!(s, "POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\nuser-agent: {CLAUDE_CODE_UA}\r\nx-app: cli\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    // Never read. The single worker must come free once its writes time out.
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let r = get(&gate.url("/v1/models"), &[("x-api-key", &key)]);
+    assert_eq!(r.status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "worker freed after {:?}",
+        started.elapsed()
+    );
+    drop(s);
+}
+
+#[test]
+fn the_token_is_refreshed_ahead_of_expiry_without_any_request() {
+    let mock = MockUpstream::start();
+    let setup = Setup::new(upstream_config(&mock.url()));
+    // Expires in 30 minutes; the default margin is one hour, so it is due now.
+    setup.store_login(oauth_login("sk-ant-oat01-old", "sk-ant-ort01-old", 1800));
+    let _gate = Gate::spawn(setup);
+    assert!(
+        mock.wait_for_requests(1, Duration::from_secs(5)),
+        "no background refresh"
+    );
+    let calls = mock.requests_to("/v1/oauth/token");
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].json()["refresh_token"], "sk-ant-ort01-old");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while _gate.setup.stored_login()["access_token"] == "sk-ant-oat01-old" {
+        assert!(Instant::now() < deadline, "refreshed token not saved");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_passing_refresh_failure_is_retried() {
+    let mock = MockUpstream::start();
+    let setup = Setup::new(upstream_config(&mock.url()));
+    setup.store_login(oauth_login("sk-ant-oat01-old", "sk-ant-ort01-old", -5));
+    let key = setup.add_key("app", &[]);
+    mock.enqueue(
+        "/v1/oauth/token",
+        Reply::json(503, json!({"error": "temporarily_unavailable"})),
+    );
+    let gate = Gate::spawn(setup);
+    let r = post(
+        &gate.url("/v1/messages"),
+        &[("x-api-key", &key)],
+        r#"{"messages":[]}"#,
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(mock.requests_to("/v1/oauth/token").len(), 2);
+    let a = get(&gate.url("/admin/accounts"), &[("x-api-key", &key)]).json();
+    assert_eq!(a["accounts"][0]["state"], "ok");
+    assert!(a["accounts"][0]["last_refresh"].is_string(), "{a}");
+}
