@@ -15,6 +15,7 @@ mod log;
 mod messages;
 mod models;
 mod oauth;
+mod openai;
 mod server;
 mod sse;
 mod upstream;
@@ -39,6 +40,7 @@ COMMANDS:
          --import-claude-code [PATH]
                                reuse Claude Code's login (default ~/.claude/.credentials.json)
          --token TOKEN         store a long-lived token from `claude setup-token`
+                               (`--token -` reads it from stdin, keeping it out of ps/history)
     logout                   Remove the stored login
     status                   Show the stored login: account, expiry, state
     keys add LABEL           Mint a key for an app; the secret is printed once on stdout

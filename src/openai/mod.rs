@@ -1,0 +1,199 @@
+//! The OpenAI-compatible front doors: shared pieces for `/v1/chat/completions` ([`chat`]) and
+//! `/v1/responses` ([`responses`]).
+//!
+//! Everything inside speaks Anthropic Messages. A front door translates the client's request
+//! into an Anthropic request (always `stream: true` upstream), then feeds the upstream's events
+//! one at a time to a translator state machine that yields the client's chunks or events. A
+//! non-streaming client gets the same events collected into one message first, so both paths
+//! report the same content and the same numbers. Translators do no I/O: they are pure and are
+//! tested with golden files under `tests/golden/`.
+
+pub mod chat;
+pub mod responses;
+
+use serde_json::{json, Map, Value};
+
+/// One Anthropic stream event: its name (`message_start`, `content_block_delta`, …) and data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub name: String,
+    pub data: Value,
+}
+
+/// A request the translator cannot honour: rendered as a 400 naming the parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranslateError {
+    /// The offending parameter, e.g. `n` or `messages[2].content[0].type`.
+    pub param: Option<String>,
+    pub message: String,
+}
+
+impl TranslateError {
+    pub fn new(param: impl Into<String>, message: impl Into<String>) -> TranslateError {
+        TranslateError {
+            param: Some(param.into()),
+            message: message.into(),
+        }
+    }
+}
+
+/// What every translated request carries besides the body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Translated {
+    /// The Anthropic Messages request, with `"stream": true`.
+    pub body: Value,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+    /// The model name as the client gave it (echoed back in responses).
+    pub client_model: String,
+    /// Betas the translated body needs beyond the defaults (e.g. structured outputs).
+    pub betas: Vec<&'static str>,
+    /// Chat only: `stream_options.include_usage` (a final usage chunk before `[DONE]`).
+    pub include_usage: bool,
+}
+
+/// Collects a stream of Anthropic events into the complete Messages API response object, the
+/// way the non-streaming API would have returned it.
+#[derive(Debug, Default)]
+pub struct Collector {
+    message: Map<String, Value>,
+    blocks: Vec<Value>,
+    /// Partial JSON of `tool_use` / `server_tool_use` inputs, by block index.
+    partial_json: Vec<String>,
+    error: Option<Value>,
+}
+
+impl Collector {
+    pub fn new() -> Collector {
+        Collector::default()
+    }
+
+    /// Feeds one event.
+    pub fn push(&mut self, ev: &Event) {
+        let d = &ev.data;
+        match ev.name.as_str() {
+            "message_start" => {
+                if let Some(m) = d.get("message").and_then(Value::as_object) {
+                    self.message = m.clone();
+                }
+            }
+            "content_block_start" => {
+                let i = d.get("index").and_then(Value::as_u64).unwrap_or(self.blocks.len() as u64) as usize;
+                let block = d.get("content_block").cloned().unwrap_or(json!({}));
+                while self.blocks.len() <= i {
+                    self.blocks.push(Value::Null);
+                    self.partial_json.push(String::new());
+                }
+                self.blocks[i] = block;
+            }
+            "content_block_delta" => {
+                let i = d.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+                let (Some(block), Some(delta)) = (self.blocks.get_mut(i), d.get("delta")) else { return };
+                let append = |block: &mut Value, key: &str, more: &str| {
+                    let old = block.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+                    block[key] = Value::String(old + more);
+                };
+                match delta.get("type").and_then(Value::as_str) {
+                    Some("text_delta") => append(block, "text", delta["text"].as_str().unwrap_or("")),
+                    Some("thinking_delta") => append(block, "thinking", delta["thinking"].as_str().unwrap_or("")),
+                    Some("signature_delta") => append(block, "signature", delta["signature"].as_str().unwrap_or("")),
+                    Some("input_json_delta") => {
+                        if let Some(p) = self.partial_json.get_mut(i) {
+                            p.push_str(delta["partial_json"].as_str().unwrap_or(""));
+                        }
+                    }
+                    Some("citations_delta") => {
+                        if let Some(c) = delta.get("citation") {
+                            if !block["citations"].is_array() {
+                                block["citations"] = json!([]);
+                            }
+                            if let Some(a) = block["citations"].as_array_mut() {
+                                a.push(c.clone());
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            "content_block_stop" => {
+                let i = d.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+                let partial = self.partial_json.get(i).cloned().unwrap_or_default();
+                if let Some(block) = self.blocks.get_mut(i) {
+                    if !partial.is_empty() {
+                        block["input"] = serde_json::from_str(&partial).unwrap_or(json!({}));
+                    }
+                }
+            }
+            "message_delta" => {
+                if let Some(delta) = d.get("delta").and_then(Value::as_object) {
+                    for (k, v) in delta {
+                        self.message.insert(k.clone(), v.clone());
+                    }
+                }
+                if let Some(u) = d.get("usage").and_then(Value::as_object) {
+                    let usage = self.message.entry("usage").or_insert(json!({}));
+                    for (k, v) in u {
+                        usage[k] = v.clone();
+                    }
+                }
+            }
+            "error" => self.error = Some(d.get("error").cloned().unwrap_or(d.clone())),
+            _ => {}
+        }
+    }
+
+    /// The upstream's error event, if the stream carried one.
+    pub fn error(&self) -> Option<&Value> {
+        self.error.as_ref()
+    }
+
+    /// The complete message (`type: "message"`, `content`, `stop_reason`, `usage`, …).
+    pub fn message(&self) -> Value {
+        let mut m = self.message.clone();
+        m.insert(
+            "content".into(),
+            Value::Array(self.blocks.iter().filter(|b| !b.is_null()).cloned().collect()),
+        );
+        Value::Object(m)
+    }
+}
+
+/// Parses one SSE event from its `event:`/`data:` lines (as delivered by the upstream).
+pub fn parse_event(name: &str, data: &str) -> Option<Event> {
+    let data: Value = serde_json::from_str(data).ok()?;
+    let name = if name.is_empty() {
+        data.get("type").and_then(Value::as_str).unwrap_or("").to_string()
+    } else {
+        name.to_string()
+    };
+    Some(Event { name, data })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(name: &str, data: Value) -> Event {
+        Event { name: name.into(), data }
+    }
+
+    #[test]
+    fn collector_rebuilds_the_message() {
+        let mut c = Collector::new();
+        c.push(&ev("message_start", json!({"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[],"stop_reason":null,"usage":{"input_tokens":5,"output_tokens":1}}})));
+        c.push(&ev("content_block_start", json!({"index":0,"content_block":{"type":"thinking","thinking":""}})));
+        c.push(&ev("content_block_delta", json!({"index":0,"delta":{"type":"thinking_delta","thinking":"hm"}})));
+        c.push(&ev("content_block_delta", json!({"index":0,"delta":{"type":"signature_delta","signature":"SIG"}})));
+        c.push(&ev("content_block_stop", json!({"index":0})));
+        c.push(&ev("content_block_start", json!({"index":1,"content_block":{"type":"tool_use","id":"toolu_1","name":"f","input":{}}})));
+        c.push(&ev("content_block_delta", json!({"index":1,"delta":{"type":"input_json_delta","partial_json":"{\"a\":"}})));
+        c.push(&ev("content_block_delta", json!({"index":1,"delta":{"type":"input_json_delta","partial_json":"1}"}})));
+        c.push(&ev("content_block_stop", json!({"index":1})));
+        c.push(&ev("message_delta", json!({"delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":9}})));
+        let m = c.message();
+        assert_eq!(m["content"][0], json!({"type":"thinking","thinking":"hm","signature":"SIG"}));
+        assert_eq!(m["content"][1]["input"], json!({"a":1}));
+        assert_eq!(m["stop_reason"], "tool_use");
+        assert_eq!(m["usage"], json!({"input_tokens":5,"output_tokens":9}));
+    }
+}

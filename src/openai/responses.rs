@@ -1,0 +1,1 @@
+//! `/v1/responses` ⇄ Anthropic Messages (being written).
