@@ -97,6 +97,8 @@ pub struct ApiError {
     pub kind: ErrorKind,
     pub message: String,
     pub retry_after: Option<u64>,
+    /// The offending request parameter, for OpenAI-shaped errors.
+    pub param: Option<String>,
     /// Extra headers (e.g. `Allow` on a 405).
     pub headers: Vec<(&'static str, String)>,
 }
@@ -107,12 +109,18 @@ impl ApiError {
             kind,
             message: message.into(),
             retry_after: None,
+            param: None,
             headers: vec![],
         }
     }
 
     pub fn retry_after(mut self, secs: u64) -> ApiError {
         self.retry_after = Some(secs.max(1));
+        self
+    }
+
+    pub fn param(mut self, param: Option<String>) -> ApiError {
+        self.param = param;
         self
     }
 
@@ -135,7 +143,7 @@ impl ApiError {
             Protocol::OpenAi => {
                 let (kind, code) = self.kind.openai_type_code();
                 serde_json::json!({
-                    "error": {"message": self.message, "type": kind, "param": null, "code": code},
+                    "error": {"message": self.message, "type": kind, "param": self.param, "code": code},
                 })
             }
         };

@@ -49,7 +49,7 @@ pub fn handle(
 
 /// A request ready to send: path, headers without the credential, body, and the credential.
 /// The body keeps its reservation in the body budget until the request is done.
-struct Prepared<'a> {
+pub(crate) struct Prepared<'a> {
     path: String,
     headers: Vec<(String, String)>,
     body: http::Body<'a>,
@@ -57,7 +57,7 @@ struct Prepared<'a> {
     count_tokens: bool,
 }
 
-fn unavailable(u: Unavailable) -> ApiError {
+pub(crate) fn unavailable(u: Unavailable) -> ApiError {
     let message = u.message();
     match u {
         Unavailable::Cooldown { retry_after, .. } => {
@@ -148,12 +148,73 @@ fn prepare<'a>(
     })
 }
 
+/// Prepares a request built by a translator (the OpenAI front doors): the client's own headers
+/// are not forwarded, since they were meant for another API; the body is cloaked unless
+/// `cloaking.mode` is `never` (these clients are never Claude Code).
+pub(crate) fn prepare_translated<'a>(
+    state: &'a State,
+    key: &KeyInfo,
+    mut body: http::Body<'a>,
+    anthropic: &serde_json::Value,
+    betas: &[&str],
+) -> Result<Prepared<'a>, ApiError> {
+    let cred = state.account.credential().map_err(unavailable)?;
+    let cloaked = state.cloak.applies(None, None);
+    let mut required: Vec<&str> = if cloaked {
+        cloak::CLAUDE_CODE_BETAS.to_vec()
+    } else {
+        vec!["oauth-2025-04-20"]
+    };
+    required.extend_from_slice(betas);
+    let mut headers = vec![
+        ("anthropic-version".to_string(), "2023-06-01".to_string()),
+        (
+            "anthropic-beta".to_string(),
+            upstream::merge_betas(&[], &required),
+        ),
+        ("Content-Type".to_string(), "application/json".to_string()),
+    ];
+    let text = anthropic.to_string();
+    body.bytes = if cloaked {
+        let session = state.cloak.session_id(&key.label);
+        headers.extend(state.cloak.headers(&session));
+        let out = state.cloak.body(&text, &cred.account_uuid, &session, false);
+        out.map_err(|e| ApiError::new(ErrorKind::InvalidRequest, e))?
+            .into_bytes()
+    } else {
+        text.into_bytes()
+    };
+    Ok(Prepared {
+        path: "/v1/messages?beta=true".into(),
+        headers,
+        body,
+        cred,
+        count_tokens: false,
+    })
+}
+
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(500 * (1 << attempt.min(5)) / 2 + crate::ids::jitter(250))
 }
 
 /// Sends with retries and relays the final answer.
 fn forward(state: &State, rq: Request, mut p: Prepared<'_>, cors: &Cors) -> u16 {
+    match send(state, &mut p) {
+        Ok((resp, returned)) => relay(state, rq, resp, returned, cors),
+        Err(err) => {
+            http::send(rq, err.reply(Protocol::Anthropic), cors);
+            err.status()
+        }
+    }
+}
+
+/// The final upstream response and the headers of it to pass back.
+pub(crate) type Sent = (Response<Body>, Vec<(String, String)>);
+
+/// Sends a prepared request: transient failures are retried (jittered backoff, or the
+/// upstream's `retry-after` up to 20 s), a 401 refreshes the token once. Returns the final
+/// upstream response (any status) with the headers to pass back, or a local error.
+pub(crate) fn send(state: &State, p: &mut Prepared<'_>) -> Result<Sent, ApiError> {
     let mut attempt = 0u32;
     let mut refreshed = false;
     loop {
@@ -182,9 +243,10 @@ fn forward(state: &State, rq: Request, mut p: Prepared<'_>, cors: &Cors) -> u16 
                     UpstreamError::Timeout(_) => ErrorKind::GatewayTimeout,
                     UpstreamError::Unreachable(_) => ErrorKind::BadGateway,
                 };
-                let err = ApiError::new(kind, format!("{e} (after {} attempts)", attempt + 1));
-                http::send(rq, err.reply(Protocol::Anthropic), cors);
-                return err.status();
+                return Err(ApiError::new(
+                    kind,
+                    format!("{e} (after {} attempts)", attempt + 1),
+                ));
             }
         };
         let status = resp.status().as_u16();
@@ -200,22 +262,14 @@ fn forward(state: &State, rq: Request, mut p: Prepared<'_>, cors: &Cors) -> u16 
                         .take(300)
                         .collect::<String>()
                 );
-                let err = ApiError::new(ErrorKind::Unavailable, why);
-                http::send(rq, err.reply(Protocol::Anthropic), cors);
-                return err.status();
+                return Err(ApiError::new(ErrorKind::Unavailable, why));
             }
             refreshed = true;
-            match state.account.refresh_after_401(&p.cred) {
-                Ok(cred) => {
-                    p.cred = cred;
-                    continue;
-                }
-                Err(u) => {
-                    let err = unavailable(u);
-                    http::send(rq, err.reply(Protocol::Anthropic), cors);
-                    return err.status();
-                }
-            }
+            p.cred = state
+                .account
+                .refresh_after_401(&p.cred)
+                .map_err(unavailable)?;
+            continue;
         }
         if upstream::transient_status(status) && attempt < state.config.upstream.max_retries {
             attempt += 1;
@@ -232,7 +286,7 @@ fn forward(state: &State, rq: Request, mut p: Prepared<'_>, cors: &Cors) -> u16 
             std::thread::sleep(wait);
             continue;
         }
-        return relay(state, rq, resp, returned, cors);
+        return Ok((resp, returned));
     }
 }
 

@@ -18,7 +18,6 @@ impl Catalogue {
     }
 
     /// The model id an alias stands for; any other name (known or not) is passed through.
-    #[allow(dead_code)] // used by the translators of later routes
     pub fn resolve<'a>(&'a self, name: &'a str) -> &'a str {
         self.cfg
             .aliases

@@ -393,6 +393,10 @@ fn route(
             let Some(rq) = slot.take() else { return 500 };
             return crate::messages::handle(state, rq, &key, route == Route::CountTokens, cors);
         }
+        Route::ChatCompletions | Route::Responses => {
+            let Some(rq) = slot.take() else { return 500 };
+            return openai_door(state, rq, &key, route, cors);
+        }
         Route::AdminAccounts => {
             Reply::json(200, state.account.admin_view().to_string().into_bytes())
         }
@@ -406,6 +410,21 @@ fn route(
         _ => not_yet(state, rq, route, path).unwrap_or_else(|e| e.reply(protocol)),
     };
     finish(slot, reply, cors)
+}
+
+/// The OpenAI front doors.
+fn openai_door(
+    state: &State,
+    rq: Request,
+    key: &KeyInfo,
+    route: Route,
+    cors: &[(&'static str, String)],
+) -> u16 {
+    let door = match route {
+        Route::ChatCompletions => crate::openai::front::Door::Chat,
+        _ => crate::openai::front::Door::Responses,
+    };
+    crate::openai::front::handle(state, rq, key, door, cors)
 }
 
 /// Routes whose backends arrive in later versions: the body is still read under the limits

@@ -200,7 +200,7 @@ fn unknown_path_404_and_wrong_method_405_in_each_protocol() {
     let r = request("GET", &gate.url("/v1/messages"), &[("x-api-key", &key)]);
     r.assert_anthropic_error(405, "invalid_request_error");
     assert_eq!(r.header("allow"), Some("POST, OPTIONS"));
-    let r = request("DELETE", &gate.url("/v1/chat/completions"), &[]);
+    let r = request("DELETE", &gate.url("/v1/complete"), &[]);
     r.assert_openai_error(405);
     let r = request("POST", &gate.url("/health"), &[]);
     r.assert_openai_error(405);
@@ -211,16 +211,12 @@ fn unknown_path_404_and_wrong_method_405_in_each_protocol() {
 #[test]
 fn later_routes_answer_501_json_after_auth_and_body_checks() {
     let (gate, key) = Gate::start_with_key(json!({}));
-    let r = post(
-        &gate.url("/v1/chat/completions"),
-        &[("x-api-key", &key)],
-        "{}",
-    );
+    let r = post(&gate.url("/v1/complete"), &[("x-api-key", &key)], "{}");
     let v = r.assert_openai_error(501);
     assert!(v["error"]["message"]
         .as_str()
         .unwrap()
-        .contains("/v1/chat/completions"));
+        .contains("/v1/complete"));
     let r = post(
         &gate.url("/v1/complete"),
         &[("x-api-key", &key)],
@@ -358,11 +354,7 @@ fn max_concurrent_refuses_while_slots_are_held() {
     let (gate, key) = Gate::start_with_key(json!({"limits": {"max_concurrent": 1}}));
     let held = hold_with_slow_body(&gate, "/v1/messages", &key, 2000);
     std::thread::sleep(Duration::from_millis(200));
-    let r = post(
-        &gate.url("/v1/chat/completions"),
-        &[("x-api-key", &key)],
-        "{}",
-    );
+    let r = post(&gate.url("/v1/complete"), &[("x-api-key", &key)], "{}");
     let v = r.assert_openai_error(429);
     assert!(
         v["error"]["message"]
@@ -375,11 +367,7 @@ fn max_concurrent_refuses_while_slots_are_held() {
     drop(held);
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        let r = post(
-            &gate.url("/v1/chat/completions"),
-            &[("x-api-key", &key)],
-            "{}",
-        );
+        let r = post(&gate.url("/v1/complete"), &[("x-api-key", &key)], "{}");
         if r.status == 501 {
             break;
         }
@@ -423,14 +411,14 @@ fn body_too_large_by_content_length_is_refused_before_reading() {
     // Declared but never sent: the answer comes at once, from the header alone.
     let mut s = TcpStream::connect(gate.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\nContent-Length: 99999999999\r\n\r\n").unwrap();
+    write!(s, "POST /v1/complete HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\nContent-Length: 99999999999\r\n\r\n").unwrap();
     let started = Instant::now();
     assert_eq!(read_status(&mut s), Some(413));
     assert!(started.elapsed() < Duration::from_secs(2));
     gate.assert_healthy();
     // Exactly at the limit is fine.
     let r = post(
-        &gate.url("/v1/chat/completions"),
+        &gate.url("/v1/complete"),
         &[("x-api-key", &key)],
         &format!("\"{}\"", "x".repeat(998)),
     );
@@ -443,7 +431,7 @@ fn body_too_large_by_chunked_stream_is_cut_off() {
         Gate::start_with_key(json!({"max_body_bytes": 1000, "max_inflight_body_bytes": 5000}));
     let mut s = TcpStream::connect(gate.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+    write!(s, "POST /v1/complete HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
     // Two 512-byte chunks pass the 1000-byte limit; then wait (sending more after the server
     // has answered and closed would turn our read into a connection reset).
     for _ in 0..2 {
@@ -453,7 +441,7 @@ fn body_too_large_by_chunked_stream_is_cut_off() {
     // A chunked body within the limit is accepted.
     let mut s = TcpStream::connect(gate.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n").unwrap();
+    write!(s, "POST /v1/complete HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n").unwrap();
     assert_eq!(read_status(&mut s), Some(501));
     gate.assert_healthy();
 }
@@ -466,7 +454,7 @@ fn total_body_memory_is_bounded() {
     let held = hold_with_slow_body(&gate, "/v1/messages", &key, 60000);
     std::thread::sleep(Duration::from_millis(200));
     let r = post(
-        &gate.url("/v1/chat/completions"),
+        &gate.url("/v1/complete"),
         &[("x-api-key", &key)],
         &format!("\"{}\"", "z".repeat(50000)),
     );
@@ -482,7 +470,7 @@ fn total_body_memory_is_bounded() {
     drop(held);
     std::thread::sleep(Duration::from_millis(300));
     let r = post(
-        &gate.url("/v1/chat/completions"),
+        &gate.url("/v1/complete"),
         &[("x-api-key", &key)],
         &format!("\"{}\"", "z".repeat(50000)),
     );
@@ -575,12 +563,7 @@ fn saturated_server_answers_503_at_once_and_health_stays_fast() {
     );
     r.assert_anthropic_error(503, "overloaded_error");
     assert_eq!(r.header("retry-after"), Some("1"));
-    post(
-        &gate.url("/v1/chat/completions"),
-        &[("x-api-key", &key)],
-        "{}",
-    )
-    .assert_openai_error(503);
+    post(&gate.url("/v1/complete"), &[("x-api-key", &key)], "{}").assert_openai_error(503);
     let mut worst = Duration::ZERO;
     for _ in 0..20 {
         let t = Instant::now();

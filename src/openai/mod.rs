@@ -9,6 +9,7 @@
 //! tested with golden files under `tests/golden/`.
 
 pub mod chat;
+pub mod front;
 pub mod responses;
 
 use serde_json::{json, Map, Value};
@@ -60,7 +61,6 @@ pub struct Collector {
     blocks: Vec<Value>,
     /// Partial JSON of `tool_use` / `server_tool_use` inputs, by block index.
     partial_json: Vec<String>,
-    error: Option<Value>,
 }
 
 impl Collector {
@@ -78,7 +78,10 @@ impl Collector {
                 }
             }
             "content_block_start" => {
-                let i = d.get("index").and_then(Value::as_u64).unwrap_or(self.blocks.len() as u64) as usize;
+                let i = d
+                    .get("index")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(self.blocks.len() as u64) as usize;
                 let block = d.get("content_block").cloned().unwrap_or(json!({}));
                 while self.blocks.len() <= i {
                     self.blocks.push(Value::Null);
@@ -88,15 +91,29 @@ impl Collector {
             }
             "content_block_delta" => {
                 let i = d.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
-                let (Some(block), Some(delta)) = (self.blocks.get_mut(i), d.get("delta")) else { return };
+                let (Some(block), Some(delta)) = (self.blocks.get_mut(i), d.get("delta")) else {
+                    return;
+                };
                 let append = |block: &mut Value, key: &str, more: &str| {
-                    let old = block.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+                    let old = block
+                        .get(key)
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
                     block[key] = Value::String(old + more);
                 };
                 match delta.get("type").and_then(Value::as_str) {
-                    Some("text_delta") => append(block, "text", delta["text"].as_str().unwrap_or("")),
-                    Some("thinking_delta") => append(block, "thinking", delta["thinking"].as_str().unwrap_or("")),
-                    Some("signature_delta") => append(block, "signature", delta["signature"].as_str().unwrap_or("")),
+                    Some("text_delta") => {
+                        append(block, "text", delta["text"].as_str().unwrap_or(""))
+                    }
+                    Some("thinking_delta") => {
+                        append(block, "thinking", delta["thinking"].as_str().unwrap_or(""))
+                    }
+                    Some("signature_delta") => append(
+                        block,
+                        "signature",
+                        delta["signature"].as_str().unwrap_or(""),
+                    ),
                     Some("input_json_delta") => {
                         if let Some(p) = self.partial_json.get_mut(i) {
                             p.push_str(delta["partial_json"].as_str().unwrap_or(""));
@@ -137,14 +154,8 @@ impl Collector {
                     }
                 }
             }
-            "error" => self.error = Some(d.get("error").cloned().unwrap_or(d.clone())),
             _ => {}
         }
-    }
-
-    /// The upstream's error event, if the stream carried one.
-    pub fn error(&self) -> Option<&Value> {
-        self.error.as_ref()
     }
 
     /// The complete message (`type: "message"`, `content`, `stop_reason`, `usage`, …).
@@ -152,7 +163,13 @@ impl Collector {
         let mut m = self.message.clone();
         m.insert(
             "content".into(),
-            Value::Array(self.blocks.iter().filter(|b| !b.is_null()).cloned().collect()),
+            Value::Array(
+                self.blocks
+                    .iter()
+                    .filter(|b| !b.is_null())
+                    .cloned()
+                    .collect(),
+            ),
         );
         Value::Object(m)
     }
@@ -162,7 +179,10 @@ impl Collector {
 pub fn parse_event(name: &str, data: &str) -> Option<Event> {
     let data: Value = serde_json::from_str(data).ok()?;
     let name = if name.is_empty() {
-        data.get("type").and_then(Value::as_str).unwrap_or("").to_string()
+        data.get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
     } else {
         name.to_string()
     };
@@ -174,24 +194,45 @@ mod tests {
     use super::*;
 
     fn ev(name: &str, data: Value) -> Event {
-        Event { name: name.into(), data }
+        Event {
+            name: name.into(),
+            data,
+        }
     }
 
     #[test]
     fn collector_rebuilds_the_message() {
         let mut c = Collector::new();
         c.push(&ev("message_start", json!({"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[],"stop_reason":null,"usage":{"input_tokens":5,"output_tokens":1}}})));
-        c.push(&ev("content_block_start", json!({"index":0,"content_block":{"type":"thinking","thinking":""}})));
-        c.push(&ev("content_block_delta", json!({"index":0,"delta":{"type":"thinking_delta","thinking":"hm"}})));
-        c.push(&ev("content_block_delta", json!({"index":0,"delta":{"type":"signature_delta","signature":"SIG"}})));
+        c.push(&ev(
+            "content_block_start",
+            json!({"index":0,"content_block":{"type":"thinking","thinking":""}}),
+        ));
+        c.push(&ev(
+            "content_block_delta",
+            json!({"index":0,"delta":{"type":"thinking_delta","thinking":"hm"}}),
+        ));
+        c.push(&ev(
+            "content_block_delta",
+            json!({"index":0,"delta":{"type":"signature_delta","signature":"SIG"}}),
+        ));
         c.push(&ev("content_block_stop", json!({"index":0})));
         c.push(&ev("content_block_start", json!({"index":1,"content_block":{"type":"tool_use","id":"toolu_1","name":"f","input":{}}})));
-        c.push(&ev("content_block_delta", json!({"index":1,"delta":{"type":"input_json_delta","partial_json":"{\"a\":"}})));
-        c.push(&ev("content_block_delta", json!({"index":1,"delta":{"type":"input_json_delta","partial_json":"1}"}})));
+        c.push(&ev(
+            "content_block_delta",
+            json!({"index":1,"delta":{"type":"input_json_delta","partial_json":"{\"a\":"}}),
+        ));
+        c.push(&ev(
+            "content_block_delta",
+            json!({"index":1,"delta":{"type":"input_json_delta","partial_json":"1}"}}),
+        ));
         c.push(&ev("content_block_stop", json!({"index":1})));
         c.push(&ev("message_delta", json!({"delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":9}})));
         let m = c.message();
-        assert_eq!(m["content"][0], json!({"type":"thinking","thinking":"hm","signature":"SIG"}));
+        assert_eq!(
+            m["content"][0],
+            json!({"type":"thinking","thinking":"hm","signature":"SIG"})
+        );
         assert_eq!(m["content"][1]["input"], json!({"a":1}));
         assert_eq!(m["stop_reason"], "tool_use");
         assert_eq!(m["usage"], json!({"input_tokens":5,"output_tokens":9}));

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs the real clients that tests/e2e_clients.rs drives, at the versions pinned here:
-#   - Claude Code CLI (npm, tests/e2e/package.json + package-lock.json) -> target/e2e/node
-#   - anthropic Python SDK (PyPI, tests/e2e/requirements.txt)          -> target/e2e/venv
+# Installs the real clients that tests/e2e_clients.rs and tests/e2e_openai.rs drive, at the
+# versions pinned here:
+#   - Claude Code CLI and Codex CLI (npm, tests/e2e/package.json + package-lock.json)
+#                                                     -> target/e2e/node
+#   - anthropic and openai Python SDKs (PyPI, tests/e2e/requirements.txt) -> target/e2e/venv
 #
 # Idempotent: each part is redone only when its pin files changed (a stamp holds their hash) or
 # the installed client no longer runs; otherwise it just says what is there. `make e2e-deps`
@@ -15,6 +17,7 @@ DEST=${CLAUDEGATE_E2E_DIR:-$ROOT/target/e2e}
 NODE_DIR=$DEST/node
 VENV_DIR=$DEST/venv
 CLAUDE=$NODE_DIR/node_modules/.bin/claude
+CODEX=$NODE_DIR/node_modules/.bin/codex
 PY=$VENV_DIR/bin/python
 
 say() { echo "e2e-deps: $*"; }
@@ -33,17 +36,29 @@ apt_install() {
 
 mkdir -p "$DEST"
 
-# --- Claude Code ---------------------------------------------------------------------------
+# --- Claude Code and Codex ------------------------------------------------------------------
 claude_pin=$(sed -n 's/.*"@anthropic-ai\/claude-code": *"\([^"]*\)".*/\1/p' "$SRC/package.json" | head -1)
 [ -n "$claude_pin" ] || die "no @anthropic-ai/claude-code version in $SRC/package.json"
+codex_pin=$(sed -n 's/.*"@openai\/codex": *"\([^"]*\)".*/\1/p' "$SRC/package.json" | head -1)
+[ -n "$codex_pin" ] || die "no @openai/codex version in $SRC/package.json"
 node_stamp=$(stamp_of "$SRC/package.json" "$SRC/package-lock.json")
 claude_version() { "$CLAUDE" --version 2>/dev/null | awk '{print $1}'; }
+# `codex --version` prints "codex-cli X.Y.Z". It creates files under CODEX_HOME, so it gets a
+# throwaway one (outside /tmp, where Codex refuses to set up its helper links and says so).
+codex_version() {
+    local home
+    home=$(mktemp -d "$DEST/.codex-home.XXXXXX") || return 0
+    HOME=$home CODEX_HOME=$home "$CODEX" --version 2>/dev/null </dev/null | awk '{print $2}'
+    rm -rf "$home"
+}
 
-if [ "$(cat "$NODE_DIR/.stamp" 2>/dev/null)" = "$node_stamp" ] && [ "$(claude_version)" = "$claude_pin" ]; then
+if [ "$(cat "$NODE_DIR/.stamp" 2>/dev/null)" = "$node_stamp" ] && [ "$(claude_version)" = "$claude_pin" ] \
+    && [ "$(codex_version)" = "$codex_pin" ]; then
     say "Claude Code $claude_pin already installed ($CLAUDE)"
+    say "Codex CLI $codex_pin already installed ($CODEX)"
 else
     command -v npm >/dev/null 2>&1 || apt_install nodejs npm
-    say "installing Claude Code $claude_pin into $NODE_DIR ..."
+    say "installing Claude Code $claude_pin and Codex CLI $codex_pin into $NODE_DIR ..."
     start=$(date +%s)
     rm -rf "$NODE_DIR"
     mkdir -p "$NODE_DIR"
@@ -59,22 +74,29 @@ else
     fi
     got=$(claude_version)
     [ "$got" = "$claude_pin" ] || die "installed Claude Code reports version '${got:-nothing}', want $claude_pin"
+    # Codex's launcher (bin/codex.js) runs the native binary from the platform package that
+    # npm installed as an optional dependency (@openai/codex-linux-x64 -> vendor/…/codex).
+    got_codex=$(codex_version)
+    [ "$got_codex" = "$codex_pin" ] || die "installed Codex CLI reports version '${got_codex:-nothing}', want $codex_pin"
     echo "$node_stamp" >"$NODE_DIR/.stamp"
-    say "installed Claude Code $got in $(( $(date +%s) - start ))s ($(size_of "$NODE_DIR"))"
+    say "installed Claude Code $got and Codex CLI $got_codex in $(( $(date +%s) - start ))s ($(size_of "$NODE_DIR"))"
 fi
 
-# --- anthropic Python SDK ------------------------------------------------------------------
+# --- anthropic and openai Python SDKs ------------------------------------------------------
 sdk_pin=$(sed -n 's/^anthropic==\(.*\)$/\1/p' "$SRC/requirements.txt" | head -1)
 [ -n "$sdk_pin" ] || die "no anthropic==VERSION in $SRC/requirements.txt"
+openai_pin=$(sed -n 's/^openai==\(.*\)$/\1/p' "$SRC/requirements.txt" | head -1)
+[ -n "$openai_pin" ] || die "no openai==VERSION in $SRC/requirements.txt"
 py_stamp=$(stamp_of "$SRC/requirements.txt")
-# Reads the installed metadata (importing anthropic takes seconds); the install checks the import.
-sdk_version() { "$PY" -c 'import importlib.metadata as m; print(m.version("anthropic"))' 2>/dev/null; }
+# Reads the installed metadata (importing an SDK takes seconds); the install checks the imports.
+sdk_version() { "$PY" -c "import importlib.metadata as m; print(m.version('$1'))" 2>/dev/null; }
 
-if [ "$(cat "$VENV_DIR/.stamp" 2>/dev/null)" = "$py_stamp" ] && [ "$(sdk_version)" = "$sdk_pin" ]; then
-    say "anthropic SDK $sdk_pin already installed ($PY)"
+if [ "$(cat "$VENV_DIR/.stamp" 2>/dev/null)" = "$py_stamp" ] && [ "$(sdk_version anthropic)" = "$sdk_pin" ] \
+    && [ "$(sdk_version openai)" = "$openai_pin" ]; then
+    say "anthropic SDK $sdk_pin and openai SDK $openai_pin already installed ($PY)"
 else
     command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
-    say "installing anthropic SDK $sdk_pin into $VENV_DIR ..."
+    say "installing anthropic SDK $sdk_pin and openai SDK $openai_pin into $VENV_DIR ..."
     start=$(date +%s)
     rm -rf "$VENV_DIR"
     if ! python3 -m venv "$VENV_DIR" 2>/dev/null; then
@@ -85,6 +107,8 @@ else
     "$PY" -m pip install --no-input --quiet --disable-pip-version-check -r "$SRC/requirements.txt"
     got=$("$PY" -c 'import anthropic; print(anthropic.__version__)')
     [ "$got" = "$sdk_pin" ] || die "installed anthropic SDK reports version '${got:-nothing}', want $sdk_pin"
+    got_openai=$("$PY" -c 'import openai; print(openai.__version__)')
+    [ "$got_openai" = "$openai_pin" ] || die "installed openai SDK reports version '${got_openai:-nothing}', want $openai_pin"
     echo "$py_stamp" >"$VENV_DIR/.stamp"
-    say "installed anthropic SDK $got in $(( $(date +%s) - start ))s ($(size_of "$VENV_DIR"))"
+    say "installed anthropic SDK $got and openai SDK $got_openai in $(( $(date +%s) - start ))s ($(size_of "$VENV_DIR"))"
 fi
