@@ -1,7 +1,8 @@
 # claudegate — build, test, release, install.
 #
 #   make test      THE test command: installs what the tests need, then fmt, clippy, all tests
-#   make e2e-deps  the real clients the end-to-end tests drive (Claude Code CLI, anthropic SDK),
+#   make e2e-deps  the real clients the end-to-end tests drive (Claude Code and Codex CLIs,
+#                  the anthropic and openai Python SDKs),
 #                  at the versions pinned in tests/e2e/, into target/e2e/ (part of `make test`)
 #   make build     debug build
 #   make release   static x86_64 musl binary in target/x86_64-unknown-linux-musl/release/

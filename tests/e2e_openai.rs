@@ -18,7 +18,7 @@
 mod common;
 
 use common::gate::{oauth_login, upstream_config, Gate, Setup, TempDir};
-use common::mock_upstream::{MockUpstream, Recorded, Reply, SseEvent};
+use common::mock_upstream::{sse_error_event, MockUpstream, Recorded, Reply, SseEvent};
 use serde_json::{json, Value};
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -502,6 +502,15 @@ fn anthropic_stream(blocks: &[Block], stop: &str, u: Usage) -> Vec<SseEvent> {
     out
 }
 
+/// A text stream that breaks after two deltas with an Anthropic `error` event (overloaded).
+fn broken_stream() -> Vec<SseEvent> {
+    let mut ev = anthropic_stream(&[Block::Text(&["Partial", " answer"])], "end_turn", USAGE);
+    // message_start, content_block_start, ping, two deltas; no block stop, no message_stop.
+    ev.truncate(5);
+    ev.push(sse_error_event("overloaded_error", "Overloaded"));
+    ev
+}
+
 fn text_reply(chunks: &[&str]) -> Reply {
     Reply::sse(anthropic_stream(&[Block::Text(chunks)], "end_turn", USAGE))
 }
@@ -717,6 +726,13 @@ fn chat_parallel_tools(test: &str, mode: &str) {
         ]),
         "{s}"
     );
+    if mode == "chat_tools_stream" {
+        assert_eq!(
+            s["indexes"],
+            json!([0, 1]),
+            "tool call indexes count the calls, not Anthropic's blocks: {s}"
+        );
+    }
     let fin = &lines[1];
     assert_eq!(fin["step"], format!("{mode}_final"), "{lines:?}");
     assert_eq!(fin["text"], WEATHER_FINAL.concat(), "{fin}");
@@ -1076,6 +1092,45 @@ fn openai_sdk_upstream_429_is_rate_limit_error_through_claudegate() {
     );
 }
 
+/// An upstream stream that breaks after some text (an Anthropic `error` event): the chat SDK
+/// raises with the upstream's message after the text so far; a Responses stream ends with
+/// `response.failed` carrying it. Never a quiet, clean-looking end.
+#[test]
+fn openai_sdk_stream_broken_mid_way_through_claudegate() {
+    let test = "openai_sdk_stream_broken_mid_way_through_claudegate";
+    let Some(python) = sdk_python(test) else {
+        return;
+    };
+    for mode in ["chat_stream_error", "responses_stream_error"] {
+        let mock = MockUpstream::start();
+        mock.enqueue("/v1/messages", Reply::sse(broken_stream()));
+        let (gate, key) = gate_with_login(&mock);
+        let (run, lines) = run_sdk(&python, mode, &api_root(&gate), &key);
+        dump_if_asked(&mock, &gate, &run);
+        run.assert_success(mode);
+        let s = step(&run, &lines, mode);
+        assert_eq!(s["text"], "Partial answer", "{s}");
+        if mode == "chat_stream_error" {
+            assert_eq!(s["error"], "APIError", "the SDK raises: {s}");
+            assert!(
+                s["message"].as_str().unwrap_or("").contains("Overloaded"),
+                "{s}"
+            );
+        } else {
+            let types = s["event_types"].as_array().unwrap();
+            assert_eq!(types.last(), Some(&json!("response.failed")), "{s}");
+            assert!(
+                s["failure"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("Overloaded"),
+                "{s}"
+            );
+        }
+        assert_eq!(mock.requests_to("/v1/messages").len(), 1, "{mode}");
+    }
+}
+
 // --- Codex CLI ------------------------------------------------------------------------------------
 
 /// `codex exec --json PROMPT` in a fresh work dir with a throwaway `HOME`/`CODEX_HOME` whose
@@ -1340,5 +1395,104 @@ fn codex_exec_reasoning_replay_through_claudegate() {
             .iter()
             .any(|b| b["type"] == "tool_use" && b["id"] == SHELL_ID),
         "thinking and tool_use in the same assistant turn: {assistant}"
+    );
+}
+
+/// Upstream failures reach Codex as failed turns naming them: a stream broken by an
+/// `overloaded_error` event (the message shows), and a 429 (one request, no retry loop).
+#[test]
+fn codex_exec_reports_upstream_errors_through_claudegate() {
+    let test = "codex_exec_reports_upstream_errors_through_claudegate";
+    let Some(bin) = codex(test) else {
+        return;
+    };
+    let cases = [
+        (Reply::sse(broken_stream()), "Overloaded"),
+        (
+            Reply::error(429, "rate_limit_error", "Number of requests exceeded").retry_after(17),
+            "429",
+        ),
+    ];
+    for (reply, want) in cases {
+        let mock = MockUpstream::start();
+        mock.enqueue("/v1/messages", reply);
+        let (gate, key) = gate_with_login(&mock);
+        let run = run_codex(&bin, &api_root(&gate), &key, "Say hi.");
+        dump_if_asked(&mock, &gate, &run);
+        assert!(
+            run.status.is_some_and(|s| !s.success()),
+            "codex exec fails: {run:?}"
+        );
+        let events = codex_events(&run);
+        let failed = events
+            .iter()
+            .find(|e| e["type"] == "turn.failed")
+            .unwrap_or_else(|| panic!("a failed turn: {run:?}"));
+        assert!(
+            failed["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains(want),
+            "{failed}"
+        );
+        assert!(
+            codex_items(&events, "agent_message").is_empty(),
+            "{events:#?}"
+        );
+        assert_eq!(mock.requests_to("/v1/messages").len(), 1, "{run:?}");
+    }
+}
+
+/// (d) A call to one of Codex's namespaced tools: claudegate declares
+/// `multi_agent_v1 / close_agent` upstream as `multi_agent_v1__close_agent` and must hand the
+/// call back to Codex as `namespace` + `name`, so Codex's own handler answers (about the bad
+/// agent id) instead of "unsupported call"; the replayed call keeps the flat name.
+#[test]
+fn codex_exec_namespaced_tool_call_through_claudegate() {
+    let test = "codex_exec_namespaced_tool_call_through_claudegate";
+    let id = "toolu_01E2eCodexNamespace00005";
+    let call = Reply::sse(anthropic_stream(
+        &[Block::ToolUse(
+            id,
+            "multi_agent_v1__close_agent",
+            &["{\"target\": \"agent-does-not-exist\"}"],
+        )],
+        "tool_use",
+        USAGE,
+    ));
+    let replies = vec![call, text_reply(&["No such agent."])];
+    let Some((events, up)) = codex_scenario(test, "Close agent-does-not-exist.", replies) else {
+        return;
+    };
+    let answers = codex_items(&events, "agent_message");
+    assert_eq!(
+        answers.last().map(|a| &a["text"]),
+        Some(&json!("No such agent.")),
+        "{events:#?}"
+    );
+    let tools: Vec<&str> = up[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(tools.contains(&"multi_agent_v1__close_agent"), "{tools:?}");
+    assert_eq!(up.len(), 2, "{up:#?}");
+    let blocks = blocks_of(&up[1]);
+    let tool_use = blocks
+        .iter()
+        .find(|(_, b)| b["type"] == "tool_use")
+        .unwrap_or_else(|| panic!("the call is replayed: {}", up[1]));
+    assert_eq!(tool_use.1["id"], id);
+    assert_eq!(tool_use.1["name"], "multi_agent_v1__close_agent");
+    let result = blocks
+        .iter()
+        .find(|(_, b)| b["type"] == "tool_result")
+        .unwrap_or_else(|| panic!("a tool_result: {}", up[1]));
+    assert_eq!(result.1["tool_use_id"], id);
+    let text = tool_result_text(&result.1);
+    assert!(
+        !text.contains("unsupported call") && text.contains("agent-does-not-exist"),
+        "Codex's close_agent handler answered: {text}"
     );
 }

@@ -80,7 +80,8 @@
 //!   taken gets `_2`, `_3`, …. Calls come back with `namespace` and the short `name`.
 //! - `web_search` / `web_search_preview` (Codex declares it on every request) → Anthropic's
 //!   `web_search_20250305` server tool: `max_uses` 3/5/10 by `search_context_size`
-//!   low/medium/high, `filters.allowed_domains` and `user_location` kept.
+//!   low/medium/high, `filters.allowed_domains` and `user_location` kept. Declared with
+//!   `external_web_access: false` (no live access, Codex's default) it is left out.
 //! - `tool_search` is dropped: deferred tools are declared directly.
 //! - Other hosted tools (`file_search`, `code_interpreter`, `computer_use_preview`,
 //!   `image_generation`, `mcp`, `local_shell`, …) → 400 naming the type.
@@ -1101,8 +1102,13 @@ impl ToolTable {
         Ok(())
     }
 
-    /// OpenAI's hosted web search → Anthropic's server-side web search.
+    /// OpenAI's hosted web search → Anthropic's server-side web search. A client that declares
+    /// it with `external_web_access: false` (Codex's default) has ruled live searching out, so
+    /// the tool is left out rather than widened into a live search.
     fn add_web_search(&mut self, tool: &Value) {
+        if tool.get("external_web_access") == Some(&Value::Bool(false)) {
+            return;
+        }
         let max_uses = match tool["search_context_size"].as_str() {
             Some("low") => 3,
             Some("high") => 10,

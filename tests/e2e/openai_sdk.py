@@ -6,7 +6,14 @@ Usage: openai_sdk.py MODE BASE_URL API_KEY [MODEL]
 
 Prints one JSON object per line on stdout, so a test can parse them; the first is always
   {"step": "version", "openai": "X.Y.Z"}
-then the mode's steps (see MODES below). An unexpected SDK error is printed as
+then the mode's steps (a step is named after its mode; a second request adds "_final"):
+  chat, chat_stream, chat_usage (stream_options.include_usage), chat_tools / chat_tools_stream
+  (two parallel get_weather calls answered with two role "tool" messages), chat_image (a PNG
+  data URL), responses, responses_stream, responses_tools (function_call round trip),
+  responses_reasoning (reasoning item replayed with store=False), chat_stream_error /
+  responses_stream_error (a stream that breaks), error_400 / error_429 (expected SDK errors,
+  reported as steps with "error", "status", "message", "body", "retry_after").
+An unexpected SDK error is printed as
   {"step": ..., "error": "<exception class>", "status": N, "body": ..., "message": ...}
 and the script exits 1. Retries are off (max_retries=0), so a test sees the first failure.
 
@@ -152,13 +159,15 @@ def chat_usage(client, model):
 
 def _accumulate_tool_calls(stream):
     """Builds the assistant message from a streamed chat completion, as apps do."""
-    text, calls, finish = [], {}, None
+    text, calls, finish, indexes = [], {}, None, []
     for chunk in stream:
         for ch in chunk.choices:
             d = ch.delta
             if d.content:
                 text.append(d.content)
             for tc in d.tool_calls or []:
+                if tc.index not in indexes:
+                    indexes.append(tc.index)
                 slot = calls.setdefault(tc.index, {"id": None, "name": "", "arguments": ""})
                 if tc.id:
                     slot["id"] = tc.id
@@ -176,15 +185,16 @@ def _accumulate_tool_calls(stream):
         }
         for _, c in sorted(calls.items())
     ]
-    return "".join(text) or None, tool_calls, finish
+    return "".join(text) or None, tool_calls, finish, indexes
 
 
 def chat_tools(client, model, streamed):
     """Parallel tool calls: the model asks for two, the app answers both, the model answers."""
     messages = [{"role": "user", "content": "What's the weather in Paris and in Tokyo?"}]
     step = "chat_tools_stream" if streamed else "chat_tools"
+    indexes = None
     if streamed:
-        text, tool_calls, finish = _accumulate_tool_calls(
+        text, tool_calls, finish, indexes = _accumulate_tool_calls(
             client.chat.completions.create(
                 model=model,
                 messages=messages,
@@ -211,7 +221,8 @@ def chat_tools(client, model, streamed):
     for tc in tool_calls:
         args = json.loads(tc["function"]["arguments"] or "{}")
         calls.append({"id": tc["id"], "name": tc["function"]["name"], "arguments": args})
-    emit(step=step, first_text=text, finish_reason=finish, tool_calls=calls)
+    # indexes: the tool call indexes the stream used, in order of first appearance.
+    emit(step=step, first_text=text, finish_reason=finish, tool_calls=calls, indexes=indexes)
     if not tool_calls:
         return
     messages.append({"role": "assistant", "content": text, "tool_calls": tool_calls})
@@ -394,6 +405,57 @@ def error_429(client, model):
     )
 
 
+def chat_stream_error(client, model):
+    """A stream that breaks after some text: the SDK must raise, not end quietly."""
+    parts = []
+    try:
+        stream = client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": "Say hello in five words."}],
+            max_tokens=256,
+            stream=True,
+        )
+        finish = None
+        for chunk in stream:
+            for ch in chunk.choices:
+                if ch.delta.content:
+                    parts.append(ch.delta.content)
+                if ch.finish_reason:
+                    finish = ch.finish_reason
+    except openai.APIError as e:
+        emit(step="chat_stream_error", text="".join(parts), error=type(e).__name__, message=str(e))
+        return
+    emit(step="chat_stream_error", text="".join(parts), error=None, finish_reason=finish)
+
+
+def responses_stream_error(client, model):
+    """A Responses stream that breaks after some text: a `response.failed` or `error` event."""
+    types, deltas, failure = [], [], None
+    try:
+        with client.responses.stream(
+            model=model, input="Say hello in five words.", max_output_tokens=256
+        ) as stream:
+            for ev in stream:
+                types.append(ev.type)
+                if ev.type == "response.output_text.delta":
+                    deltas.append(ev.delta)
+                if ev.type == "response.failed":
+                    failure = dump(ev.response.error)
+                if ev.type == "error":
+                    failure = {"code": ev.code, "message": ev.message}
+    except openai.APIError as e:
+        emit(
+            step="responses_stream_error",
+            text="".join(deltas),
+            event_types=types,
+            failure=failure,
+            error=type(e).__name__,
+            message=str(e),
+        )
+        return
+    emit(step="responses_stream_error", text="".join(deltas), event_types=types, failure=failure, error=None)
+
+
 MODES = {
     "chat": chat,
     "chat_stream": chat_stream,
@@ -405,6 +467,8 @@ MODES = {
     "responses_stream": responses_stream,
     "responses_tools": responses_tools,
     "responses_reasoning": responses_reasoning,
+    "chat_stream_error": chat_stream_error,
+    "responses_stream_error": responses_stream_error,
     "error_400": error_400,
     "error_429": error_429,
 }
