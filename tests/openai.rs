@@ -95,6 +95,11 @@ fn chat_request_is_translated_and_always_streamed_upstream() {
     assert_eq!(body["model"], "claude-sonnet-4-6", "alias resolved");
     assert!(body["system"].to_string().contains("Be brief."));
     assert_eq!(body["messages"][0]["role"], "user");
+    // Prompt caching: the system prompt and the latest user turn are marked (two markers).
+    let system = body["system"].as_array().unwrap();
+    assert_eq!(system.last().unwrap()["cache_control"]["type"], "ephemeral");
+    assert_eq!(body["messages"][0]["content"][0]["cache_control"]["type"], "ephemeral");
+    assert_eq!(body.to_string().matches("cache_control").count(), 2);
     assert_eq!(
         up.header("authorization"),
         Some("Bearer sk-ant-oat01-stored")

@@ -56,7 +56,7 @@ pub fn handle(state: &State, mut rq: Request, key: &KeyInfo, door: Door, cors: &
         Door::Chat => chat::translate_request(&req, &resolve),
         Door::Responses => responses::translate_request(&req, &resolve),
     };
-    let t = match translated {
+    let mut t = match translated {
         Ok(t) => t,
         Err(e) => {
             return fail(
@@ -66,6 +66,7 @@ pub fn handle(state: &State, mut rq: Request, key: &KeyInfo, door: Door, cors: &
             )
         }
     };
+    super::add_cache_markers(&mut t.body);
     let mut prepared = match messages::prepare_translated(state, key, body, &t.body, &t.betas) {
         Ok(p) => p,
         Err(e) => return fail(rq, e, cors),
@@ -297,6 +298,11 @@ fn stream<R: std::io::Read>(
                     }
                     t.fail(&kind, &message, &mut buf);
                     break;
+                }
+                if ev.name == "ping" {
+                    // Upstream keep-alives become SSE comments, so proxies and clients in
+                    // between see traffic during long silent thinking.
+                    buf.extend_from_slice(b": ping\n\n");
                 }
                 t.on_event(&ev, &mut buf);
             }

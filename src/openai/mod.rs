@@ -175,6 +175,41 @@ impl Collector {
     }
 }
 
+/// Marks the translated request for prompt caching, when the client marked nothing itself:
+/// the last system block and the last block of the last user turn get an ephemeral
+/// `cache_control`. OpenAI clients (Codex, agents) resend a long, stable prefix every turn;
+/// without markers Anthropic caches none of it. At most two markers are added and the total
+/// never exceeds Anthropic's limit of four.
+pub fn add_cache_markers(body: &mut Value) {
+    if body.to_string().contains("\"cache_control\"") {
+        return; // the client chose its own breakpoints
+    }
+    let marker = json!({"type": "ephemeral"});
+    if let Some(last) = body
+        .get_mut("system")
+        .and_then(Value::as_array_mut)
+        .and_then(|s| s.last_mut())
+    {
+        if last.is_object() {
+            last["cache_control"] = marker.clone();
+        }
+    }
+    let last_user = body
+        .get_mut("messages")
+        .and_then(Value::as_array_mut)
+        .and_then(|m| m.iter_mut().rev().find(|m| m["role"] == "user"));
+    if let Some(msg) = last_user {
+        if let Some(text) = msg["content"].as_str().map(str::to_string) {
+            msg["content"] = json!([{"type": "text", "text": text}]);
+        }
+        let block = msg["content"].as_array_mut().and_then(|c| c.last_mut());
+        // Thinking blocks cannot carry a marker; user turns never hold them.
+        if let Some(block) = block.filter(|b| b.is_object()) {
+            block["cache_control"] = marker;
+        }
+    }
+}
+
 /// Parses one SSE event from its `event:`/`data:` lines (as delivered by the upstream).
 pub fn parse_event(name: &str, data: &str) -> Option<Event> {
     let data: Value = serde_json::from_str(data).ok()?;
@@ -198,6 +233,36 @@ mod tests {
             name: name.into(),
             data,
         }
+    }
+
+    #[test]
+    fn cache_markers_are_added_only_when_the_client_set_none() {
+        let mut b = json!({"system": [{"type":"text","text":"a"},{"type":"text","text":"b"}],
+            "messages": [{"role":"user","content":"one"},{"role":"assistant","content":"x"},{"role":"user","content":[{"type":"text","text":"two"},{"type":"image","source":{}}]}]});
+        add_cache_markers(&mut b);
+        assert_eq!(b["system"][1]["cache_control"], json!({"type":"ephemeral"}));
+        assert!(b["system"][0].get("cache_control").is_none());
+        assert_eq!(
+            b["messages"][2]["content"][1]["cache_control"],
+            json!({"type":"ephemeral"})
+        );
+        assert_eq!(
+            b["messages"][0]["content"], "one",
+            "earlier turns untouched"
+        );
+        assert_eq!(b.to_string().matches("cache_control").count(), 2);
+
+        let mut b = json!({"messages": [{"role":"user","content":"hi"}]});
+        add_cache_markers(&mut b);
+        assert_eq!(
+            b["messages"][0]["content"],
+            json!([{"type":"text","text":"hi","cache_control":{"type":"ephemeral"}}])
+        );
+
+        let mut own = json!({"messages": [{"role":"user","content":[{"type":"text","text":"hi","cache_control":{"type":"ephemeral"}}]}], "system":[{"type":"text","text":"s"}]});
+        let before = own.clone();
+        add_cache_markers(&mut own);
+        assert_eq!(own, before);
     }
 
     #[test]
