@@ -42,6 +42,11 @@ pub struct Config {
     pub timeouts: TimeoutsConfig,
     pub oauth: OauthConfig,
     pub cloaking: CloakingConfig,
+    /// Which backend answers model requests: `oauth` (default: the stored Claude login calls
+    /// Anthropic directly) or `claude-cli` (a logged-in Claude Code on this host, run locked down).
+    pub backend: Backend,
+    pub cli: CliConfig,
+    pub fetch: FetchConfig,
     pub limits: LimitsConfig,
     pub models: ModelsConfig,
 }
@@ -51,6 +56,9 @@ pub struct Config {
 pub struct UpstreamConfig {
     /// Base URL of the Messages API. Default `https://api.anthropic.com`; tests point it at a mock.
     pub base_url: String,
+    /// PEM file of root certificates that replace the built-in ones (for users behind a
+    /// TLS-intercepting proxy). Default none: Mozilla's roots compiled into the binary.
+    pub ca_file: Option<String>,
     /// Extra attempts for transient upstream failures (529, 5xx, connection errors) before the
     /// first byte reaches the client, with jittered backoff. Default 2.
     pub max_retries: u32,
@@ -101,6 +109,52 @@ pub struct CloakingConfig {
     pub sensitive_words: Vec<String>,
     /// Claude Code version named in cloaked requests' User-Agent.
     pub cli_version: String,
+}
+
+/// The `backend` key's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum Backend {
+    #[serde(rename = "oauth")]
+    Oauth,
+    #[serde(rename = "claude-cli")]
+    ClaudeCli,
+}
+
+/// `cli.*`: the Claude Code CLI backend (`backend: "claude-cli"`).
+#[derive(Clone, Debug, Serialize)]
+pub struct CliConfig {
+    /// The `claude` executable: a name looked up on PATH, or a path. Default `claude`.
+    pub binary: String,
+    /// The home directory whose Claude Code login the CLI uses (its `HOME`). Default `~`.
+    pub home: String,
+    /// Model used when a request names none. Default `sonnet`.
+    pub default_model: String,
+    /// Models a request may ask for (aliases or full ids); anything else is refused.
+    pub allowed_models: Vec<String>,
+    /// Wall-clock limit per call; the CLI is killed and the caller gets 504. Default 300000.
+    pub timeout_ms: u64,
+    /// CLI processes running at once. Default 2.
+    pub max_concurrent: u32,
+    /// How long a request may wait for a free CLI slot before 429 + Retry-After. Default 30000.
+    pub queue_wait_ms: u64,
+    /// Extra environment for the CLI (e.g. `ANTHROPIC_BASE_URL`, `HTTPS_PROXY`): the only way
+    /// anything from claudegate's own environment reaches it. Default none.
+    pub env: BTreeMap<String, String>,
+}
+
+/// `fetch.*`: `POST /v1/fetch`, a guarded page fetch through this host.
+#[derive(Clone, Debug, Serialize)]
+pub struct FetchConfig {
+    /// Whether `/v1/fetch` is served. Default true.
+    pub enabled: bool,
+    /// Fetches per minute per key (its own bucket, apart from the model limits). Default 30.
+    pub rpm: u32,
+    /// Default response size cap in bytes (a request may ask for up to 2 MB). Default 500000.
+    pub max_bytes: u64,
+    /// Whole-fetch time limit. Default 15000.
+    pub timeout_ms: u64,
+    /// Redirects followed (each hop checked). Default 5.
+    pub max_redirects: u32,
 }
 
 /// The `cloaking.mode` key's value.
@@ -173,6 +227,7 @@ impl Default for Config {
             debug: DebugSetting::Off,
             upstream: UpstreamConfig {
                 base_url: "https://api.anthropic.com".into(),
+                ca_file: None,
                 max_retries: 2,
             },
             timeouts: TimeoutsConfig {
@@ -188,6 +243,24 @@ impl Default for Config {
                 scopes: "user:profile user:inference user:sessions:claude_code".into(),
                 redirect_uri: "http://localhost:54545/callback".into(),
                 refresh_before_expiry_s: 3600,
+            },
+            backend: Backend::Oauth,
+            cli: CliConfig {
+                binary: "claude".into(),
+                home: "~".into(),
+                default_model: "sonnet".into(),
+                allowed_models: ["opus", "sonnet", "haiku"].map(String::from).to_vec(),
+                timeout_ms: 300_000,
+                max_concurrent: 2,
+                queue_wait_ms: 30_000,
+                env: BTreeMap::new(),
+            },
+            fetch: FetchConfig {
+                enabled: true,
+                rpm: 30,
+                max_bytes: 500_000,
+                timeout_ms: 15_000,
+                max_redirects: 5,
             },
             cloaking: CloakingConfig {
                 mode: CloakMode::Auto,
@@ -299,6 +372,7 @@ impl Config {
             let mut s = Section::new("upstream.", v)?;
             s.field("base_url", &mut c.upstream.base_url)?;
             s.field("max_retries", &mut c.upstream.max_retries)?;
+            s.field("ca_file", &mut c.upstream.ca_file)?;
             s.finish()?;
         }
         if let Some(v) = top.take("timeouts") {
@@ -319,6 +393,30 @@ impl Config {
             s.field("scopes", &mut o.scopes)?;
             s.field("redirect_uri", &mut o.redirect_uri)?;
             s.field("refresh_before_expiry_s", &mut o.refresh_before_expiry_s)?;
+            s.finish()?;
+        }
+        top.field("backend", &mut c.backend)?;
+        if let Some(v) = top.take("cli") {
+            let k = &mut c.cli;
+            let mut s = Section::new("cli.", v)?;
+            s.field("binary", &mut k.binary)?;
+            s.field("home", &mut k.home)?;
+            s.field("default_model", &mut k.default_model)?;
+            s.field("allowed_models", &mut k.allowed_models)?;
+            s.field("timeout_ms", &mut k.timeout_ms)?;
+            s.field("max_concurrent", &mut k.max_concurrent)?;
+            s.field("queue_wait_ms", &mut k.queue_wait_ms)?;
+            s.field("env", &mut k.env)?;
+            s.finish()?;
+        }
+        if let Some(v) = top.take("fetch") {
+            let f = &mut c.fetch;
+            let mut s = Section::new("fetch.", v)?;
+            s.field("enabled", &mut f.enabled)?;
+            s.field("rpm", &mut f.rpm)?;
+            s.field("max_bytes", &mut f.max_bytes)?;
+            s.field("timeout_ms", &mut f.timeout_ms)?;
+            s.field("max_redirects", &mut f.max_redirects)?;
             s.finish()?;
         }
         if let Some(v) = top.take("cloaking") {
@@ -434,6 +532,38 @@ impl Config {
                 "cloaking.sensitive_words",
                 "must not contain empty words",
             ));
+        }
+        if self.cli.binary.trim().is_empty() {
+            return Err(bad("cli.binary", "must not be empty"));
+        }
+        if !(1000..=86_400_000).contains(&self.cli.timeout_ms) {
+            return Err(bad("cli.timeout_ms", "must be between 1000 and 86400000"));
+        }
+        if !(1..=64).contains(&self.cli.max_concurrent) {
+            return Err(bad("cli.max_concurrent", "must be between 1 and 64"));
+        }
+        if self.cli.allowed_models.is_empty() {
+            return Err(bad("cli.allowed_models", "must list at least one model"));
+        }
+        if !self.cli.allowed_models.contains(&self.cli.default_model) {
+            return Err(bad(
+                "cli.default_model",
+                "must be one of cli.allowed_models",
+            ));
+        }
+        for name in self.cli.env.keys() {
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                return Err(bad("cli.env", "has an invalid variable name"));
+            }
+        }
+        if !(1..=2_000_000).contains(&self.fetch.max_bytes) {
+            return Err(bad("fetch.max_bytes", "must be between 1 and 2000000"));
+        }
+        if !(100..=600_000).contains(&self.fetch.timeout_ms) {
+            return Err(bad("fetch.timeout_ms", "must be between 100 and 600000"));
+        }
+        if self.fetch.max_redirects > 20 {
+            return Err(bad("fetch.max_redirects", "must be at most 20"));
         }
         if self.limits.max_concurrent == 0 {
             return Err(bad("limits.max_concurrent", "must be at least 1"));

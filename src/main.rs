@@ -223,6 +223,7 @@ fn run(args: Args) -> Result<(), String> {
         || std::env::var_os("CLAUDEGATE_CONFIG").is_some_and(|v| !v.is_empty());
     let path = config::locate(args.config.as_deref());
     let config = config::Config::load(&path, explicit).map_err(|e| e.to_string())?;
+    upstream::init_tls(config.upstream.ca_file.as_deref())?;
     let data_dir = config.data_dir();
     let keys_path = keys::file_path(&data_dir);
     match args.command {

@@ -225,6 +225,7 @@ fn agent() -> &'static ureq::Agent {
             // A token endpoint has no business redirecting; following one could carry a
             // refresh token somewhere else. A 3xx is reported as an unexpected answer instead.
             .max_redirects(0)
+            .tls_config(crate::upstream::tls_config())
             .build()
             .into()
     })

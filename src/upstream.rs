@@ -103,6 +103,45 @@ impl UpstreamError {
     }
 }
 
+static ROOTS: std::sync::OnceLock<ureq::tls::TlsConfig> = std::sync::OnceLock::new();
+
+/// Loads `upstream.ca_file` once at start: its certificates replace the built-in Mozilla
+/// roots for every outgoing TLS connection (Anthropic and the token endpoint), for users
+/// behind a TLS-intercepting proxy. Without it the compiled-in roots are used, so a bare host
+/// needs no system CA bundle.
+pub fn init_tls(ca_file: Option<&str>) -> Result<(), String> {
+    let config = match ca_file {
+        None => ureq::tls::TlsConfig::default(),
+        Some(path) => {
+            let path = crate::fsutil::expand_home(path);
+            let pem = std::fs::read(&path)
+                .map_err(|e| format!("cannot read upstream.ca_file {}: {e}", path.display()))?;
+            let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                return Err(format!(
+                    "upstream.ca_file {} holds no PEM certificate",
+                    path.display()
+                ));
+            }
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                .build()
+        }
+    };
+    ROOTS.set(config).ok();
+    Ok(())
+}
+
+/// The TLS settings for outgoing connections (see [`init_tls`]).
+pub fn tls_config() -> ureq::tls::TlsConfig {
+    ROOTS.get().cloned().unwrap_or_default()
+}
+
 /// Statuses worth another attempt before anything reached the client.
 pub fn transient_status(status: u16) -> bool {
     matches!(status, 500 | 502 | 503 | 504 | 529)
@@ -137,6 +176,7 @@ impl Upstream {
             .timeout_recv_response(Some(ms(t.response_ms)))
             .timeout_per_read(Some(ms(t.stream_idle_ms)))
             .timeout_per_write(Some(ms(t.response_ms)))
+            .tls_config(tls_config())
             .max_idle_connections_per_host(8)
             .input_buffer_size(64 * 1024)
             .output_buffer_size(32 * 1024)

@@ -154,6 +154,25 @@ fn config_errors_name_the_key() {
         assert!(err.contains(needle), "{config}: {err}");
         assert!(err.contains("config.json"), "names the file: {err}");
     }
+    // A CA file that cannot be used stops the start with a clear error.
+    let setup = Setup::new(json!({"upstream": {"ca_file": "/nonexistent/ca.pem"}}));
+    let out = setup.cli(&["keys", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("upstream.ca_file"),
+        "{}",
+        text(&out.stderr)
+    );
+    let not_pem = setup.dir.path().join("ca.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let setup = Setup::new(json!({"upstream": {"ca_file": not_pem.to_str().unwrap()}}));
+    let out = setup.cli(&["keys", "list"]);
+    assert!(
+        text(&out.stderr).contains("no PEM certificate"),
+        "{}",
+        text(&out.stderr)
+    );
+
     let dir = TempDir::new();
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, "{ not json").unwrap();

@@ -98,7 +98,10 @@ fn chat_request_is_translated_and_always_streamed_upstream() {
     // Prompt caching: the system prompt and the latest user turn are marked (two markers).
     let system = body["system"].as_array().unwrap();
     assert_eq!(system.last().unwrap()["cache_control"]["type"], "ephemeral");
-    assert_eq!(body["messages"][0]["content"][0]["cache_control"]["type"], "ephemeral");
+    assert_eq!(
+        body["messages"][0]["content"][0]["cache_control"]["type"],
+        "ephemeral"
+    );
     assert_eq!(body.to_string().matches("cache_control").count(), 2);
     assert_eq!(
         up.header("authorization"),
