@@ -14,6 +14,8 @@ pub enum Protocol {
     OpenAi,
     /// `{"type":"error","error":{"type","message"}}`
     Anthropic,
+    /// The relay routes (`/v1/complete`, `/v1/fetch`): `{"ok":false,"error":"…"}`.
+    Relay,
 }
 
 /// The kinds of failure a client can be told about.
@@ -146,6 +148,7 @@ impl ApiError {
                     "error": {"message": self.message, "type": kind, "param": self.param, "code": code},
                 })
             }
+            Protocol::Relay => serde_json::json!({"ok": false, "error": self.message}),
         };
         v.to_string().into_bytes()
     }

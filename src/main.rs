@@ -2,9 +2,13 @@
 //! API for your own apps. This file parses the command line (lexopt) and dispatches commands.
 
 mod account;
+mod cli_backend;
+mod cli_routes;
 mod cloak;
 mod clock;
+mod complete;
 mod config;
+mod fetch;
 mod fsutil;
 mod http;
 mod ids;

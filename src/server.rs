@@ -107,7 +107,9 @@ fn path_of(url: &str) -> &str {
 /// Anthropic-shaped errors for Anthropic routes and for any request that announces itself with
 /// `anthropic-version`; OpenAI-shaped for the rest.
 fn protocol_of(rq: &Request, path: &str) -> Protocol {
-    if path.starts_with("/v1/messages") || http::header(rq, "anthropic-version").is_some() {
+    if path == "/v1/complete" || path == "/v1/fetch" {
+        Protocol::Relay
+    } else if path.starts_with("/v1/messages") || http::header(rq, "anthropic-version").is_some() {
         Protocol::Anthropic
     } else {
         Protocol::OpenAi
@@ -397,13 +399,17 @@ fn route(
             let Some(rq) = slot.take() else { return 500 };
             return openai_door(state, rq, &key, route, cors);
         }
+        Route::Complete => {
+            let Some(rq) = slot.take() else { return 500 };
+            return crate::complete::handle(state, rq, &key, cors);
+        }
         Route::AdminAccounts => {
             Reply::json(200, state.account.admin_view().to_string().into_bytes())
         }
         Route::Models => {
             let list = match protocol {
                 Protocol::Anthropic => state.models.anthropic_list(),
-                Protocol::OpenAi => state.models.openai_list(),
+                Protocol::OpenAi | Protocol::Relay => state.models.openai_list(),
             };
             Reply::json(200, list.to_string().into_bytes())
         }

@@ -136,6 +136,8 @@ fn every_protected_route_refuses_missing_wrong_and_revoked_keys() {
             let r = call(&gate, method, path, &headers);
             if is_anthropic(path) {
                 r.assert_anthropic_error(401, "authentication_error");
+            } else if *path == "/v1/complete" || *path == "/v1/fetch" {
+                r.assert_relay_error(401);
             } else {
                 let v = r.assert_openai_error(401);
                 assert_eq!(v["error"]["code"], "invalid_api_key");
@@ -201,7 +203,7 @@ fn unknown_path_404_and_wrong_method_405_in_each_protocol() {
     r.assert_anthropic_error(405, "invalid_request_error");
     assert_eq!(r.header("allow"), Some("POST, OPTIONS"));
     let r = request("DELETE", &gate.url("/v1/complete"), &[]);
-    r.assert_openai_error(405);
+    r.assert_relay_error(405);
     let r = request("POST", &gate.url("/health"), &[]);
     r.assert_openai_error(405);
     let r = request("PUT", &gate.url("/v1/models"), &[]);
@@ -209,20 +211,17 @@ fn unknown_path_404_and_wrong_method_405_in_each_protocol() {
 }
 
 #[test]
-fn later_routes_answer_501_json_after_auth_and_body_checks() {
+fn bad_bodies_and_unbuilt_routes_get_json_errors_in_their_protocol() {
     let (gate, key) = Gate::start_with_key(json!({}));
     let r = post(&gate.url("/v1/complete"), &[("x-api-key", &key)], "{}");
-    let v = r.assert_openai_error(501);
-    assert!(v["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("/v1/complete"));
+    let v = r.assert_relay_error(400);
+    assert!(v["error"].as_str().unwrap().contains("prompt"), "{v}");
     let r = post(
         &gate.url("/v1/complete"),
         &[("x-api-key", &key)],
         "{not json",
     );
-    r.assert_openai_error(400);
+    r.assert_relay_error(400);
     let r = post(
         &gate.url("/v1/messages"),
         &[("x-api-key", &key)],
@@ -231,8 +230,16 @@ fn later_routes_answer_501_json_after_auth_and_body_checks() {
     r.assert_anthropic_error(400, "invalid_request_error");
     let r = post(&gate.url("/v1/messages"), &[("x-api-key", &key)], "[1]");
     r.assert_anthropic_error(400, "invalid_request_error");
+    let r = post(
+        &gate.url("/v1/chat/completions"),
+        &[("x-api-key", &key)],
+        "{}",
+    );
+    let v = r.assert_openai_error(400);
+    assert_eq!(v["error"]["param"], "model");
     let r = get(&gate.url("/metrics"), &[("x-api-key", &key)]);
-    r.assert_openai_error(501);
+    let v = r.assert_openai_error(501);
+    assert!(v["error"]["message"].as_str().unwrap().contains("/metrics"));
 }
 
 #[test]
@@ -244,18 +251,12 @@ fn per_key_rpm_limit_with_retry_after() {
     for _ in 0..3 {
         assert_eq!(
             post(&gate.url("/v1/complete"), &[("x-api-key", &slow)], "{}").status,
-            501
+            400
         );
     }
     let r = post(&gate.url("/v1/complete"), &[("x-api-key", &slow)], "{}");
-    let v = r.assert_openai_error(429);
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("per minute"),
-        "{v}"
-    );
+    let v = r.assert_relay_error(429);
+    assert!(v["error"].as_str().unwrap().contains("per minute"), "{v}");
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=20).contains(&retry), "retry-after {retry}");
     let r = post(&gate.url("/v1/messages"), &[("x-api-key", &slow)], "{}");
@@ -263,7 +264,7 @@ fn per_key_rpm_limit_with_retry_after() {
     // Other keys and key-only routes are unaffected.
     assert_eq!(
         post(&gate.url("/v1/complete"), &[("x-api-key", &other)], "{}").status,
-        501
+        400
     );
     assert_eq!(
         get(&gate.url("/v1/models"), &[("x-api-key", &slow)]).status,
@@ -280,15 +281,12 @@ fn daily_limits_per_key_and_global_with_retry_after_until_midnight() {
     for _ in 0..2 {
         assert_eq!(
             post(&gate.url("/v1/complete"), &[("x-api-key", &a)], "{}").status,
-            501
+            400
         );
     }
     let r = post(&gate.url("/v1/complete"), &[("x-api-key", &a)], "{}");
-    let v = r.assert_openai_error(429);
-    assert!(
-        v["error"]["message"].as_str().unwrap().contains("today"),
-        "{v}"
-    );
+    let v = r.assert_relay_error(429);
+    assert!(v["error"].as_str().unwrap().contains("today"), "{v}");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -301,15 +299,12 @@ fn daily_limits_per_key_and_global_with_retry_after_until_midnight() {
     );
     assert_eq!(
         post(&gate.url("/v1/complete"), &[("x-api-key", &b)], "{}").status,
-        501
+        400
     );
     let r = post(&gate.url("/v1/complete"), &[("x-api-key", &b)], "{}");
-    let v = r.assert_openai_error(429);
+    let v = r.assert_relay_error(429);
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("limits.global_daily"),
+        v["error"].as_str().unwrap().contains("limits.global_daily"),
         "{v}"
     );
 }
@@ -321,11 +316,11 @@ fn daily_counts_survive_a_restart() {
     let gate = Gate::spawn(setup);
     assert_eq!(
         post(&gate.url("/v1/complete"), &[("x-api-key", &a)], "{}").status,
-        501
+        400
     );
     assert_eq!(
         post(&gate.url("/v1/complete"), &[("x-api-key", &a)], "{}").status,
-        501
+        400
     );
     // The housekeeping thread saves counters every 5 s.
     let usage = gate.setup.data_dir().join("usage.json");
@@ -340,11 +335,8 @@ fn daily_counts_survive_a_restart() {
     let mut gate = gate;
     gate.restart();
     let r = post(&gate.url("/v1/complete"), &[("x-api-key", &a)], "{}");
-    let v = r.assert_openai_error(429);
-    assert!(
-        v["error"]["message"].as_str().unwrap().contains("today"),
-        "{v}"
-    );
+    let v = r.assert_relay_error(429);
+    assert!(v["error"].as_str().unwrap().contains("today"), "{v}");
     let list = String::from_utf8(gate.setup.cli(&["keys", "list"]).stdout).unwrap();
     assert!(!list.contains("never"), "last use recorded: {list}");
 }
@@ -355,9 +347,9 @@ fn max_concurrent_refuses_while_slots_are_held() {
     let held = hold_with_slow_body(&gate, "/v1/messages", &key, 2000);
     std::thread::sleep(Duration::from_millis(200));
     let r = post(&gate.url("/v1/complete"), &[("x-api-key", &key)], "{}");
-    let v = r.assert_openai_error(429);
+    let v = r.assert_relay_error(429);
     assert!(
-        v["error"]["message"]
+        v["error"]
             .as_str()
             .unwrap()
             .contains("limits.max_concurrent"),
@@ -368,7 +360,7 @@ fn max_concurrent_refuses_while_slots_are_held() {
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         let r = post(&gate.url("/v1/complete"), &[("x-api-key", &key)], "{}");
-        if r.status == 501 {
+        if r.status == 400 {
             break;
         }
         assert!(Instant::now() < deadline, "slot never released: {r:?}");
@@ -422,7 +414,10 @@ fn body_too_large_by_content_length_is_refused_before_reading() {
         &[("x-api-key", &key)],
         &format!("\"{}\"", "x".repeat(998)),
     );
-    assert_eq!(r.status, 501, "{r:?}");
+    assert_eq!(
+        r.status, 400,
+        "read whole, then refused for its content: {r:?}"
+    );
 }
 
 #[test]
@@ -442,7 +437,7 @@ fn body_too_large_by_chunked_stream_is_cut_off() {
     let mut s = TcpStream::connect(gate.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(s, "POST /v1/complete HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n").unwrap();
-    assert_eq!(read_status(&mut s), Some(501));
+    assert_eq!(read_status(&mut s), Some(400));
     gate.assert_healthy();
 }
 
@@ -458,9 +453,9 @@ fn total_body_memory_is_bounded() {
         &[("x-api-key", &key)],
         &format!("\"{}\"", "z".repeat(50000)),
     );
-    let v = r.assert_openai_error(503);
+    let v = r.assert_relay_error(503);
     assert!(
-        v["error"]["message"]
+        v["error"]
             .as_str()
             .unwrap()
             .contains("large request bodies"),
@@ -475,7 +470,7 @@ fn total_body_memory_is_bounded() {
         &format!("\"{}\"", "z".repeat(50000)),
     );
     assert_eq!(
-        r.status, 501,
+        r.status, 400,
         "budget returned after the first upload ended: {r:?}"
     );
 }
@@ -563,7 +558,7 @@ fn saturated_server_answers_503_at_once_and_health_stays_fast() {
     );
     r.assert_anthropic_error(503, "overloaded_error");
     assert_eq!(r.header("retry-after"), Some("1"));
-    post(&gate.url("/v1/complete"), &[("x-api-key", &key)], "{}").assert_openai_error(503);
+    post(&gate.url("/v1/complete"), &[("x-api-key", &key)], "{}").assert_relay_error(503);
     let mut worst = Duration::ZERO;
     for _ in 0..20 {
         let t = Instant::now();

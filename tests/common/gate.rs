@@ -326,6 +326,15 @@ impl Resp {
         v
     }
 
+    /// Asserts a relay-shaped error `{"ok":false,"error":"…"}` (`/v1/complete`, `/v1/fetch`).
+    pub fn assert_relay_error(&self, status: u16) -> Value {
+        assert_eq!(self.status, status, "{self:?}");
+        let v = self.json();
+        assert_eq!(v["ok"], false, "{v}");
+        assert!(v["error"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        v
+    }
+
     /// Asserts an Anthropic-shaped error `{"type":"error","error":{"type","message"}}`.
     pub fn assert_anthropic_error(&self, status: u16, kind: &str) -> Value {
         assert_eq!(self.status, status, "{self:?}");
