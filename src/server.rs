@@ -39,6 +39,7 @@ pub struct State {
     pub account: Account,
     pub upstream: Upstream,
     pub cloak: Cloak,
+    pub fetcher: crate::fetch::Fetcher,
     /// Requests handed to the worker pool and not finished yet (queued or running). Counting
     /// them, rather than trusting the channel's buffer, makes "busy" exact: a request is
     /// refused only when every worker is occupied and `queue` more are already waiting.
@@ -146,6 +147,7 @@ pub fn run(config: Config) -> Result<(), String> {
         keys,
         account,
         upstream: Upstream::new(&config),
+        fetcher: crate::fetch::Fetcher::new(config.fetch.clone()),
         cloak,
         limits: Limits::new(config.limits.clone(), limits::usage_path(&data_dir)),
         bodies: BodyBudget::new(config.max_inflight_body_bytes),
@@ -377,6 +379,14 @@ fn route(
         Err(err) => return finish(slot, err.reply(protocol), cors),
     };
 
+    // Page fetches have their own bucket (`fetch.rpm`) and never spend the model limits.
+    if route == Route::Fetch {
+        let Some(rq) = slot.take() else { return 500 };
+        return state
+            .fetcher
+            .handle(state.config.max_body_bytes, &state.bodies, rq, &key, cors);
+    }
+
     let _slot_guard = if route.uses_backend() {
         match state.limits.admit(&key) {
             Ok(guard) => Some(guard),
@@ -390,6 +400,24 @@ fn route(
         None
     };
 
+    if state.config.backend == crate::config::Backend::ClaudeCli {
+        match route {
+            Route::Messages | Route::CountTokens | Route::Responses => {
+                let err = ApiError::new(
+                    ErrorKind::NotImplemented,
+                    format!(
+                        "{path} needs the oauth backend (backend: \"oauth\"); the claude-cli backend serves /v1/complete and text-only /v1/chat/completions"
+                    ),
+                );
+                return finish(slot, err.reply(protocol), cors);
+            }
+            Route::ChatCompletions => {
+                let Some(rq) = slot.take() else { return 500 };
+                return crate::cli_routes::chat(state, rq, cors);
+            }
+            _ => {}
+        }
+    }
     let reply = match route {
         Route::Messages | Route::CountTokens => {
             let Some(rq) = slot.take() else { return 500 };
