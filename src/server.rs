@@ -40,6 +40,7 @@ pub struct State {
     pub upstream: Upstream,
     pub cloak: Cloak,
     pub fetcher: crate::fetch::Fetcher,
+    pub cli: crate::cli_backend::CliBackend,
     /// Requests handed to the worker pool and not finished yet (queued or running). Counting
     /// them, rather than trusting the channel's buffer, makes "busy" exact: a request is
     /// refused only when every worker is occupied and `queue` more are already waiting.
@@ -148,6 +149,7 @@ pub fn run(config: Config) -> Result<(), String> {
         account,
         upstream: Upstream::new(&config),
         fetcher: crate::fetch::Fetcher::new(config.fetch.clone()),
+        cli: crate::cli_backend::CliBackend::new(config.cli.clone()),
         cloak,
         limits: Limits::new(config.limits.clone(), limits::usage_path(&data_dir)),
         bodies: BodyBudget::new(config.max_inflight_body_bytes),
