@@ -161,7 +161,7 @@ pub fn chat(state: &State, mut rq: Request, cors: &Cors) -> u16 {
         ("Cache-Control".to_string(), "no-cache".to_string()),
         ("X-Accel-Buffering".to_string(), "no".to_string()),
     ];
-    let mut write = |out: &mut Option<RawResponse>,
+    let write = |out: &mut Option<RawResponse>,
                      pending: &mut Option<Request>,
                      chunks: Vec<Value>,
                      tail: &[u8]|
