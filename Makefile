@@ -1,28 +1,85 @@
 # claudegate — build, test, release, install.
 #
-#   make test      THE test command: installs what the tests need, then fmt, clippy, all tests
-#   make e2e-deps  the real clients the end-to-end tests drive (Claude Code and Codex CLIs,
-#                  the anthropic and openai Python SDKs),
-#                  at the versions pinned in tests/e2e/, into target/e2e/ (part of `make test`)
-#   make build     debug build
-#   make release   static x86_64 musl binary in target/x86_64-unknown-linux-musl/release/
-#   make install   copy the release binary to $(PREFIX)/bin (default ~/.local/bin)
+#   make test       THE test command: installs what the tests need, then fmt, clippy, all tests
+#                   (with the aarch64 binary under qemu too when qemu-aarch64 is installed; CI
+#                   installs it, and `make test TEST_ARM=1` forces it)
+#   make e2e-deps   the real clients the end-to-end tests drive (Claude Code and Codex CLIs,
+#                   the anthropic and openai Python SDKs),
+#                   at the versions pinned in tests/e2e/, into target/e2e/ (part of `make test`)
+#   make build      debug build
+#   make release    static x86_64 and aarch64 musl binaries in target/<target>/release/,
+#                   checked to be static, sizes printed
+#   make test-arm   the aarch64 binary under qemu-user against the mock upstream (tests/arm.rs)
+#   make install    the static binary for this machine to $(PREFIX)/bin (default ~/.local/bin),
+#                   plus a systemd --user service (contrib/claudegate.service), enabled and started
+#   make uninstall  stop and remove the service and the binary; keeps config and data
 #   make clean
 #
 # Every setup step is idempotent and only runs when something is missing, so a fresh Debian
 # machine (or CI) and a developer's laptop run the same commands.
+#
+# Cross settings live here rather than in .cargo/config.toml: they name Debian's cross gcc,
+# which this Makefile installs, and plain `cargo build`/`cargo test` never need them.
 
 PREFIX ?= $(HOME)/.local
 BIN    := claudegate
 X86    := x86_64-unknown-linux-musl
+ARM    := aarch64-unknown-linux-musl
 CARGO  ?= cargo
 
-# apt-get as root, or through sudo for a normal user.
-APT := $(if $(filter 0,$(shell id -u)),apt-get,sudo apt-get)
-# $(call need,COMMAND,DEBIAN-PACKAGE): install the package when the command is missing.
-need = @command -v $(1) >/dev/null 2>&1 || { $(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq $(2) >/dev/null; }
+HOST_ARCH := $(shell uname -m)
 
-.PHONY: build release test test-deps e2e-deps release-deps lint install uninstall clean
+# apt-get as root, or through sudo for a normal user (env: sudo would drop DEBIAN_FRONTEND).
+APT := $(if $(filter 0,$(shell id -u)),,sudo )env DEBIAN_FRONTEND=noninteractive apt-get
+# $(call need,COMMAND,DEBIAN-PACKAGE): install the package when the command is missing.
+need = @command -v $(1) >/dev/null 2>&1 || { $(APT) update -qq && $(APT) install -y -qq $(2) >/dev/null; }
+
+# C compiler (ring has C and assembly) and linker per target. The musl targets link Rust's own
+# bundled musl (self-contained), so a glibc cross gcc serves as linker. cc-rs finds `musl-gcc`
+# for x86_64-musl by itself; for aarch64-musl it would look for aarch64-linux-musl-gcc, which
+# Debian does not ship, hence the explicit CC.
+ifeq ($(HOST_ARCH),aarch64)
+X86_CC  := x86_64-linux-gnu-gcc
+X86_PKG := gcc-x86-64-linux-gnu
+X86_ENV := CC_x86_64_unknown_linux_musl=$(X86_CC) CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=$(X86_CC)
+ARM_CC  := musl-gcc
+ARM_PKG := musl-tools
+ARM_ENV := CC_aarch64_unknown_linux_musl=$(ARM_CC)
+else
+X86_CC  := musl-gcc
+X86_PKG := musl-tools
+X86_ENV :=
+ARM_CC  := aarch64-linux-gnu-gcc
+ARM_PKG := gcc-aarch64-linux-gnu
+ARM_ENV := CC_aarch64_unknown_linux_musl=$(ARM_CC) CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=$(ARM_CC)
+endif
+
+X86_OUT := target/$(X86)/release/$(BIN)
+ARM_OUT := target/$(ARM)/release/$(BIN)
+
+# qemu-user for the aarch64 binary (Debian qemu-user-static, or qemu-user). Recursive on purpose:
+# evaluated when a recipe runs, after test-arm-deps may have installed it.
+QEMU ?= $(firstword $(shell command -v qemu-aarch64-static qemu-aarch64 2>/dev/null))
+# What runs the aarch64 binary: qemu, or nothing on an aarch64 host.
+ARM_RUNNER = $(if $(filter aarch64,$(HOST_ARCH)),,$(QEMU))
+# `make test` includes the aarch64 tests when qemu is installed (or on an aarch64 host).
+TEST_ARM ?= $(if $(or $(QEMU),$(filter aarch64,$(HOST_ARCH))),1)
+ARM_TEST_ENV = CLAUDEGATE_ARM_BIN=$(CURDIR)/$(ARM_OUT) CLAUDEGATE_QEMU=$(ARM_RUNNER)
+
+# $(call check_static,BINARY): prints `file`'s verdict; fails unless the binary is a static ELF
+# (no program interpreter, no shared libraries), which `ldd` confirms for the host's own arch.
+check_static = @info=$$(file -b $(1)); echo "$(1): $$info"; \
+	echo "$$info" | grep -Eq 'static(ally|-pie) linked' \
+	  || { echo "error: $(1) is not statically linked" >&2; exit 1; }; \
+	if readelf -lW $(1) | grep -q 'program interpreter' || readelf -dW $(1) | grep -q '(NEEDED)'; then \
+	  echo "error: $(1) has a program interpreter or needs shared libraries" >&2; exit 1; fi; \
+	if [ "$(2)" = "$(HOST_ARCH)" ]; then l=$$(ldd $(1) 2>&1 || true); echo "  ldd: $$l"; \
+	  echo "$$l" | grep -Eq 'statically linked|not a dynamic executable' \
+	    || { echo "error: ldd finds shared libraries in $(1)" >&2; exit 1; }; fi
+
+.PHONY: build release release-deps release-x86_64 release-aarch64 release-x86_64-deps \
+	release-aarch64-deps test test-deps test-arm test-arm-deps e2e-deps lint install \
+	uninstall clean
 
 build:
 	$(CARGO) build --locked
@@ -40,24 +97,62 @@ e2e-deps:
 	@bash tests/e2e/install.sh
 
 # CLAUDEGATE_E2E_REQUIRED=1: a missing client fails tests/e2e_clients.rs instead of skipping it.
-test: lint e2e-deps
-	CLAUDEGATE_E2E_REQUIRED=1 $(CARGO) test --locked
+# With TEST_ARM, the aarch64 release binary is built first and tests/arm.rs runs it.
+test: lint e2e-deps $(if $(TEST_ARM),test-arm-deps release-aarch64)
+	CLAUDEGATE_E2E_REQUIRED=1 $(if $(TEST_ARM),$(ARM_TEST_ENV)) $(CARGO) test --locked
 
-release-deps:
-	$(call need,musl-gcc,musl-tools)
+# ---- static release binaries -------------------------------------------------------------
+
+release-deps: release-x86_64-deps release-aarch64-deps
+	$(call need,file,file)
+	$(call need,readelf,binutils)
+
+release-x86_64-deps:
+	$(call need,$(X86_CC),$(X86_PKG))
 	@rustup target list --installed | grep -qx $(X86) || rustup target add $(X86)
 
-release: release-deps
-	$(CARGO) build --release --locked --target $(X86)
-	@ls -l target/$(X86)/release/$(BIN) | awk '{print "release binary: " $$9 " (" $$5 " bytes)"}'
+release-aarch64-deps:
+	$(call need,$(ARM_CC),$(ARM_PKG))
+	@rustup target list --installed | grep -qx $(ARM) || rustup target add $(ARM)
 
-install: release
-	install -d $(PREFIX)/bin
-	install -m 0755 target/$(X86)/release/$(BIN) $(PREFIX)/bin/$(BIN)
-	@echo "installed $(PREFIX)/bin/$(BIN); next: $(BIN) keys add my-app && $(BIN) serve"
+release-x86_64: release-x86_64-deps
+	$(X86_ENV) $(CARGO) build --release --locked --target $(X86)
+
+release-aarch64: release-aarch64-deps
+	$(ARM_ENV) $(CARGO) build --release --locked --target $(ARM)
+
+release: release-deps release-x86_64 release-aarch64
+	$(call check_static,$(X86_OUT),x86_64)
+	$(call check_static,$(ARM_OUT),aarch64)
+	@for f in $(X86_OUT) $(ARM_OUT); do \
+	  stat -c '%s' $$f | awk -v f=$$f '{printf "release binary: %s (%d bytes, %.2f MB)\n", f, $$1, $$1/1e6}'; done
+
+# ---- the aarch64 binary under qemu ------------------------------------------------------
+
+test-arm-deps: release-aarch64-deps
+	@[ "$(HOST_ARCH)" = aarch64 ] || command -v qemu-aarch64-static >/dev/null 2>&1 \
+	  || command -v qemu-aarch64 >/dev/null 2>&1 \
+	  || { $(APT) update -qq && $(APT) install -y -qq qemu-user-static >/dev/null; }
+
+test-arm: test-arm-deps release-aarch64
+	$(ARM_TEST_ENV) $(CARGO) test --locked --test arm
+
+# ---- install as a systemd --user service ------------------------------------------------
+
+# The static musl binary for this machine (x86_64 or aarch64). If that cannot be built here (no
+# apt, another architecture), the native release build is installed instead, and said so.
+install:
+	@case $(HOST_ARCH) in x86_64) t=$(X86);; aarch64) t=$(ARM);; *) t=;; esac; \
+	if [ -n "$$t" ] && $(MAKE) --no-print-directory release-$(HOST_ARCH); then \
+	  src=target/$$t/release/$(BIN); echo "installing the static $(HOST_ARCH) musl binary"; \
+	else \
+	  echo "no static musl build for $(HOST_ARCH) here; installing the native release build instead" >&2; \
+	  $(CARGO) build --release --locked && src=target/release/$(BIN) || exit 1; \
+	fi; \
+	sh contrib/service.sh install "$$src" "$(PREFIX)"
 
 uninstall:
-	rm -f $(PREFIX)/bin/$(BIN)
+	@sh contrib/service.sh uninstall "" "$(PREFIX)"
 
 clean:
 	$(CARGO) clean
