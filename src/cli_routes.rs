@@ -162,9 +162,9 @@ pub fn chat(state: &State, mut rq: Request, cors: &Cors) -> u16 {
         ("X-Accel-Buffering".to_string(), "no".to_string()),
     ];
     let write = |out: &mut Option<RawResponse>,
-                     pending: &mut Option<Request>,
-                     chunks: Vec<Value>,
-                     tail: &[u8]|
+                 pending: &mut Option<Request>,
+                 chunks: Vec<Value>,
+                 tail: &[u8]|
      -> bool {
         if out.is_none() {
             let Some(rq) = pending.take() else {
