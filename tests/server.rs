@@ -624,3 +624,32 @@ fn verbose_logs_requests_without_secrets_or_queries() {
         "{log}"
     );
 }
+
+/// On the claude-cli backend the Anthropic-native and Responses routes need the oauth
+/// backend: a clear 501 in each route's protocol, before anything runs.
+#[test]
+fn cli_backend_refuses_routes_it_cannot_serve() {
+    let (gate, key) = Gate::start_with_key(
+        json!({"backend": "claude-cli", "cli": {"binary": "/nonexistent/claude"}}),
+    );
+    for path in ["/v1/messages", "/v1/messages/count_tokens"] {
+        let r = post(&gate.url(path), &[("x-api-key", &key)], "{}");
+        let v = r.assert_anthropic_error(501, "api_error");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("oauth backend"),
+            "{v}"
+        );
+    }
+    let r = post(&gate.url("/v1/responses"), &[("x-api-key", &key)], "{}");
+    let v = r.assert_openai_error(501);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("oauth backend"),
+        "{v}"
+    );
+}
