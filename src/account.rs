@@ -346,6 +346,7 @@ impl Account {
                             "refreshed the Claude token but could not save it: {e}"
                         ));
                     }
+                    crate::metrics::METRICS.refresh(true);
                     let mut slot = lock(&self.slot);
                     slot.token = Some(new.clone());
                     slot.generation += 1;
@@ -365,11 +366,13 @@ impl Account {
                     });
                 }
                 Err(RefreshError::InvalidGrant(why)) => {
+                    crate::metrics::METRICS.refresh(false);
                     let why = format!("the refresh token was rejected: {why}");
                     self.set_needs_login(&why);
                     return Err(Unavailable::NeedsLogin(why));
                 }
                 Err(RefreshError::NotRefreshable) => {
+                    crate::metrics::METRICS.refresh(false);
                     let why = "the stored login cannot be refreshed".to_string();
                     self.set_needs_login(&why);
                     return Err(Unavailable::NeedsLogin(why));
@@ -383,6 +386,7 @@ impl Account {
                 }
             }
         }
+        crate::metrics::METRICS.refresh(false);
         lock(&self.health).failures.auth += 1;
         Err(Unavailable::RefreshFailed(last))
     }
@@ -520,6 +524,27 @@ impl Account {
         ));
     }
 
+    /// The state now (`ok`, `cooldown`, `needs_login`, `not_logged_in`), for the audit log.
+    pub fn state(&self) -> &'static str {
+        let logged_in = lock(&self.slot).token.is_some();
+        state_name(logged_in, &lock(&self.health), clock::unix_now())
+    }
+
+    /// State, cooldown end (0 when none) and the last seen unified rate-limit values, for
+    /// `/metrics`.
+    pub fn gauges(&self) -> (&'static str, u64, BTreeMap<String, String>) {
+        self.reload_if_changed();
+        let now = clock::unix_now();
+        let logged_in = lock(&self.slot).token.is_some();
+        let h = lock(&self.health);
+        let until = if h.cooldown_until > now {
+            h.cooldown_until
+        } else {
+            0
+        };
+        (state_name(logged_in, &h, now), until, h.ratelimit.clone())
+    }
+
     /// `GET /admin/accounts`.
     pub fn admin_view(&self) -> Value {
         self.reload_if_changed();
@@ -527,15 +552,7 @@ impl Account {
         let slot = lock(&self.slot);
         let h = lock(&self.health);
         let t = slot.token.as_ref();
-        let state = if t.is_none() {
-            "not_logged_in"
-        } else if h.needs_login.is_some() {
-            "needs_login"
-        } else if h.cooldown_until > now {
-            "cooldown"
-        } else {
-            "ok"
-        };
+        let state = state_name(t.is_some(), &h, now);
         let time = |s: Option<u64>| s.map(clock::rfc3339);
         let f = h.failures;
         let account = json!({
@@ -564,6 +581,18 @@ impl Account {
             "ratelimit_unified": h.ratelimit,
         });
         json!({"accounts": [account], "generated_at": clock::rfc3339(now)})
+    }
+}
+
+fn state_name(logged_in: bool, h: &Health, now: u64) -> &'static str {
+    if !logged_in {
+        "not_logged_in"
+    } else if h.needs_login.is_some() {
+        "needs_login"
+    } else if h.cooldown_until > now {
+        "cooldown"
+    } else {
+        "ok"
     }
 }
 

@@ -116,6 +116,7 @@ pub fn chat(state: &State, mut rq: Request, cors: &Cors) -> u16 {
             )
         }
     };
+    crate::audit::note_model(&client_model);
     let include_usage = req.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
     let id = format!(
         "chatcmpl-{}",
@@ -133,6 +134,7 @@ pub fn chat(state: &State, mut rq: Request, cors: &Cors) -> u16 {
         });
         return match result {
             Ok(answer) => {
+                crate::audit::note_usage(answer.usage);
                 if !saw_events {
                     synthetic_events(&answer.model, &answer.text)
                         .iter()
@@ -185,6 +187,7 @@ pub fn chat(state: &State, mut rq: Request, cors: &Cors) -> u16 {
         buf.extend_from_slice(tail);
         o.write(&buf).and_then(|_| o.flush()).is_ok()
     };
+    let _streaming = crate::metrics::METRICS.stream();
     let mut saw_events = false;
     let result = state.cli.run(&cli_req, &mut |ev| {
         saw_events = true;
@@ -193,6 +196,7 @@ pub fn chat(state: &State, mut rq: Request, cors: &Cors) -> u16 {
     });
     match result {
         Ok(answer) => {
+            crate::audit::note_usage(answer.usage);
             if !saw_events {
                 for ev in synthetic_events(&answer.model, &answer.text) {
                     let chunks = t.on_event(&ev);

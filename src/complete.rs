@@ -79,6 +79,11 @@ pub fn handle(state: &State, mut rq: Request, key: &KeyInfo, cors: &Cors) -> u16
             return fail(rq, e, cors);
         }
     };
+    let default_model = match state.config.backend {
+        Backend::Oauth => DEFAULT_MODEL,
+        Backend::ClaudeCli => state.config.cli.default_model.as_str(),
+    };
+    crate::audit::note_model(req.model.as_deref().unwrap_or(default_model));
     if req.prompt.trim().is_empty() {
         let e = ApiError::new(ErrorKind::InvalidRequest, "prompt must not be empty");
         return fail(rq, e, cors);
@@ -94,6 +99,7 @@ pub fn handle(state: &State, mut rq: Request, key: &KeyInfo, cors: &Cors) -> u16
         Ok(a) => a,
         Err(e) => return fail(rq, e, cors),
     };
+    crate::audit::note_usage(answer.usage);
     let duration_ms = started.elapsed().as_millis() as u64;
     let out = if json_output {
         let u = answer.usage;

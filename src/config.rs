@@ -49,6 +49,28 @@ pub struct Config {
     pub fetch: FetchConfig,
     pub limits: LimitsConfig,
     pub models: ModelsConfig,
+    pub audit: AuditConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `audit.*`: the audit log, one JSON line per authenticated request (see README).
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditConfig {
+    /// Write the audit log. Default true.
+    pub enabled: bool,
+    /// Where; default none = `data_dir/audit.log`.
+    pub path: Option<String>,
+    /// Size at which the log rotates (`audit.log` → `audit.log.1`). Default 10 MiB.
+    pub max_bytes: u64,
+    /// Rotated files kept (`audit.log.1` … `audit.log.N`). Default 5.
+    pub keep: u32,
+}
+
+/// `metrics.*`: `GET /metrics`.
+#[derive(Clone, Debug, Serialize)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` without a key (for a scraper on a trusted network). Default false.
+    pub public: bool,
 }
 
 /// `upstream.*`: where the Anthropic API is.
@@ -299,6 +321,13 @@ impl Default for Config {
                 .map(|(a, m)| (a.to_string(), m.to_string()))
                 .collect(),
             },
+            audit: AuditConfig {
+                enabled: true,
+                path: None,
+                max_bytes: 10 << 20,
+                keep: 5,
+            },
+            metrics: MetricsConfig { public: false },
         }
     }
 }
@@ -446,6 +475,20 @@ impl Config {
             s.field("aliases", &mut c.models.aliases)?;
             s.finish()?;
         }
+        if let Some(v) = top.take("audit") {
+            let a = &mut c.audit;
+            let mut s = Section::new("audit.", v)?;
+            s.field("enabled", &mut a.enabled)?;
+            s.field("path", &mut a.path)?;
+            s.field("max_bytes", &mut a.max_bytes)?;
+            s.field("keep", &mut a.keep)?;
+            s.finish()?;
+        }
+        if let Some(v) = top.take("metrics") {
+            let mut s = Section::new("metrics.", v)?;
+            s.field("public", &mut c.metrics.public)?;
+            s.finish()?;
+        }
         top.finish()?;
         c.validate()?;
         Ok(c)
@@ -570,6 +613,23 @@ impl Config {
         }
         if self.limits.ip_table_size == 0 || self.limits.ip_table_size > 1_000_000 {
             return Err(bad("limits.ip_table_size", "must be between 1 and 1000000"));
+        }
+        if self.audit.max_bytes < 1024 {
+            return Err(bad("audit.max_bytes", "must be at least 1024"));
+        }
+        if self.audit.keep > 100 {
+            return Err(bad("audit.keep", "must be at most 100"));
+        }
+        if self
+            .audit
+            .path
+            .as_deref()
+            .is_some_and(|p| p.trim().is_empty())
+        {
+            return Err(bad(
+                "audit.path",
+                "must not be empty (leave it out for data_dir/audit.log)",
+            ));
         }
         for id in self
             .models

@@ -193,6 +193,7 @@ impl Reply {
 /// Writes `reply` (plus the CORS grant, if any) and consumes the request. Write errors mean
 /// the client went away; there is nobody left to tell, so they are ignored.
 pub fn send(rq: Request, reply: Reply, cors: &[(&'static str, String)]) {
+    crate::audit::note_first_byte();
     let mut response = Response::from_data(reply.body).with_status_code(reply.status);
     for (name, value) in reply.headers.iter().chain(cors) {
         if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
@@ -476,6 +477,7 @@ impl RawResponse {
         } else {
             "Transfer-Encoding: chunked\r\n\r\n"
         });
+        crate::audit::note_first_byte();
         w.write_all(head.as_bytes())?;
         w.flush()?;
         Ok(RawResponse {

@@ -2,6 +2,7 @@
 //! API for your own apps. This file parses the command line (lexopt) and dispatches commands.
 
 mod account;
+mod audit;
 mod cli_backend;
 mod cli_routes;
 mod cloak;
@@ -17,6 +18,7 @@ mod keys;
 mod limits;
 mod log;
 mod messages;
+mod metrics;
 mod models;
 mod oauth;
 mod openai;
@@ -28,7 +30,7 @@ use lexopt::prelude::*;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: claudegate [--config PATH] [serve | login [--manual | --import-claude-code [PATH] | --token TOKEN] | logout | status | keys add LABEL [--rpm N] [--daily N] | keys list | keys revoke LABEL]";
+const USAGE: &str = "usage: claudegate [--config PATH] [--ca-file PATH] [serve | login [--manual | --import-claude-code [PATH] | --token TOKEN] | logout | status | keys add LABEL [--rpm N] [--daily N] | keys list | keys revoke LABEL | usage [--since YYYY-MM-DD]]";
 
 const HELP: &str = "\
 claudegate: your Claude subscription as a secured HTTP API for your own apps
@@ -52,8 +54,13 @@ COMMANDS:
          [--daily N]           its requests per UTC day (default: limits.per_key_daily)
     keys list                Show keys: label, limits, created, last used (never secrets)
     keys revoke LABEL        Revoke a key; a running server stops accepting it at once
+    usage                    Per-key totals from the audit log and its rotated files:
+                             requests, errors (status >= 400), input/output/cache tokens
+         [--since YYYY-MM-DD]  only requests from that UTC day on
 
 OPTIONS:
+    --ca-file PATH           PEM root certificates replacing the built-in ones
+                             (same as upstream.ca_file; behind a TLS-intercepting proxy)
     --config PATH            Config file (else $CLAUDEGATE_CONFIG, else ./config.json,
                              else ~/.config/claudegate/config.json; missing = defaults)
     -h, --help               Show this help
@@ -75,31 +82,41 @@ enum Command {
     KeysRevoke {
         label: String,
     },
+    /// Totals from the audit log; `since` is a UTC day number.
+    Usage {
+        since: Option<u64>,
+    },
     Help,
     Version,
 }
 
 struct Args {
     config: Option<PathBuf>,
+    /// `--ca-file`: overrides `upstream.ca_file`.
+    ca_file: Option<String>,
     command: Command,
 }
 
 fn parse_args() -> Result<Args, lexopt::Error> {
     let mut p = lexopt::Parser::from_env();
     let mut config = None;
+    let mut ca_file = None;
     let mut command = None;
     while let Some(arg) = p.next()? {
         match arg {
             Long("config") => config = Some(PathBuf::from(p.value()?)),
+            Long("ca-file") if command.is_none() => ca_file = Some(p.value()?.string()?),
             Short('h') | Long("help") => {
                 return Ok(Args {
                     config,
+                    ca_file,
                     command: Command::Help,
                 })
             }
             Short('V') | Long("version") => {
                 return Ok(Args {
                     config,
+                    ca_file,
                     command: Command::Version,
                 })
             }
@@ -111,6 +128,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                     "logout" => Command::Logout,
                     "status" => Command::Status,
                     "keys" => parse_keys(&mut p, &mut config)?,
+                    "usage" => parse_usage(&mut p, &mut config)?,
                     _ => return Err(format!("unknown command {v:?}").into()),
                 });
             }
@@ -119,6 +137,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
     }
     Ok(Args {
         config,
+        ca_file,
         command: command.unwrap_or(Command::Serve),
     })
 }
@@ -156,6 +175,26 @@ fn parse_login(
     }
     let mode = mode.unwrap_or(LoginMode::Browser);
     Ok(Command::Login(mode))
+}
+
+fn parse_usage(
+    p: &mut lexopt::Parser,
+    config: &mut Option<PathBuf>,
+) -> Result<Command, lexopt::Error> {
+    let mut since = None;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("since") => {
+                let day = p.value()?.string()?;
+                since = Some(clock::parse_day(&day).ok_or_else(|| {
+                    lexopt::Error::from(format!("--since wants a date as YYYY-MM-DD, not {day:?}"))
+                })?);
+            }
+            Long("config") => *config = Some(PathBuf::from(p.value()?)),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(Command::Usage { since })
 }
 
 fn parse_keys(
@@ -226,7 +265,10 @@ fn run(args: Args) -> Result<(), String> {
     let explicit = args.config.is_some()
         || std::env::var_os("CLAUDEGATE_CONFIG").is_some_and(|v| !v.is_empty());
     let path = config::locate(args.config.as_deref());
-    let config = config::Config::load(&path, explicit).map_err(|e| e.to_string())?;
+    let mut config = config::Config::load(&path, explicit).map_err(|e| e.to_string())?;
+    if args.ca_file.is_some() {
+        config.upstream.ca_file = args.ca_file.clone();
+    }
     upstream::init_tls(config.upstream.ca_file.as_deref())?;
     let data_dir = config.data_dir();
     let keys_path = keys::file_path(&data_dir);
@@ -286,6 +328,20 @@ fn run(args: Args) -> Result<(), String> {
                     "no key labelled {label:?} (see `claudegate keys list`)"
                 ))
             }
+        }
+        Command::Usage { since } => {
+            let path = audit::log_path(&config.audit, &data_dir);
+            if !config.audit.enabled {
+                eprintln!(
+                    "claudegate: note: audit.enabled is false, so new requests are not logged"
+                );
+            }
+            let totals = audit::totals(&path, since);
+            if totals.is_empty() {
+                eprintln!("claudegate: no audited requests in {}", path.display());
+            }
+            print!("{}", audit::usage_table(&totals));
+            Ok(())
         }
         Command::Help | Command::Version => Ok(()),
     }

@@ -85,12 +85,18 @@ fn prepare<'a>(
             "the request body is not valid UTF-8 JSON",
         )
     })?;
-    if jsonspan::object_members(text).is_none() {
+    let Some(members) = jsonspan::object_members(text) else {
         let why = match serde_json::from_str::<serde::de::IgnoredAny>(text) {
             Err(e) => format!("the request body is not valid JSON: {e}"),
             Ok(_) => "the request body must be a JSON object".into(),
         };
         return Err(ApiError::new(ErrorKind::InvalidRequest, why));
+    };
+    // The model for the audit log, read from the spans already found (no second parse).
+    if let Some(m) = members.iter().find(|m| m.key == "model") {
+        if let Some(Ok(model)) = text.get(m.value.clone()).map(serde_json::from_str::<&str>) {
+            crate::audit::note_model(model);
+        }
     }
     let cred = state.account.credential().map_err(unavailable)?;
 
@@ -252,6 +258,13 @@ pub(crate) fn send(state: &State, p: &mut Prepared<'_>) -> Result<Sent, ApiError
         let status = resp.status().as_u16();
         let returned = upstream::returned_headers(&resp);
         state.account.record_response(status, &returned);
+        crate::metrics::METRICS.upstream_status(status);
+        if let Some((_, id)) = returned
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("request-id"))
+        {
+            crate::audit::note_request_id(id);
+        }
         if status == 401 {
             let body = upstream::read_error_body(&mut resp);
             if refreshed {
@@ -310,8 +323,10 @@ fn relay(
     };
     let reader = resp.into_body().into_reader();
     if is_sse {
+        let _streaming = crate::metrics::METRICS.stream();
         let (end, seen) = sse::relay(reader, &mut out);
         state.account.record_usage(seen.usage);
+        crate::audit::note_usage(seen.usage);
         match &end {
             StreamEnd::UpstreamErrorEvent(kind) if kind == "rate_limit_error" => {
                 state.account.record_stream_rate_limit(&headers)
@@ -364,6 +379,7 @@ fn relay(
             let mut usage = Usage::default();
             usage.merge(u);
             state.account.record_usage(usage);
+            crate::audit::note_usage(usage);
         }
     }
     out.flush().ok();

@@ -4,6 +4,7 @@
 //! tiny_http ─ dispatcher ─ bounded queue ─ workers
 //!   dispatcher: answers /health and CORS preflights itself; queue full → 503 + Retry-After
 //!   worker:     route (404/405) → authenticate (401/429) → limits (429) → handler → reply
+//!               → metrics, and an audit line once authenticated ([`crate::audit`])
 //! ```
 //! The dispatcher never waits for a worker, so `/health` stays fast while every worker holds a
 //! long stream, and no request waits without bound. A panic in a handler is caught per request
@@ -20,12 +21,14 @@ use std::time::{Duration, Instant};
 use tiny_http::{Method, Request, Server};
 
 use crate::account::Account;
+use crate::audit;
 use crate::cloak::Cloak;
 use crate::config::Config;
 use crate::http::{self, ApiError, BodyBudget, ErrorKind, Protocol, Reply};
 use crate::keys::{self, KeyInfo, KeyStore};
 use crate::limits::{self, Limits};
 use crate::log;
+use crate::metrics::METRICS;
 use crate::models::Catalogue;
 use crate::upstream::Upstream;
 
@@ -41,6 +44,7 @@ pub struct State {
     pub cloak: Cloak,
     pub fetcher: crate::fetch::Fetcher,
     pub cli: crate::cli_backend::CliBackend,
+    pub audit: crate::audit::AuditLog,
     /// Requests handed to the worker pool and not finished yet (queued or running). Counting
     /// them, rather than trusting the channel's buffer, makes "busy" exact: a request is
     /// refused only when every worker is occupied and `queue` more are already waiting.
@@ -88,6 +92,23 @@ const ROUTES: &[(&str, Route, Method)] = &[
 ];
 
 impl Route {
+    /// The route's name in metrics and the audit log: a fixed set, so labels stay bounded.
+    fn name(self) -> &'static str {
+        match self {
+            Route::Health => "health",
+            Route::Models => "models",
+            Route::Messages => "messages",
+            Route::CountTokens => "count_tokens",
+            Route::ChatCompletions => "chat_completions",
+            Route::Responses => "responses",
+            Route::Complete => "complete",
+            Route::Fetch => "fetch",
+            Route::AdminAccounts => "admin_accounts",
+            Route::Metrics => "metrics",
+            Route::EventLogging => "event_logging",
+        }
+    }
+
     /// Routes that spend the account's capacity go through the rate, daily and concurrency
     /// limits; local views (models, admin, metrics) only need a key.
     fn uses_backend(self) -> bool {
@@ -100,6 +121,14 @@ impl Route {
                 | Route::EventLogging
         )
     }
+}
+
+/// The metrics/audit name of a path; unknown paths are all `other`.
+fn route_name(path: &str) -> &'static str {
+    ROUTES
+        .iter()
+        .find(|(p, _, _)| *p == path)
+        .map_or("other", |(_, r, _)| r.name())
 }
 
 fn path_of(url: &str) -> &str {
@@ -144,6 +173,7 @@ pub fn run(config: Config) -> Result<(), String> {
 
     let account = Account::load(config.oauth.clone(), crate::oauth::token_path(&data_dir))?;
     let cloak = Cloak::new(config.cloaking.clone(), &data_dir)?;
+    let audit = crate::audit::AuditLog::start(&config.audit, &data_dir)?;
     let state = Arc::new(State {
         keys,
         account,
@@ -151,6 +181,7 @@ pub fn run(config: Config) -> Result<(), String> {
         fetcher: crate::fetch::Fetcher::new(config.fetch.clone()),
         cli: crate::cli_backend::CliBackend::new(config.cli.clone()),
         cloak,
+        audit,
         limits: Limits::new(config.limits.clone(), limits::usage_path(&data_dir)),
         bodies: BodyBudget::new(config.max_inflight_body_bytes),
         models: Catalogue::new(config.models.clone(), crate::clock::unix_now()),
@@ -238,10 +269,9 @@ fn dispatch(state: &State, rq: Request, tx: &mpsc::SyncSender<Job>) {
         let started = Instant::now();
         let cors = http::cors_grant(&rq);
         http::send(rq, Reply::json(200, br#"{"status":"ok"}"#.to_vec()), &cors);
-        log::verbose(&format!(
-            "GET /health -> 200 in {} us",
-            started.elapsed().as_micros()
-        ));
+        let us = started.elapsed().as_micros() as u64;
+        METRICS.request("health", 200, us, us);
+        log::verbose(&format!("GET /health -> 200 in {us} us"));
         return;
     }
     if *rq.method() == Method::Options {
@@ -265,6 +295,8 @@ fn dispatch(state: &State, rq: Request, tx: &mpsc::SyncSender<Job>) {
 }
 
 fn reject_busy(rq: Request) {
+    METRICS.queue_rejected();
+    METRICS.request(route_name(path_of(rq.url())), 503, 0, 0);
     let protocol = protocol_of(&rq, path_of(rq.url()));
     let cors = http::cors_grant(&rq);
     let err = ApiError::new(
@@ -304,6 +336,7 @@ fn handle(state: &State, job: Job) {
     let path = path_of(job.rq.url()).to_string();
     let protocol = protocol_of(&job.rq, &path);
     let cors = http::cors_grant(&job.rq);
+    audit::begin(route_name(&path), http::client_ip(&job.rq));
     let mut slot = Some(job.rq);
     let status = match panic::catch_unwind(AssertUnwindSafe(|| {
         route(state, &mut slot, &path, protocol, &cors)
@@ -320,11 +353,33 @@ fn handle(state: &State, job: Job) {
             500
         }
     };
+    record(state, status);
     log::verbose(&format!(
         "{method} {path} -> {status} in {} ms (queued {} ms)",
         started.elapsed().as_millis(),
         started.duration_since(job.queued).as_millis()
     ));
+}
+
+/// Closes this thread's request record: metrics for every request, an audit line for those
+/// that passed authentication.
+fn record(state: &State, status: u16) {
+    let Some(r) = audit::finish() else { return };
+    let ended = Instant::now();
+    let total = ended.saturating_duration_since(r.started).as_micros() as u64;
+    let ttfb = r.first_byte.map_or(total, |t| {
+        t.saturating_duration_since(r.started).as_micros() as u64
+    });
+    METRICS.request(r.route, status, total, ttfb);
+    METRICS.tokens(r.usage);
+    if let Some(key) = &r.key {
+        let backend = match state.config.backend {
+            crate::config::Backend::Oauth => "oauth",
+            crate::config::Backend::ClaudeCli => "claude-cli",
+        };
+        let line = audit::line(&r, key, backend, status, state.account.state(), ended);
+        state.audit.write(line);
+    }
 }
 
 /// Sends `reply` through the request in `slot`; returns the status for the log line.
@@ -373,6 +428,9 @@ fn route(
         }
         // Telemetry is dropped unread, so it needs no key and costs nothing.
         Route::EventLogging => return finish(slot, Reply::json(200, b"{}".to_vec()), cors),
+        Route::Metrics if state.config.metrics.public => {
+            return finish(slot, metrics_page(state), cors)
+        }
         _ => {}
     }
 
@@ -380,6 +438,7 @@ fn route(
         Ok(key) => key,
         Err(err) => return finish(slot, err.reply(protocol), cors),
     };
+    audit::note_key(&key.label);
 
     // Page fetches have their own bucket (`fetch.rpm`) and never spend the model limits.
     if route == Route::Fetch {
@@ -433,6 +492,7 @@ fn route(
             let Some(rq) = slot.take() else { return 500 };
             return crate::complete::handle(state, rq, &key, cors);
         }
+        Route::Metrics => metrics_page(state),
         Route::AdminAccounts => {
             Reply::json(200, state.account.admin_view().to_string().into_bytes())
         }
@@ -443,9 +503,31 @@ fn route(
             };
             Reply::json(200, list.to_string().into_bytes())
         }
-        _ => not_yet(state, rq, route, path).unwrap_or_else(|e| e.reply(protocol)),
+        // Answered above (health, telemetry, fetch); kept so a new route cannot fall through
+        // silently.
+        Route::Health | Route::EventLogging | Route::Fetch => {
+            ApiError::new(ErrorKind::Internal, format!("{path} was not routed")).reply(protocol)
+        }
     };
     finish(slot, reply, cors)
+}
+
+/// `GET /metrics`, Prometheus text format.
+fn metrics_page(state: &State) -> Reply {
+    let (account_state, cooldown_until, ratelimit) = state.account.gauges();
+    let page = crate::metrics::render(&crate::metrics::Gauges {
+        workers: state.config.workers,
+        jobs: state.jobs.load(Ordering::Acquire),
+        account_state,
+        cooldown_until,
+        ratelimit,
+    });
+    let mut reply = Reply::json(200, page.into_bytes());
+    reply.headers = vec![(
+        "Content-Type",
+        "text/plain; version=0.0.4; charset=utf-8".into(),
+    )];
+    reply
 }
 
 /// The OpenAI front doors.
@@ -461,24 +543,6 @@ fn openai_door(
         _ => crate::openai::front::Door::Responses,
     };
     crate::openai::front::handle(state, rq, key, door, cors)
-}
-
-/// Routes whose backends arrive in later versions: the body is still read under the limits
-/// (so 413 and the body budget apply everywhere), then a clear 501.
-fn not_yet(state: &State, rq: &mut Request, route: Route, path: &str) -> Result<Reply, ApiError> {
-    if route.uses_backend() {
-        let body = http::read_body(rq, state.config.max_body_bytes, &state.bodies)?;
-        serde_json::from_slice::<serde::de::IgnoredAny>(&body.bytes).map_err(|e| {
-            ApiError::new(
-                ErrorKind::InvalidRequest,
-                format!("request body is not valid JSON: {e}"),
-            )
-        })?;
-    }
-    Err(ApiError::new(
-        ErrorKind::NotImplemented,
-        format!("{path} is not implemented in this version of claudegate yet"),
-    ))
 }
 
 /// Finds a valid key in `Authorization: Bearer …` or `x-api-key`. Failures are counted per

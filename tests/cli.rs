@@ -163,6 +163,15 @@ fn config_errors_name_the_key() {
         "{}",
         text(&out.stderr)
     );
+    // `--ca-file` does the same from the command line.
+    let ok = Setup::new(json!({}));
+    let out = ok.cli(&["--ca-file", "/nonexistent/other.pem", "keys", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("/nonexistent/other.pem"),
+        "{}",
+        text(&out.stderr)
+    );
     let not_pem = setup.dir.path().join("ca.pem");
     std::fs::write(&not_pem, "hello").unwrap();
     let setup = Setup::new(json!({"upstream": {"ca_file": not_pem.to_str().unwrap()}}));

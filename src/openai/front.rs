@@ -51,6 +51,9 @@ pub fn handle(state: &State, mut rq: Request, key: &KeyInfo, door: Door, cors: &
             return fail(rq, e, cors);
         }
     };
+    if let Some(model) = req.get("model").and_then(Value::as_str) {
+        crate::audit::note_model(model);
+    }
     let resolve = |m: &str| state.models.resolve(m).to_string();
     let translated = match door {
         Door::Chat => chat::translate_request(&req, &resolve),
@@ -268,6 +271,7 @@ fn stream<R: std::io::Read>(
     let Ok(mut out) = RawResponse::start(rq, 200, &headers, cors) else {
         return 200;
     };
+    let _streaming = crate::metrics::METRICS.stream();
     let mut buf = Vec::with_capacity(4096);
     let mut t = match client.door {
         Door::Chat => Translator::Chat(chat::ChatStream::new(
@@ -331,12 +335,14 @@ fn stream<R: std::io::Read>(
         if !reader.more_buffered() && !buf.is_empty() {
             if out.write(&buf).and_then(|_| out.flush()).is_err() {
                 state.account.record_usage(books.usage);
+                crate::audit::note_usage(books.usage);
                 return 200; // the client went away; dropping the reader closes the upstream
             }
             buf.clear();
         }
     }
     state.account.record_usage(books.usage);
+    crate::audit::note_usage(books.usage);
     if out.write(&buf).is_ok() {
         out.finish().ok();
     }
@@ -383,6 +389,7 @@ fn collect<R: std::io::Read>(
         }
     };
     state.account.record_usage(books.usage);
+    crate::audit::note_usage(books.usage);
     if let Some((kind, message)) = failure {
         let status = match kind.as_str() {
             "rate_limit_error" => {

@@ -3,7 +3,8 @@
 # versions pinned here:
 #   - Claude Code CLI and Codex CLI (npm, tests/e2e/package.json + package-lock.json)
 #                                                     -> target/e2e/node
-#   - anthropic and openai Python SDKs (PyPI, tests/e2e/requirements.txt) -> target/e2e/venv
+#   - anthropic and openai Python SDKs, and prometheus_client (PyPI, tests/e2e/requirements.txt)
+#                                                     -> target/e2e/venv
 #
 # Idempotent: each part is redone only when its pin files changed (a stamp holds their hash) or
 # the installed client no longer runs; otherwise it just says what is there. `make e2e-deps`
@@ -109,6 +110,7 @@ else
     [ "$got" = "$sdk_pin" ] || die "installed anthropic SDK reports version '${got:-nothing}', want $sdk_pin"
     got_openai=$("$PY" -c 'import openai; print(openai.__version__)')
     [ "$got_openai" = "$openai_pin" ] || die "installed openai SDK reports version '${got_openai:-nothing}', want $openai_pin"
+    "$PY" -c 'import prometheus_client.parser' || die "prometheus_client (for tests/e2e/parse_metrics.py) does not import"
     echo "$py_stamp" >"$VENV_DIR/.stamp"
     say "installed anthropic SDK $got and openai SDK $got_openai in $(( $(date +%s) - start ))s ($(size_of "$VENV_DIR"))"
 fi

@@ -1,0 +1,436 @@
+//! The audit log: one JSON line per authenticated request in `data_dir/audit.log`, the
+//! per-request record handlers fill in, and `claudegate usage`, which totals the log per key.
+//!
+//! The record lives in a thread-local on the worker handling the request: `server::handle`
+//! starts and finishes it, and handlers only call small `note_*` functions, so no handler
+//! signature carries audit plumbing. The same record feeds the metrics (route, status, time to
+//! first byte, tokens).
+//!
+//! Writing never blocks or fails a request: lines go to a writer thread through a bounded
+//! channel, a full channel drops the line (counted in the metrics), and file errors are logged
+//! once and never reach a client. The file rotates by size (`audit.log` → `audit.log.1` …
+//! `audit.log.N`), every file mode 0600. A line holds labels, numbers and ids only — never
+//! prompt or response text, keys or tokens.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use crate::config::AuditConfig;
+use crate::log;
+use crate::metrics::METRICS;
+use crate::sse::Usage;
+
+/// Lines that may wait for the writer; past that they are dropped and counted.
+const CHANNEL_LINES: usize = 4096;
+/// Longest model name kept in a line (the field comes from the client).
+const MAX_MODEL_CHARS: usize = 100;
+/// Longest upstream request id kept.
+const MAX_ID_CHARS: usize = 200;
+
+/// What is known about the request being handled on this thread.
+#[derive(Debug)]
+pub struct Record {
+    pub started: Instant,
+    pub unix: u64,
+    pub route: &'static str,
+    pub ip: IpAddr,
+    pub key: Option<String>,
+    pub model: Option<String>,
+    pub usage: Usage,
+    pub request_id: Option<String>,
+    pub first_byte: Option<Instant>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Record>> = const { RefCell::new(None) };
+}
+
+fn with(f: impl FnOnce(&mut Record)) {
+    CURRENT.with(|c| {
+        if let Some(r) = c.borrow_mut().as_mut() {
+            f(r)
+        }
+    });
+}
+
+/// Starts this thread's record for a new request (replacing any leftover one).
+pub fn begin(route: &'static str, ip: IpAddr) {
+    let record = Record {
+        started: Instant::now(),
+        unix: crate::clock::unix_now(),
+        route,
+        ip,
+        key: None,
+        model: None,
+        usage: Usage::default(),
+        request_id: None,
+        first_byte: None,
+    };
+    CURRENT.with(|c| *c.borrow_mut() = Some(record));
+}
+
+/// Ends this thread's record and returns it.
+pub fn finish() -> Option<Record> {
+    CURRENT.with(|c| c.borrow_mut().take())
+}
+
+/// The request passed authentication with the key labelled `label`.
+pub fn note_key(label: &str) {
+    with(|r| r.key = Some(label.to_string()));
+}
+
+/// The model the request asked for.
+pub fn note_model(model: &str) {
+    with(|r| r.model = Some(model.chars().take(MAX_MODEL_CHARS).collect()));
+}
+
+/// Token counts of the answer (added up, should a request make several calls).
+pub fn note_usage(u: Usage) {
+    with(|r| {
+        r.usage.input += u.input;
+        r.usage.output += u.output;
+        r.usage.cache_read += u.cache_read;
+        r.usage.cache_creation += u.cache_creation;
+    });
+}
+
+/// The upstream's `request-id` (the last one wins: retries replace earlier attempts).
+pub fn note_request_id(id: &str) {
+    with(|r| r.request_id = Some(id.chars().take(MAX_ID_CHARS).collect()));
+}
+
+/// The first byte of the response is going out now (only the first call counts).
+pub fn note_first_byte() {
+    with(|r| {
+        r.first_byte.get_or_insert_with(Instant::now);
+    });
+}
+
+/// Where the log goes and how it rotates.
+#[derive(Clone, Debug)]
+struct Target {
+    path: PathBuf,
+    max_bytes: u64,
+    keep: u32,
+}
+
+/// The path of the audit log for a config: `audit.path`, or `data_dir/audit.log`.
+pub fn log_path(cfg: &AuditConfig, data_dir: &Path) -> PathBuf {
+    match cfg.path.as_deref() {
+        Some(p) => crate::fsutil::expand_home(p),
+        None => data_dir.join("audit.log"),
+    }
+}
+
+/// The handle workers use to hand lines to the writer thread.
+pub struct AuditLog {
+    tx: Option<SyncSender<String>>,
+}
+
+impl AuditLog {
+    /// Starts the writer thread; a disabled log writes nothing and starts no thread.
+    pub fn start(cfg: &AuditConfig, data_dir: &Path) -> Result<AuditLog, String> {
+        if !cfg.enabled {
+            return Ok(AuditLog { tx: None });
+        }
+        let target = Target {
+            path: log_path(cfg, data_dir),
+            max_bytes: cfg.max_bytes,
+            keep: cfg.keep,
+        };
+        let (tx, rx) = mpsc::sync_channel(CHANNEL_LINES);
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || writer(&target, &rx))
+            .map_err(|e| format!("cannot start the audit writer thread: {e}"))?;
+        Ok(AuditLog { tx: Some(tx) })
+    }
+
+    /// Queues one line; never blocks. A full queue drops the line and counts it.
+    pub fn write(&self, line: String) {
+        let Some(tx) = &self.tx else { return };
+        match tx.try_send(line) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                METRICS.audit_dropped()
+            }
+        }
+    }
+}
+
+/// The JSON line for a finished request.
+pub fn line(
+    r: &Record,
+    key: &str,
+    backend: &str,
+    status: u16,
+    account_state: &str,
+    ended: Instant,
+) -> String {
+    let ms = |t: Instant| t.saturating_duration_since(r.started).as_millis() as u64;
+    json!({
+        "time": crate::clock::rfc3339(r.unix),
+        "key": key,
+        "ip": r.ip.to_string(),
+        "route": r.route,
+        "backend": backend,
+        "model": r.model,
+        "status": status,
+        "duration_ms": ms(ended),
+        "ttfb_ms": r.first_byte.map(ms),
+        "input_tokens": r.usage.input,
+        "output_tokens": r.usage.output,
+        "cache_read_tokens": r.usage.cache_read,
+        "cache_creation_tokens": r.usage.cache_creation,
+        "request_id": r.request_id,
+        "account_state": account_state,
+    })
+    .to_string()
+}
+
+fn open(path: &Path) -> io::Result<(File, u64)> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    // An existing file keeps its mode on open; make sure it is private all the same.
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    let size = file.metadata()?.len();
+    Ok((file, size))
+}
+
+fn rotated(path: &Path, n: u32) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{n}"));
+    PathBuf::from(s)
+}
+
+/// `audit.log.{keep-1}` → `.{keep}`, …, `audit.log` → `.1`; the oldest falls off.
+fn rotate(t: &Target) -> io::Result<()> {
+    if t.keep == 0 {
+        return fs::remove_file(&t.path);
+    }
+    fs::remove_file(rotated(&t.path, t.keep)).ok();
+    for n in (1..t.keep).rev() {
+        let from = rotated(&t.path, n);
+        if from.exists() {
+            fs::rename(&from, rotated(&t.path, n + 1))?;
+        }
+    }
+    fs::rename(&t.path, rotated(&t.path, 1))
+}
+
+fn writer(t: &Target, rx: &Receiver<String>) {
+    let mut file: Option<(File, u64)> = None;
+    let mut reported = false;
+    let mut report = |what: &str, e: io::Error| {
+        if !reported {
+            reported = true;
+            log::info(&format!(
+                "audit log {}: {what}: {e}; audit lines are lost until this is fixed (further errors not logged)",
+                t.path.display()
+            ));
+        }
+    };
+    while let Ok(mut line) = rx.recv() {
+        line.push('\n');
+        let len = line.len() as u64;
+        if let Some((_, size)) = &file {
+            if *size > 0 && size + len > t.max_bytes {
+                file = None;
+                if let Err(e) = rotate(t) {
+                    report("cannot rotate", e);
+                }
+            }
+        }
+        if file.is_none() {
+            match open(&t.path) {
+                Ok(f) => file = Some(f),
+                Err(e) => {
+                    report("cannot open", e);
+                    continue;
+                }
+            }
+        }
+        if let Some((f, size)) = file.as_mut() {
+            match f.write_all(line.as_bytes()) {
+                Ok(()) => *size += len,
+                Err(e) => {
+                    report("cannot write", e);
+                    file = None;
+                }
+            }
+        }
+    }
+}
+
+// ---- `claudegate usage` --------------------------------------------------------------------
+
+/// Totals for one key.
+#[derive(Default, Debug, PartialEq, Eq)]
+pub struct Totals {
+    pub requests: u64,
+    pub errors: u64,
+    pub input: u64,
+    pub output: u64,
+    pub cache_read: u64,
+    pub cache_creation: u64,
+}
+
+/// Adds up the log and its rotated files per key, from `since` (a UTC day) on. Lines that are
+/// not ours (or cut short by a crash) are skipped.
+pub fn totals(path: &Path, since: Option<u64>) -> BTreeMap<String, Totals> {
+    let since = since.map(crate::clock::day_string);
+    let mut out: BTreeMap<String, Totals> = BTreeMap::new();
+    // Rotated files first (oldest to newest), then the live one. Whatever consecutive files
+    // exist are read, so files kept under an earlier, larger `audit.keep` still count.
+    let mut files: Vec<PathBuf> = (1..=1000)
+        .map(|n| rotated(path, n))
+        .take_while(|p| p.exists())
+        .collect();
+    files.reverse();
+    files.push(path.to_path_buf());
+    for file in files {
+        let Ok(f) = File::open(&file) else { continue };
+        for line in BufReader::new(f).lines().map_while(Result::ok) {
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            let (Some(key), Some(time)) = (v["key"].as_str(), v["time"].as_str()) else {
+                continue;
+            };
+            // RFC 3339 UTC times sort as text, so a day prefix compares directly.
+            if since.as_deref().is_some_and(|s| time.get(..10) < Some(s)) {
+                continue;
+            }
+            let n = |k: &str| v[k].as_u64().unwrap_or(0);
+            let t = out.entry(key.to_string()).or_default();
+            t.requests += 1;
+            t.errors += u64::from(n("status") >= 400);
+            t.input += n("input_tokens");
+            t.output += n("output_tokens");
+            t.cache_read += n("cache_read_tokens");
+            t.cache_creation += n("cache_creation_tokens");
+        }
+    }
+    out
+}
+
+/// The `usage` command's table.
+pub fn usage_table(totals: &BTreeMap<String, Totals>) -> String {
+    let header = [
+        "KEY",
+        "REQUESTS",
+        "ERRORS",
+        "INPUT",
+        "OUTPUT",
+        "CACHE_READ",
+        "CACHE_WRITE",
+    ];
+    let mut all = Totals::default();
+    let mut rows: Vec<[String; 7]> = Vec::new();
+    let row = |label: &str, t: &Totals| {
+        [
+            label.to_string(),
+            t.requests.to_string(),
+            t.errors.to_string(),
+            t.input.to_string(),
+            t.output.to_string(),
+            t.cache_read.to_string(),
+            t.cache_creation.to_string(),
+        ]
+    };
+    for (key, t) in totals {
+        rows.push(row(key, t));
+        all.requests += t.requests;
+        all.errors += t.errors;
+        all.input += t.input;
+        all.output += t.output;
+        all.cache_read += t.cache_read;
+        all.cache_creation += t.cache_creation;
+    }
+    rows.push(row("TOTAL", &all));
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut emit = |cells: &[String]| {
+        let mut line = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i == 0 {
+                line.push_str(&format!("{cell:<w$}"));
+            } else {
+                line.push_str(&format!("  {cell:>w$}"));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    };
+    emit(&header.map(String::from));
+    for r in &rows {
+        emit(r);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_is_per_thread_and_first_byte_sticks() {
+        note_model("ignored: no record yet");
+        assert!(finish().is_none());
+        begin("messages", IpAddr::from([127, 0, 0, 1]));
+        note_key("app");
+        note_model(&"m".repeat(500));
+        note_first_byte();
+        let first = CURRENT.with(|c| c.borrow().as_ref().and_then(|r| r.first_byte));
+        note_first_byte();
+        note_usage(Usage {
+            input: 3,
+            output: 4,
+            cache_read: 0,
+            cache_creation: 1,
+        });
+        let r = finish().unwrap();
+        assert_eq!(r.first_byte, first);
+        assert_eq!(r.model.unwrap().len(), MAX_MODEL_CHARS);
+        assert_eq!(r.usage.output, 4);
+        assert!(finish().is_none());
+    }
+
+    #[test]
+    fn table_is_aligned() {
+        let mut m = BTreeMap::new();
+        m.insert(
+            "a-long-label".to_string(),
+            Totals {
+                requests: 12,
+                errors: 1,
+                ..Totals::default()
+            },
+        );
+        let t = usage_table(&m);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[1].starts_with("a-long-label"));
+        assert!(lines[2].starts_with("TOTAL "));
+        // Right-aligned numbers end in the same column.
+        let col = |l: &str| l.find("REQUESTS").or_else(|| l.find("12")).unwrap();
+        assert_eq!(col(lines[0]) + "REQUESTS".len(), col(lines[1]) + 2);
+    }
+}
