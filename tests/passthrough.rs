@@ -828,3 +828,100 @@ fn a_passing_refresh_failure_is_retried() {
     assert_eq!(a["accounts"][0]["state"], "ok");
     assert!(a["accounts"][0]["last_refresh"].is_string(), "{a}");
 }
+
+/// `HTTPS_PROXY` is honoured for the upstream (ureq tunnels through it with CONNECT, even to
+/// an http:// base URL), and `NO_PROXY` bypasses it.
+#[test]
+fn https_proxy_and_no_proxy_are_honoured() {
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+    let mock = MockUpstream::start();
+    // A minimal CONNECT proxy that records each tunnel's target and pipes bytes both ways.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(8) {
+            let Ok(mut client) = conn else { continue };
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut b).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                log.lock()
+                    .unwrap()
+                    .push(head.lines().next().unwrap_or("").to_string());
+                let Ok(mut upstream) = TcpStream::connect(&target) else {
+                    return;
+                };
+                client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .ok();
+                let (mut c2, mut u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    std::io::copy(&mut u2, &mut c2).ok();
+                });
+                std::io::copy(&mut client, &mut upstream).ok();
+            });
+        }
+    });
+    let proxy = format!("http://{proxy_addr}");
+    let mut config = upstream_config(&mock.url());
+    merge(&mut config, &json!({}));
+    let setup = Setup::new(config);
+    setup.store_login(oauth_login(
+        "sk-ant-oat01-stored",
+        "sk-ant-ort01-stored",
+        8 * 3600,
+    ));
+    let key = setup.add_key("app", &[]);
+    let gate = Gate::spawn_with_env(setup, &[("HTTPS_PROXY", proxy.as_str())]);
+    let r = post_with(
+        &gate.url("/v1/messages"),
+        &claude_code_headers(&key),
+        r#"{"messages":[]}"#,
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let tunnels = seen.lock().unwrap().clone();
+    assert!(
+        tunnels
+            .iter()
+            .any(|t| t.starts_with("CONNECT ") && t.contains(&mock.addr().port().to_string())),
+        "{tunnels:?}"
+    );
+    drop(gate);
+
+    // NO_PROXY naming the upstream's host bypasses the proxy.
+    seen.lock().unwrap().clear();
+    let mut config = upstream_config(&mock.url());
+    merge(&mut config, &json!({}));
+    let setup = Setup::new(config);
+    setup.store_login(oauth_login(
+        "sk-ant-oat01-stored",
+        "sk-ant-ort01-stored",
+        8 * 3600,
+    ));
+    let key = setup.add_key("app", &[]);
+    let gate = Gate::spawn_with_env(
+        setup,
+        &[("HTTPS_PROXY", proxy.as_str()), ("NO_PROXY", "127.0.0.1")],
+    );
+    let r = post_with(
+        &gate.url("/v1/messages"),
+        &claude_code_headers(&key),
+        r#"{"messages":[]}"#,
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "NO_PROXY must bypass the proxy"
+    );
+}

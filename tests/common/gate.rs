@@ -182,7 +182,13 @@ impl Gate {
 
     /// Starts `serve` for an existing setup and waits until it listens.
     pub fn spawn(setup: Setup) -> Gate {
-        let (child, addr, log) = launch(&setup.config_path);
+        Gate::spawn_with_env(setup, &[("NO_PROXY", "127.0.0.1,localhost")])
+    }
+
+    /// Like [`Gate::spawn`], with exactly these extra environment variables (no `NO_PROXY`
+    /// unless given), for proxy tests.
+    pub fn spawn_with_env(setup: Setup, env: &[(&str, &str)]) -> Gate {
+        let (child, addr, log) = launch(&setup.config_path, env);
         Gate {
             setup,
             child,
@@ -195,7 +201,10 @@ impl Gate {
     pub fn restart(&mut self) {
         self.child.kill().ok();
         self.child.wait().ok();
-        let (child, addr, log) = launch(&self.setup.config_path);
+        let (child, addr, log) = launch(
+            &self.setup.config_path,
+            &[("NO_PROXY", "127.0.0.1,localhost")],
+        );
         (self.child, self.addr, self.log) = (child, addr, log);
     }
 
@@ -246,13 +255,21 @@ impl Drop for Gate {
     }
 }
 
-fn launch(config_path: &Path) -> (Child, SocketAddr, Arc<Mutex<String>>) {
+fn launch(config_path: &Path, env: &[(&str, &str)]) -> (Child, SocketAddr, Arc<Mutex<String>>) {
     let mut child = Command::new(BIN)
         .arg("--config")
         .arg(config_path)
         .arg("serve")
         .env_remove("CLAUDEGATE_CONFIG")
-        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
