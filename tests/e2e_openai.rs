@@ -19,12 +19,11 @@ mod common;
 
 use common::gate::{oauth_login, upstream_config, Gate, Setup, TempDir};
 use common::mock_upstream::{sse_error_event, MockUpstream, Recorded, Reply, SseEvent};
+use common::run::{run_with_deadline, Run};
 use serde_json::{json, Value};
-use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 /// Longest any client process may run before it (and its process group) is killed.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -138,97 +137,6 @@ fn codex(test: &str) -> Option<PathBuf> {
 }
 
 // --- Running a client with a deadline -------------------------------------------------------
-
-#[derive(Debug)]
-struct Run {
-    /// `None` when the process was killed at the deadline.
-    status: Option<ExitStatus>,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
-}
-
-impl Run {
-    fn succeeded(&self) -> bool {
-        self.status.is_some_and(|s| s.success())
-    }
-
-    fn assert_success(&self, what: &str) {
-        assert!(
-            self.succeeded(),
-            "{what} failed after {:?} (status {:?}, None = killed at the deadline)\n\
-             --- stdout:\n{}\n--- stderr:\n{}",
-            self.elapsed,
-            self.status,
-            self.stdout,
-            self.stderr
-        );
-    }
-}
-
-/// Runs `cmd` in its own process group with stdin closed, collecting stdout and stderr. At
-/// `deadline` the whole group is killed. After the process exits, whatever it left running in
-/// its group is killed too.
-fn run_with_deadline(cmd: &mut Command, deadline: Duration) -> Run {
-    let start = Instant::now();
-    let mut child = cmd
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let pid = child.id();
-    let collect = |mut pipe: Box<dyn Read + Send>| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            pipe.read_to_end(&mut buf).ok();
-            tx.send(String::from_utf8_lossy(&buf).into_owned()).ok();
-        });
-        rx
-    };
-    let out = collect(Box::new(child.stdout.take().unwrap()));
-    let err = collect(Box::new(child.stderr.take().unwrap()));
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait for client") {
-            break Some(s);
-        }
-        if start.elapsed() >= deadline {
-            kill_group(pid);
-            child.kill().ok();
-            child.wait().ok();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    kill_group(pid);
-    let elapsed = start.elapsed();
-    let grab = |rx: std::sync::mpsc::Receiver<String>| {
-        rx.recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| "<output pipe still held open by a leftover process>".into())
-    };
-    let (stdout, mut stderr) = (grab(out), grab(err));
-    if status.is_none() {
-        stderr.push_str(&format!("\n<killed after {deadline:?}>"));
-    }
-    Run {
-        status,
-        stdout,
-        stderr,
-        elapsed,
-    }
-}
-
-/// SIGKILL to the process group `pgid` (one this test created); a group already gone is fine.
-fn kill_group(pgid: u32) {
-    Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pgid}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .ok();
-}
 
 // --- claudegate with a stored login ----------------------------------------------------------
 

@@ -2,3 +2,4 @@
 
 pub mod gate;
 pub mod mock_upstream;
+pub mod run;

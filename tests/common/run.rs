@@ -1,0 +1,101 @@
+//! Running an external client (Claude Code, Codex, a Python SDK script) with a deadline: its
+//! own process group, stdin closed, output collected, and the whole group killed at the
+//! deadline and after exit, so nothing a test starts outlives it.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+pub struct Run {
+    /// `None` when the process was killed at the deadline.
+    pub status: Option<ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    pub fn succeeded(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+
+    pub fn assert_success(&self, what: &str) {
+        assert!(
+            self.succeeded(),
+            "{what} failed after {:?} (status {:?}, None = killed at the deadline)\n\
+             --- stdout:\n{}\n--- stderr:\n{}",
+            self.elapsed,
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+    }
+}
+
+/// Runs `cmd` in its own process group with stdin closed, collecting stdout and stderr. At
+/// `deadline` the whole group is killed. After the process exits, whatever it left running in
+/// its group is killed too.
+pub fn run_with_deadline(cmd: &mut Command, deadline: Duration) -> Run {
+    let start = Instant::now();
+    let mut child = cmd
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let pid = child.id();
+    let collect = |mut pipe: Box<dyn Read + Send>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            pipe.read_to_end(&mut buf).ok();
+            tx.send(String::from_utf8_lossy(&buf).into_owned()).ok();
+        });
+        rx
+    };
+    let out = collect(Box::new(child.stdout.take().unwrap()));
+    let err = collect(Box::new(child.stderr.take().unwrap()));
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for client") {
+            break Some(s);
+        }
+        if start.elapsed() >= deadline {
+            kill_group(pid);
+            child.kill().ok();
+            child.wait().ok();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    kill_group(pid);
+    let elapsed = start.elapsed();
+    let grab = |rx: std::sync::mpsc::Receiver<String>| {
+        rx.recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| "<output pipe still held open by a leftover process>".into())
+    };
+    let (stdout, mut stderr) = (grab(out), grab(err));
+    if status.is_none() {
+        stderr.push_str(&format!("\n<killed after {deadline:?}>"));
+    }
+    Run {
+        status,
+        stdout,
+        stderr,
+        elapsed,
+    }
+}
+
+/// SIGKILL to the process group `pgid` (one this test created); a group already gone is fine.
+pub fn kill_group(pgid: u32) {
+    Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok();
+}
