@@ -19,6 +19,7 @@ use common::gate::{post, Gate, Resp, TempDir};
 use common::mock_upstream::{
     parse_sse, sse_text_events, sse_tool_use_events, MockUpstream, Recorded, Reply,
 };
+use common::run::{e2e_dir, installed};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -28,27 +29,13 @@ const REAL_MODEL: &str = "claude-mock-sonnet-9";
 
 // --- Setup ------------------------------------------------------------------------------------
 
-/// The installed Claude Code CLI, or `None` with a loud banner (a failure when required).
+/// The installed Claude Code CLI (see [`installed`] for the skip-or-fail rule).
 fn claude_cli(test: &str) -> Option<PathBuf> {
-    let dir = match std::env::var_os("CLAUDEGATE_E2E_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e"),
-    };
-    let bin = dir.join("node/node_modules/.bin/claude");
-    if bin.is_file() {
-        return Some(bin);
-    }
-    let why = format!(
-        "Claude Code is not installed ({} is missing); run `make e2e-deps`",
-        bin.display()
-    );
-    if std::env::var("CLAUDEGATE_E2E_REQUIRED").as_deref() == Ok("1") {
-        panic!("{test}: CLAUDEGATE_E2E_REQUIRED=1 but {why}");
-    }
-    let bar = "!".repeat(100);
-    let banner = format!("\n{bar}\n!!! SKIPPED {test}: {why}\n{bar}\n");
-    std::io::Write::write_all(&mut std::io::stderr(), banner.as_bytes()).ok();
-    None
+    installed(
+        "Claude Code",
+        e2e_dir().join("node/node_modules/.bin/claude"),
+        test,
+    )
 }
 
 /// One test's world: the mock upstream, a Claude home, a place outside it for canaries.

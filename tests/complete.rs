@@ -7,14 +7,7 @@ use common::mock_upstream::*;
 use serde_json::{json, Value};
 
 fn gate_for(mock: &MockUpstream) -> (Gate, String) {
-    let setup = Setup::new(upstream_config(&mock.url()));
-    setup.store_login(oauth_login(
-        "sk-ant-oat01-stored",
-        "sk-ant-ort01-stored",
-        8 * 3600,
-    ));
-    let key = setup.add_key("app", &[]);
-    (Gate::spawn(setup), key)
+    logged_in(&mock.url(), json!({}))
 }
 
 fn complete(gate: &Gate, key: &str, body: Value) -> Resp {

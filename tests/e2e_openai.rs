@@ -19,7 +19,7 @@ mod common;
 
 use common::gate::{oauth_login, upstream_config, Gate, Setup, TempDir};
 use common::mock_upstream::{sse_error_event, MockUpstream, Recorded, Reply, SseEvent};
-use common::run::{run_with_deadline, Run};
+use common::run::{e2e_dir, installed, repo, run_with_deadline, Run};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,38 +34,6 @@ const ACCESS_TOKEN: &str = "sk-ant-oat01-test-access";
 const REFRESH_TOKEN: &str = "sk-ant-ort01-test-refresh";
 
 // --- Where the clients are ----------------------------------------------------------------
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `target/e2e` (or `$CLAUDEGATE_E2E_DIR`, as for `tests/e2e/install.sh`).
-fn e2e_dir() -> PathBuf {
-    match std::env::var_os("CLAUDEGATE_E2E_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => repo().join("target/e2e"),
-    }
-}
-
-/// `Some(path)` if the client is installed. If it is not: a failure under
-/// `CLAUDEGATE_E2E_REQUIRED=1` (set by `make test`), else a loud SKIPPED banner and `None`.
-fn installed(what: &str, path: PathBuf, test: &str) -> Option<PathBuf> {
-    if path.is_file() {
-        return Some(path);
-    }
-    let why = format!(
-        "{what} is not installed ({} is missing); run `make e2e-deps` (tests/e2e/install.sh)",
-        path.display()
-    );
-    if std::env::var("CLAUDEGATE_E2E_REQUIRED").as_deref() == Ok("1") {
-        panic!("{test}: CLAUDEGATE_E2E_REQUIRED=1 but {why}");
-    }
-    // Straight to fd 2: libtest captures `eprintln!` of passing tests, and a skip must show.
-    let bar = "!".repeat(100);
-    let banner = format!("\n{bar}\n!!! SKIPPED {test}: {why}\n{bar}\n");
-    std::io::Write::write_all(&mut std::io::stderr(), banner.as_bytes()).ok();
-    None
-}
 
 /// The version pinned in `tests/e2e/package.json`.
 fn pinned_codex() -> String {

@@ -9,16 +9,7 @@ use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 
 fn gate_for(mock: &MockUpstream, extra: Value) -> (Gate, String) {
-    let mut config = upstream_config(&mock.url());
-    merge(&mut config, &extra);
-    let setup = Setup::new(config);
-    setup.store_login(oauth_login(
-        "sk-ant-oat01-stored",
-        "sk-ant-ort01-stored",
-        8 * 3600,
-    ));
-    let key = setup.add_key("app", &[]);
-    (Gate::spawn(setup), key)
+    logged_in(&mock.url(), extra)
 }
 
 /// POSTs and returns the status and the raw body lines (for SSE).

@@ -6,6 +6,7 @@ mod common;
 
 use common::gate::*;
 use common::mock_upstream::*;
+use common::run::{e2e_dir, installed, repo};
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -14,32 +15,9 @@ use std::time::{Duration, Instant};
 
 const PROMPT: &str = "PROMPT-CANARY-7f3a the secret plan";
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The e2e venv's python, or `None` (with a loud banner) when it is not installed; under
-/// `CLAUDEGATE_E2E_REQUIRED=1` (as `make test` sets) a missing venv fails instead.
+/// The e2e venv's python (see [`installed`] for the skip-or-fail rule).
 fn venv_python(test: &str) -> Option<PathBuf> {
-    let dir = match std::env::var_os("CLAUDEGATE_E2E_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => repo().join("target/e2e"),
-    };
-    let python = dir.join("venv/bin/python");
-    if python.is_file() {
-        return Some(python);
-    }
-    let why = format!(
-        "{} is missing; run `make e2e-deps` (tests/e2e/install.sh)",
-        python.display()
-    );
-    if std::env::var("CLAUDEGATE_E2E_REQUIRED").as_deref() == Ok("1") {
-        panic!("{test}: CLAUDEGATE_E2E_REQUIRED=1 but {why}");
-    }
-    let bar = "!".repeat(100);
-    let banner = format!("\n{bar}\n!!! SKIPPED {test}: {why}\n{bar}\n");
-    std::io::Write::write_all(&mut std::io::stderr(), banner.as_bytes()).ok();
-    None
+    installed("the e2e venv", e2e_dir().join("venv/bin/python"), test)
 }
 
 /// Runs tests/e2e/parse_metrics.py on `text`; the parsed families.

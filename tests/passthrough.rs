@@ -14,16 +14,7 @@ const CLAUDE_CODE_UA: &str = "claude-cli/2.1.330 (external, cli)";
 
 /// A gate with a stored login, pointed at `mock`, plus a key.
 fn gate_for(mock: &MockUpstream, extra: Value) -> (Gate, String) {
-    let mut config = upstream_config(&mock.url());
-    merge(&mut config, &extra);
-    let setup = Setup::new(config);
-    setup.store_login(oauth_login(
-        "sk-ant-oat01-stored",
-        "sk-ant-ort01-stored",
-        8 * 3600,
-    ));
-    let key = setup.add_key("app", &[]);
-    (Gate::spawn(setup), key)
+    logged_in(&mock.url(), extra)
 }
 
 fn claude_code_headers(key: &str) -> Vec<(&'static str, String)> {

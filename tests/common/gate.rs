@@ -163,6 +163,22 @@ pub fn upstream_config(mock_url: &str) -> Value {
     })
 }
 
+/// A running claudegate in front of the upstream at `mock_url`, with a stored login (access
+/// token `sk-ant-oat01-stored`, valid for 8 h) and one key labelled `app`; `extra` is merged
+/// into the config. Returns the gate and the key.
+pub fn logged_in(mock_url: &str, extra: Value) -> (Gate, String) {
+    let mut config = upstream_config(mock_url);
+    merge(&mut config, &extra);
+    let setup = Setup::new(config);
+    setup.store_login(oauth_login(
+        "sk-ant-oat01-stored",
+        "sk-ant-ort01-stored",
+        8 * 3600,
+    ));
+    let key = setup.add_key("app", &[]);
+    (Gate::spawn(setup), key)
+}
+
 /// A running claudegate.
 pub struct Gate {
     pub setup: Setup,

@@ -1,11 +1,13 @@
 //! Running an external client (Claude Code, Codex, a Python SDK script) with a deadline: its
 //! own process group, stdin closed, output collected, and the whole group killed at the
-//! deadline and after exit, so nothing a test starts outlives it.
+//! deadline and after exit, so nothing a test starts outlives it. Also where those clients are
+//! installed, and the one skip-or-fail rule for when they are not.
 
 #![allow(dead_code)]
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -98,4 +100,37 @@ pub fn kill_group(pgid: u32) {
         .stderr(Stdio::null())
         .status()
         .ok();
+}
+
+/// The repository root.
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `target/e2e` (or `$CLAUDEGATE_E2E_DIR`, as for `tests/e2e/install.sh`).
+pub fn e2e_dir() -> PathBuf {
+    match std::env::var_os("CLAUDEGATE_E2E_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => repo().join("target/e2e"),
+    }
+}
+
+/// `Some(path)` if the client is installed. If it is not: a failure under
+/// `CLAUDEGATE_E2E_REQUIRED=1` (set by `make test`), else a loud SKIPPED banner and `None`.
+pub fn installed(what: &str, path: PathBuf, test: &str) -> Option<PathBuf> {
+    if path.is_file() {
+        return Some(path);
+    }
+    let why = format!(
+        "{what} is not installed ({} is missing); run `make e2e-deps` (tests/e2e/install.sh)",
+        path.display()
+    );
+    if std::env::var("CLAUDEGATE_E2E_REQUIRED").as_deref() == Ok("1") {
+        panic!("{test}: CLAUDEGATE_E2E_REQUIRED=1 but {why}");
+    }
+    // Straight to fd 2: libtest captures `eprintln!` of passing tests, and a skip must show.
+    let bar = "!".repeat(100);
+    let banner = format!("\n{bar}\n!!! SKIPPED {test}: {why}\n{bar}\n");
+    std::io::Write::write_all(&mut std::io::stderr(), banner.as_bytes()).ok();
+    None
 }
