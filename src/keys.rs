@@ -225,6 +225,11 @@ impl KeyStore {
         self.lock().entries.len()
     }
 
+    /// True when no key is loaded (the server then mints or asks for a first key).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Checks a presented key. Every stored digest is compared, without early exit.
     pub fn authenticate(&self, presented: &str) -> Option<KeyInfo> {
         self.reload_if_changed();

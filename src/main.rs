@@ -1,31 +1,8 @@
 //! claudegate: one static binary that turns your own Claude subscription into a secured HTTP
-//! API for your own apps. This file parses the command line (lexopt) and dispatches commands.
+//! API for your own apps. This file parses the command line (lexopt) and dispatches commands;
+//! the modules themselves live in the library (`src/lib.rs`).
 
-mod account;
-mod audit;
-mod cli_backend;
-mod cli_routes;
-mod cloak;
-mod clock;
-mod complete;
-mod config;
-mod fetch;
-mod fsutil;
-mod http;
-mod ids;
-mod jsonspan;
-mod keys;
-mod limits;
-mod log;
-mod messages;
-mod metrics;
-mod models;
-mod oauth;
-mod openai;
-mod server;
-mod sse;
-mod upstream;
-
+use claudegate::{audit, clock, config, fsutil, keys, limits, oauth, server, upstream};
 use lexopt::prelude::*;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -160,7 +160,7 @@ pub fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot create data_dir {}: {e}", data_dir.display()))?;
     let keys_path = keys::file_path(&data_dir);
     let keys = KeyStore::open(keys_path.clone())?;
-    if keys.len() == 0 {
+    if keys.is_empty() {
         first_run_key(&keys_path)?;
     }
 
