@@ -10,6 +10,9 @@
 //! after an upstream 401. It is single-flight: concurrent callers wait for one refresh and
 //! share its result. The rotated refresh token is saved before the new access token is used.
 //! The token file is re-read when it changes, so a `claudegate login` applies without restart.
+//! A refreshed token that could not be saved (a full disk) is kept in memory and saved again
+//! at the next file check, since the refresh token on disk is already spent; a login written
+//! to the file meanwhile still wins over it.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -112,6 +115,8 @@ struct Slot {
     generation: u64,
     stamp: Option<(u64, i64, i64)>,
     checked: Instant,
+    /// `token` is newer than the file (its save failed) and is saved again at each check.
+    unsaved: bool,
 }
 
 #[derive(Default)]
@@ -154,6 +159,7 @@ impl Account {
                 generation: 0,
                 stamp: file_stamp(&path),
                 checked: Instant::now(),
+                unsaved: false,
             }),
             path,
             gate: Mutex::new(Gate::default()),
@@ -180,6 +186,9 @@ impl Account {
             }
             slot.checked = Instant::now();
             if file_stamp(&self.path) == slot.stamp {
+                if slot.unsaved {
+                    self.save_unsaved(&mut slot);
+                }
                 return;
             }
         }
@@ -189,6 +198,12 @@ impl Account {
                 let mut slot = lock(&self.slot);
                 let changed = slot.token.as_ref().map(|t| &t.access_token)
                     != token.as_ref().map(|t| &t.access_token);
+                if slot.unsaved {
+                    // Written by `claudegate login` (or `logout`) after our save failed: the
+                    // newer login wins over the refreshed token we could not save.
+                    log::info("a login was stored while the refreshed token was unsaved; the stored login wins");
+                    slot.unsaved = false;
+                }
                 if changed {
                     log::info("the stored login changed on disk; using it");
                     let mut h = lock(&self.health);
@@ -203,6 +218,26 @@ impl Account {
                 log::info(&format!("{e}; keeping the login loaded before"));
                 lock(&self.slot).stamp = stamp;
             }
+        }
+    }
+
+    /// Saves a token whose earlier save failed; the caller checked the file is unchanged since.
+    /// Failures stay quiet (the first one was logged); success is logged once.
+    fn save_unsaved(&self, slot: &mut Slot) {
+        let Some(token) = slot.token.as_ref() else {
+            slot.unsaved = false;
+            return;
+        };
+        match oauth::save_token(&self.path, token) {
+            Ok(()) => {
+                slot.unsaved = false;
+                slot.stamp = file_stamp(&self.path);
+                log::info(&format!(
+                    "saved the refreshed Claude login to {}; it could not be saved before",
+                    self.path.display()
+                ));
+            }
+            Err(e) => log::verbose(&format!("the refreshed Claude login is still unsaved: {e}")),
         }
     }
 
@@ -341,13 +376,16 @@ impl Account {
                     }
                     // Persist first: the old refresh token is already spent, so losing the new
                     // one would mean a new login.
-                    if let Err(e) = oauth::save_token(&self.path, &new) {
+                    let saved = oauth::save_token(&self.path, &new);
+                    if let Err(e) = &saved {
                         log::info(&format!(
-                            "refreshed the Claude token but could not save it: {e}"
+                            "refreshed the Claude token but could not save it: {e}; retrying \
+                             every few seconds (until then a restart would need a new login)"
                         ));
                     }
                     crate::metrics::METRICS.refresh(true);
                     let mut slot = lock(&self.slot);
+                    slot.unsaved = saved.is_err();
                     slot.token = Some(new.clone());
                     slot.generation += 1;
                     slot.stamp = file_stamp(&self.path);
@@ -408,6 +446,7 @@ impl Account {
             t.needs_login = Some(why.to_string());
             if oauth::save_token(&self.path, t).is_ok() {
                 slot.stamp = file_stamp(&self.path);
+                slot.unsaved = false;
             }
         }
     }
@@ -627,5 +666,64 @@ mod tests {
             Some(60)
         );
         assert_eq!(cooldown_from_headers(&h("x", "1"), 100), None);
+    }
+
+    fn token(access: &str) -> Token {
+        serde_json::from_value(json!({
+            "kind": "oauth", "access_token": access, "refresh_token": format!("{access}-rt"),
+            "expires_at": clock::unix_now() + 3600, "source": "manual",
+        }))
+        .unwrap()
+    }
+
+    /// An account on a fresh token file holding `old`, whose in-memory token is then `new`
+    /// with its save failed, as after a refresh on a full disk.
+    fn unsaved_account(name: &str) -> (Account, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("cg-account-{name}-{}", std::process::id()));
+        std::fs::remove_dir_all(&dir).ok();
+        let path = dir.join("token.json");
+        oauth::save_token(&path, &token("old")).unwrap();
+        let account = Account::load(crate::config::Config::default().oauth, path.clone()).unwrap();
+        {
+            let mut slot = lock(&account.slot);
+            slot.token = Some(token("refreshed"));
+            slot.generation += 1;
+            slot.unsaved = true;
+        }
+        (account, path)
+    }
+
+    fn stored(path: &std::path::Path) -> String {
+        oauth::load_token(path).unwrap().unwrap().access_token
+    }
+
+    #[test]
+    fn an_unsaved_refreshed_token_is_saved_at_the_next_check() {
+        let (account, path) = unsaved_account("save");
+        account.reload(true);
+        assert_eq!(stored(&path), "refreshed");
+        assert!(!lock(&account.slot).unsaved);
+        // Saved once: our own write is not mistaken for an outside login.
+        account.reload(true);
+        assert_eq!(lock(&account.slot).generation, 1);
+        std::fs::remove_dir_all(path.parent().unwrap()).ok();
+    }
+
+    #[test]
+    fn a_login_stored_meanwhile_wins_over_an_unsaved_refreshed_token() {
+        let (account, path) = unsaved_account("login");
+        oauth::save_token(&path, &token("new-login")).unwrap();
+        account.reload(true);
+        account.reload(true);
+        assert_eq!(
+            stored(&path),
+            "new-login",
+            "the login on disk is not overwritten"
+        );
+        let slot = lock(&account.slot);
+        assert_eq!(slot.token.as_ref().unwrap().access_token, "new-login");
+        assert!(!slot.unsaved);
+        drop(slot);
+        std::fs::remove_dir_all(path.parent().unwrap()).ok();
     }
 }

@@ -26,6 +26,8 @@ use crate::upstream::{self, Call, UpstreamError};
 
 /// Longest we honour an upstream `retry-after` between our own retries.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(20);
+/// A non-streaming answer up to this size is read whole before the client gets its status.
+const BUFFERED_BODY: usize = 4 << 20;
 
 type Cors = [(&'static str, String)];
 
@@ -303,7 +305,8 @@ pub(crate) fn send(state: &State, p: &mut Prepared<'_>) -> Result<Sent, ApiError
     }
 }
 
-/// Streams the upstream's answer to the client: SSE event by event, anything else as it comes.
+/// Relays the upstream's answer to the client: SSE event by event as it arrives; anything else
+/// read whole first (up to 4 MiB), so a body that breaks can still become an error status.
 fn relay(
     state: &State,
     rq: Request,
@@ -318,10 +321,47 @@ fn relay(
         headers.push(("Cache-Control".into(), "no-cache".into()));
         headers.push(("X-Accel-Buffering".into(), "no".into()));
     }
+    let mut reader = resp.into_body().into_reader();
+    // Not a stream: read the body (up to 4 MiB) before answering, so an upstream body that
+    // breaks (cut short, bad framing, stalled) becomes a 502/504 error JSON rather than a 200
+    // with half a message, which a client reading to a closed connection would take as whole.
+    // Anthropic sends a non-streaming answer only once it is complete, so this adds no wait.
+    let mut kept = Vec::new();
+    if !is_sse {
+        let mut buf = vec![0u8; 32 * 1024];
+        while kept.len() < BUFFERED_BODY {
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => kept.extend_from_slice(&buf[..n]),
+                Err(e) => {
+                    let e = UpstreamError::from_io(e);
+                    log::error(&format!("upstream body broke: {e}"));
+                    state.account.record_transient(&format!("body: {e}"));
+                    let kind = match e {
+                        UpstreamError::Timeout(_) => ErrorKind::GatewayTimeout,
+                        UpstreamError::Unreachable(_) => ErrorKind::BadGateway,
+                    };
+                    let mut err = ApiError::new(
+                        kind,
+                        format!(
+                            "the upstream answer ({status}) broke: {e}; the answer is incomplete"
+                        ),
+                    );
+                    if let Some((_, id)) = headers
+                        .iter()
+                        .find(|(n, _)| n.eq_ignore_ascii_case("request-id"))
+                    {
+                        err = err.with_header("request-id", id.clone());
+                    }
+                    http::send(rq, err.reply(Protocol::Anthropic), cors);
+                    return err.status();
+                }
+            }
+        }
+    }
     let Ok(mut out) = RawResponse::start(rq, status, &headers, cors) else {
         return status; // the client went away before the answer started
     };
-    let reader = resp.into_body().into_reader();
     if is_sse {
         let _streaming = crate::metrics::METRICS.stream();
         let (end, seen) = sse::relay(reader, &mut out);
@@ -344,17 +384,16 @@ fn relay(
         }
         return status;
     }
-    // Not a stream: copy through, keeping up to 4 MiB to read the usage from.
-    let mut reader = reader;
-    let mut kept = Vec::new();
+    // Not a stream: send what was read, then copy any rest through (a body over 4 MiB).
+    if out.write(&kept).is_err() {
+        return status;
+    }
     let mut buf = vec![0u8; 32 * 1024];
-    loop {
+    let mut rest = kept.len() >= BUFFERED_BODY;
+    while rest {
         match reader.read(&mut buf) {
-            Ok(0) => break,
+            Ok(0) => rest = false,
             Ok(n) => {
-                if kept.len() < 4 << 20 {
-                    kept.extend_from_slice(&buf[..n]);
-                }
                 if out.write(&buf[..n]).is_err() {
                     return status;
                 }

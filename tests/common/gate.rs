@@ -425,6 +425,62 @@ pub fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Resp {
     to_resp(rq.send(body))
 }
 
+/// A response read line by line to its end, for streams and for bodies that may break.
+#[derive(Debug, Clone)]
+pub struct Lines {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// Body lines without their line ends.
+    pub lines: Vec<String>,
+    /// `Ok` when the body ended cleanly (its framing was complete), `Err(why)` when it broke.
+    pub end: Result<(), String>,
+}
+
+impl Lines {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body lines joined back with `\n`.
+    pub fn text(&self) -> String {
+        self.lines.iter().map(|l| format!("{l}\n")).collect()
+    }
+}
+
+/// POSTs JSON and reads the answer line by line until it ends or breaks (20 s at most).
+pub fn post_lines(url: &str, headers: &[(&str, &str)], body: &str) -> Lines {
+    let mut rq = agent().post(url).header("content-type", "application/json");
+    for (n, v) in headers {
+        rq = rq.header(*n, *v);
+    }
+    let resp = rq.send(body).expect("request failed");
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let mut reader = BufReader::new(resp.into_body().into_reader());
+    let (mut lines, mut line) = (Vec::new(), String::new());
+    let end = loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) => break Ok(()),
+            Ok(_) => lines.push(line.trim_end_matches(['\r', '\n']).to_string()),
+            Err(e) => break Err(e.to_string()),
+        }
+    };
+    Lines {
+        status,
+        headers,
+        lines,
+        end,
+    }
+}
+
 /// Any method, for 405 tests.
 pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Resp {
     let mut rq = ureq::http::Request::builder().method(method).uri(url);

@@ -125,6 +125,14 @@ pub fn installed(what: &str, path: PathBuf, test: &str) -> Option<PathBuf> {
         "{what} is not installed ({} is missing); run `make e2e-deps` (tests/e2e/install.sh)",
         path.display()
     );
+    skip_unless_required(test, &why);
+    None
+}
+
+/// The one skip-or-fail rule for a test that cannot run here (a client not installed, no
+/// permission to mount): a failure under `CLAUDEGATE_E2E_REQUIRED=1` (set by `make test` and
+/// CI), else a loud SKIPPED banner; the caller then returns.
+pub fn skip_unless_required(test: &str, why: &str) {
     if std::env::var("CLAUDEGATE_E2E_REQUIRED").as_deref() == Ok("1") {
         panic!("{test}: CLAUDEGATE_E2E_REQUIRED=1 but {why}");
     }
@@ -132,5 +140,4 @@ pub fn installed(what: &str, path: PathBuf, test: &str) -> Option<PathBuf> {
     let bar = "!".repeat(100);
     let banner = format!("\n{bar}\n!!! SKIPPED {test}: {why}\n{bar}\n");
     std::io::Write::write_all(&mut std::io::stderr(), banner.as_bytes()).ok();
-    None
 }
