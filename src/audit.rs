@@ -31,6 +31,8 @@ use crate::sse::Usage;
 
 /// Lines that may wait for the writer; past that they are dropped and counted.
 const CHANNEL_LINES: usize = 4096;
+/// How long the writer lets lines gather after a wake-up before writing them.
+const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
 /// Longest model name kept in a line (the field comes from the client).
 const MAX_MODEL_CHARS: usize = 100;
 /// Longest upstream request id kept.
@@ -242,32 +244,37 @@ fn writer(t: &Target, rx: &Receiver<String>) {
             ));
         }
     };
-    while let Ok(mut line) = rx.recv() {
-        line.push('\n');
-        let len = line.len() as u64;
-        if let Some((_, size)) = &file {
-            if *size > 0 && size + len > t.max_bytes {
-                file = None;
-                if let Err(e) = rotate(t) {
-                    report("cannot rotate", e);
-                }
-            }
-        }
-        if file.is_none() {
-            match open(&t.path) {
-                Ok(f) => file = Some(f),
-                Err(e) => {
-                    report("cannot open", e);
-                    continue;
-                }
-            }
-        }
-        if let Some((f, size)) = file.as_mut() {
-            match f.write_all(line.as_bytes()) {
-                Ok(()) => *size += len,
-                Err(e) => {
-                    report("cannot write", e);
+    // Wake for the first line, then let the rest of a burst gather for a moment and write it
+    // in one go: a wake-up per request cost more CPU than the rest of the audit work together.
+    while let Ok(first) = rx.recv() {
+        std::thread::sleep(BATCH_WINDOW);
+        for mut line in std::iter::once(first).chain(rx.try_iter()) {
+            line.push('\n');
+            let len = line.len() as u64;
+            if let Some((_, size)) = &file {
+                if *size > 0 && size + len > t.max_bytes {
                     file = None;
+                    if let Err(e) = rotate(t) {
+                        report("cannot rotate", e);
+                    }
+                }
+            }
+            if file.is_none() {
+                match open(&t.path) {
+                    Ok(f) => file = Some(f),
+                    Err(e) => {
+                        report("cannot open", e);
+                        continue;
+                    }
+                }
+            }
+            if let Some((f, size)) = file.as_mut() {
+                match f.write_all(line.as_bytes()) {
+                    Ok(()) => *size += len,
+                    Err(e) => {
+                        report("cannot write", e);
+                        file = None;
+                    }
                 }
             }
         }

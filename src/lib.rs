@@ -4,6 +4,7 @@
 //! is a stable API.
 
 pub mod account;
+pub mod alloc;
 pub mod audit;
 pub mod cli_backend;
 pub mod cli_routes;

@@ -7,6 +7,10 @@ use lexopt::prelude::*;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Small allocations are recycled per thread; see `src/alloc.rs` for why (musl's allocator).
+#[global_allocator]
+static ALLOCATOR: claudegate::alloc::ThreadCache = claudegate::alloc::ThreadCache;
+
 const USAGE: &str = "usage: claudegate [--config PATH] [--ca-file PATH] [serve | login [--manual | --import-claude-code [PATH] | --token TOKEN] | logout | status | keys add LABEL [--rpm N] [--daily N] | keys list | keys revoke LABEL | usage [--since YYYY-MM-DD]]";
 
 const HELP: &str = "\

@@ -328,36 +328,38 @@ fn relay(
     // Anthropic sends a non-streaming answer only once it is complete, so this adds no wait.
     let mut kept = Vec::new();
     if !is_sse {
-        let mut buf = vec![0u8; 32 * 1024];
-        while kept.len() < BUFFERED_BODY {
-            match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => kept.extend_from_slice(&buf[..n]),
-                Err(e) => {
-                    let e = UpstreamError::from_io(e);
-                    log::error(&format!("upstream body broke: {e}"));
-                    state.account.record_transient(&format!("body: {e}"));
-                    let kind = match e {
-                        UpstreamError::Timeout(_) => ErrorKind::GatewayTimeout,
-                        UpstreamError::Unreachable(_) => ErrorKind::BadGateway,
-                    };
-                    let mut err = ApiError::new(
-                        kind,
-                        format!(
-                            "the upstream answer ({status}) broke: {e}; the answer is incomplete"
-                        ),
-                    );
-                    if let Some((_, id)) = headers
-                        .iter()
-                        .find(|(n, _)| n.eq_ignore_ascii_case("request-id"))
-                    {
-                        err = err.with_header("request-id", id.clone());
-                    }
-                    http::send(rq, err.reply(Protocol::Anthropic), cors);
-                    return err.status();
-                }
+        // `read_to_end` grows the buffer with the body: a typical answer of a few hundred
+        // bytes then costs no 32 KiB scratch buffer (which musl's allocator maps and unmaps).
+        if let Err(e) = (&mut reader)
+            .take(BUFFERED_BODY as u64)
+            .read_to_end(&mut kept)
+        {
+            let e = UpstreamError::from_io(e);
+            log::error(&format!("upstream body broke: {e}"));
+            state.account.record_transient(&format!("body: {e}"));
+            let kind = match e {
+                UpstreamError::Timeout(_) => ErrorKind::GatewayTimeout,
+                UpstreamError::Unreachable(_) => ErrorKind::BadGateway,
+            };
+            let mut err = ApiError::new(
+                kind,
+                format!("the upstream answer ({status}) broke: {e}; the answer is incomplete"),
+            );
+            if let Some((_, id)) = headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("request-id"))
+            {
+                err = err.with_header("request-id", id.clone());
             }
+            http::send(rq, err.reply(Protocol::Anthropic), cors);
+            return err.status();
         }
+    }
+    if !is_sse && kept.len() < BUFFERED_BODY {
+        // The whole answer is here: one write with Content-Length, no chunked framing.
+        RawResponse::whole(rq, status, &headers, cors, &kept).ok();
+        note_answer_usage(state, status, &kept);
+        return status;
     }
     let Ok(mut out) = RawResponse::start(rq, status, &headers, cors) else {
         return status; // the client went away before the answer started
@@ -384,15 +386,14 @@ fn relay(
         }
         return status;
     }
-    // Not a stream: send what was read, then copy any rest through (a body over 4 MiB).
+    // Not a stream, over 4 MiB: send what was read, then copy the rest through.
     if out.write(&kept).is_err() {
         return status;
     }
     let mut buf = vec![0u8; 32 * 1024];
-    let mut rest = kept.len() >= BUFFERED_BODY;
-    while rest {
+    loop {
         match reader.read(&mut buf) {
-            Ok(0) => rest = false,
+            Ok(0) => break,
             Ok(n) => {
                 if out.write(&buf[..n]).is_err() {
                     return status;
@@ -409,19 +410,25 @@ fn relay(
             }
         }
     }
-    if (200..300).contains(&status) {
-        if let Some(u) = serde_json::from_slice::<serde_json::Value>(&kept)
-            .ok()
-            .as_ref()
-            .and_then(|v| v.get("usage"))
-        {
-            let mut usage = Usage::default();
-            usage.merge(u);
-            state.account.record_usage(usage);
-            crate::audit::note_usage(usage);
-        }
-    }
+    note_answer_usage(state, status, &kept);
     out.flush().ok();
     out.finish().ok();
     status
+}
+
+/// Books the token usage of a successful non-streaming answer (for the account and audit).
+fn note_answer_usage(state: &State, status: u16, body: &[u8]) {
+    if !(200..300).contains(&status) {
+        return;
+    }
+    if let Some(u) = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .as_ref()
+        .and_then(|v| v.get("usage"))
+    {
+        let mut usage = Usage::default();
+        usage.merge(u);
+        state.account.record_usage(usage);
+        crate::audit::note_usage(usage);
+    }
 }

@@ -1,20 +1,21 @@
-//! The server: accept loop, dispatcher, worker pool, panic isolation and the routing table.
+//! The server: accept loop, intake, worker pool, panic isolation and the routing table.
 //!
 //! ```text
-//! tiny_http ─ dispatcher ─ bounded queue ─ workers
-//!   dispatcher: answers /health and CORS preflights itself; queue full → 503 + Retry-After
-//!   worker:     route (404/405) → authenticate (401/429) → limits (429) → handler → reply
-//!               → metrics, and an audit line once authenticated ([`crate::audit`])
+//! tiny_http connection thread ─ intake ─ bounded queue ─ workers
+//!   intake: answers /health and CORS preflights itself; queue full → 503 + Retry-After
+//!   worker: route (404/405) → authenticate (401/429) → limits (429) → handler → reply
+//!           → metrics, and an audit line once authenticated ([`crate::audit`])
 //! ```
-//! The dispatcher never waits for a worker, so `/health` stays fast while every worker holds a
-//! long stream, and no request waits without bound. A panic in a handler is caught per request
-//! and answered with a JSON 500; the worker lives on.
+//! The intake runs on the connection's own thread (vendor patch 7) and never waits for a
+//! worker, so `/health` stays fast while every worker holds a long stream, and no request waits
+//! without bound. Workers take requests straight from tiny_http's queue: one hand-off between
+//! threads per request, which the benchmark showed to be the main cost of a small request. A
+//! panic in a handler is caught per request and answered with a JSON 500; the worker lives on.
 
 use std::io::IsTerminal;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -46,8 +47,8 @@ pub struct State {
     pub cli: crate::cli_backend::CliBackend,
     pub audit: crate::audit::AuditLog,
     /// Requests handed to the worker pool and not finished yet (queued or running). Counting
-    /// them, rather than trusting the channel's buffer, makes "busy" exact: a request is
-    /// refused only when every worker is occupied and `queue` more are already waiting.
+    /// them makes "busy" exact: a request is refused only when every worker is occupied and
+    /// `queue` more are already waiting.
     pub jobs: AtomicUsize,
 }
 
@@ -189,15 +190,18 @@ pub fn run(config: Config) -> Result<(), String> {
         config,
     });
 
-    let (tx, rx) = mpsc::sync_channel::<Job>(state.config.workers + state.config.queue);
-    let rx = Arc::new(Mutex::new(rx));
+    let server = Arc::new(server);
+    let intake_state = state.clone();
+    server.set_intake(Box::new(move |rq| intake(&intake_state, rq)));
+    let mut pool = Vec::with_capacity(state.config.workers);
     for i in 0..state.config.workers {
-        let (state, rx) = (state.clone(), rx.clone());
-        thread::Builder::new()
+        let (state, server) = (state.clone(), server.clone());
+        let handle = thread::Builder::new()
             .name(format!("worker-{i}"))
             .stack_size(512 * 1024)
-            .spawn(move || worker(&state, &rx))
+            .spawn(move || worker(&state, &server))
             .map_err(|e| format!("cannot start worker threads: {e}"))?;
+        pool.push(handle);
     }
     let refresher = state.clone();
     thread::Builder::new()
@@ -218,8 +222,8 @@ pub fn run(config: Config) -> Result<(), String> {
         state.config.workers, state.config.queue, state.config.upstream.base_url
     ));
 
-    for rq in server.incoming_requests() {
-        dispatch(&state, rq, &tx);
+    for handle in pool {
+        handle.join().ok();
     }
     Ok(())
 }
@@ -257,13 +261,9 @@ fn install_panic_hook() {
     }));
 }
 
-struct Job {
-    rq: Request,
-    queued: Instant,
-}
-
-/// Runs on the accept thread's consumer: never blocks on a worker.
-fn dispatch(state: &State, rq: Request, tx: &mpsc::SyncSender<Job>) {
+/// Runs on each connection's thread before a request is queued; never blocks on a worker.
+/// Returns the request when a worker should handle it.
+fn intake(state: &State, rq: Request) -> Option<Request> {
     let path = path_of(rq.url());
     if path == "/health" && matches!(rq.method(), Method::Get | Method::Head) {
         let started = Instant::now();
@@ -272,26 +272,20 @@ fn dispatch(state: &State, rq: Request, tx: &mpsc::SyncSender<Job>) {
         let us = started.elapsed().as_micros() as u64;
         METRICS.request("health", 200, us, us);
         log::verbose(&format!("GET /health -> 200 in {us} us"));
-        return;
+        return None;
     }
     if *rq.method() == Method::Options {
         let (reply, cors) = http::preflight(&rq);
         http::send(rq, reply, &cors);
-        return;
+        return None;
     }
     let capacity = state.config.workers + state.config.queue;
     if state.jobs.fetch_add(1, Ordering::AcqRel) >= capacity {
         state.jobs.fetch_sub(1, Ordering::AcqRel);
-        return reject_busy(rq);
+        reject_busy(rq);
+        return None;
     }
-    let job = Job {
-        rq,
-        queued: Instant::now(),
-    };
-    if let Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) = tx.try_send(job) {
-        state.jobs.fetch_sub(1, Ordering::AcqRel);
-        reject_busy(job.rq);
-    }
+    Some(rq)
 }
 
 fn reject_busy(rq: Request) {
@@ -312,32 +306,27 @@ fn reject_busy(rq: Request) {
     http::send(rq, err.reply(protocol), &cors);
 }
 
-fn worker(state: &State, rx: &Mutex<Receiver<Job>>) {
+fn worker(state: &State, server: &Server) {
+    // `recv` fails only when the server is shutting down or an accept error is reported
+    // (tiny_http logs those); either way there is no request to answer.
     loop {
-        let job = {
-            let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
-            rx.recv()
-        };
-        match job {
-            Ok(job) => {
-                handle(state, job);
-                state.jobs.fetch_sub(1, Ordering::AcqRel);
-            }
-            Err(_) => return,
+        if let Ok(rq) = server.recv() {
+            handle(state, rq);
+            state.jobs.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
 
 /// One request, isolated: whatever the handler does, the client gets an answer and the
 /// worker survives.
-fn handle(state: &State, job: Job) {
+fn handle(state: &State, rq: Request) {
     let started = Instant::now();
-    let method = job.rq.method().clone();
-    let path = path_of(job.rq.url()).to_string();
-    let protocol = protocol_of(&job.rq, &path);
-    let cors = http::cors_grant(&job.rq);
-    audit::begin(route_name(&path), http::client_ip(&job.rq));
-    let mut slot = Some(job.rq);
+    let method = rq.method().clone();
+    let path = path_of(rq.url()).to_string();
+    let protocol = protocol_of(&rq, &path);
+    let cors = http::cors_grant(&rq);
+    audit::begin(route_name(&path), http::client_ip(&rq));
+    let mut slot = Some(rq);
     let status = match panic::catch_unwind(AssertUnwindSafe(|| {
         route(state, &mut slot, &path, protocol, &cors)
     })) {
@@ -355,9 +344,8 @@ fn handle(state: &State, job: Job) {
     };
     record(state, status);
     log::verbose(&format!(
-        "{method} {path} -> {status} in {} ms (queued {} ms)",
-        started.elapsed().as_millis(),
-        started.duration_since(job.queued).as_millis()
+        "{method} {path} -> {status} in {} ms",
+        started.elapsed().as_millis()
     ));
 }
 

@@ -673,19 +673,23 @@ fn a_slow_answer_keeps_its_keep_alive_connection_usable() {
     let body = r#"{"messages":[]}"#;
     let request = format!("POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\nuser-agent: {CLAUDE_CODE_UA}\r\nx-app: cli\r\nContent-Length: {}\r\n\r\n{body}", body.len());
     s.write_all(request.as_bytes()).unwrap();
-    assert_eq!(read_status(&mut s), Some(200));
-    // Drain the chunked body up to its terminating chunk.
-    let mut seen = Vec::new();
+    // A complete non-streaming answer is sent with Content-Length; read exactly that much.
+    let mut head = Vec::new();
     let mut b = [0u8; 1];
-    while !seen.ends_with(b"0\r\n\r\n") {
-        assert_eq!(
-            s.read(&mut b).unwrap(),
-            1,
-            "body ended early: {}",
-            String::from_utf8_lossy(&seen)
-        );
-        seen.push(b[0]);
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut b).unwrap(), 1, "head ended early");
+        head.push(b[0]);
     }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no content-length: {head}"));
+    let mut body = vec![0u8; length];
+    s.read_exact(&mut body).unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("slow"));
     // The same connection serves the next request although the first took longer than the
     // client timeout.
     s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")

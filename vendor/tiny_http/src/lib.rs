@@ -103,6 +103,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc;
 use std::sync::Arc;
+use std::sync::OnceLock; // claudegate patch (7)
 use std::thread;
 use std::time::Duration;
 
@@ -147,9 +148,17 @@ pub struct Server {
     // queue for messages received by child threads
     messages: Arc<MessagesQueue<Message>>,
 
+    // claudegate patch (7): see `Server::set_intake`.
+    intake: Arc<OnceLock<Intake>>,
+
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
 }
+
+/// claudegate patch (7): a filter run on the connection's own thread for every request before
+/// it is queued for `recv()`. It answers the request itself and returns `None`, or returns
+/// the request to be queued.
+pub type Intake = Box<dyn Fn(Request) -> Option<Request> + Send + Sync>;
 
 enum Message {
     Error(IoError),
@@ -294,6 +303,8 @@ impl Server {
 
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
+        let intake: Arc<OnceLock<Intake>> = Arc::new(OnceLock::new());
+        let inside_intake = intake.clone();
         thread::spawn(move || {
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
@@ -335,6 +346,7 @@ impl Server {
                 match new_client {
                     Ok(client) => {
                         let messages = inside_messages.clone();
+                        let intake = inside_intake.clone(); // claudegate patch (7)
                         let mut client = Some(client);
                         tasks_pool.spawn(Box::new(move || {
                             if let Some(client) = client.take() {
@@ -347,6 +359,14 @@ impl Server {
                                     }
                                 } else {
                                     for rq in client {
+                                        // claudegate patch (7): the intake may answer it here.
+                                        let rq = match intake.get() {
+                                            Some(filter) => match filter(rq) {
+                                                Some(rq) => rq,
+                                                None => continue,
+                                            },
+                                            None => rq,
+                                        };
                                         messages.push(rq.into());
                                     }
                                 }
@@ -368,6 +388,7 @@ impl Server {
         // result
         Ok(Server {
             messages,
+            intake,
             close: close_trigger,
             listening_addr: local_addr,
         })
@@ -418,6 +439,13 @@ impl Server {
             Some(Message::NewRequest(rq)) => Ok(Some(rq)),
             None => Ok(None),
         }
+    }
+
+    /// claudegate patch (7): installs the intake filter (once; later calls are ignored). It runs
+    /// on each connection's thread, so what it answers (a health check, a refusal when every
+    /// worker is busy) costs no hand-off between threads and never waits for `recv()`.
+    pub fn set_intake(&self, intake: Intake) {
+        self.intake.set(intake).ok();
     }
 
     /// Unblock thread stuck in recv() or incoming_requests().

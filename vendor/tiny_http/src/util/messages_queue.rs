@@ -28,8 +28,9 @@ where
 
     /// Pushes an element to the queue.
     pub fn push(&self, value: T) {
-        let mut queue = self.queue.lock().unwrap();
-        queue.push_back(Control::Elem(value));
+        self.queue.lock().unwrap().push_back(Control::Elem(value));
+        // claudegate patch (8): notify after unlocking. Notifying under the lock woke a
+        // worker only to have it block on the still-held mutex and be woken a second time.
         self.condvar.notify_one();
     }
 
