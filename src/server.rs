@@ -165,13 +165,6 @@ pub fn run(config: Config) -> Result<(), String> {
         first_run_key(&keys_path)?;
     }
 
-    let addr = format!("{}:{}", config.host, config.port);
-    let server = Server::http(&addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let bound = server
-        .server_addr()
-        .to_ip()
-        .map_or(addr.clone(), |a| a.to_string());
-
     let account = Account::load(config.oauth.clone(), crate::oauth::token_path(&data_dir))?;
     let cloak = Cloak::new(config.cloaking.clone(), &data_dir)?;
     let audit = crate::audit::AuditLog::start(&config.audit, &data_dir)?;
@@ -190,9 +183,17 @@ pub fn run(config: Config) -> Result<(), String> {
         config,
     });
 
-    let server = Arc::new(server);
+    // The intake is part of the server from its first connection on: a request that slipped
+    // past it would be handled without being counted in `jobs`.
+    let addr = format!("{}:{}", state.config.host, state.config.port);
     let intake_state = state.clone();
-    server.set_intake(Box::new(move |rq| intake(&intake_state, rq)));
+    let server = Server::http_with_intake(&addr, Box::new(move |rq| intake(&intake_state, rq)))
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let bound = server
+        .server_addr()
+        .to_ip()
+        .map_or(addr.clone(), |a| a.to_string());
+    let server = Arc::new(server);
     let mut pool = Vec::with_capacity(state.config.workers);
     for i in 0..state.config.workers {
         let (state, server) = (state.clone(), server.clone());

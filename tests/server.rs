@@ -653,3 +653,47 @@ fn cli_backend_refuses_routes_it_cannot_serve() {
         "{v}"
     );
 }
+
+/// Requests that reach the server while it is still starting pass the same intake as all
+/// others. (They once bypassed it: workers then un-counted requests that were never counted,
+/// the busy counter wrapped around, and every later request got 503 "busy". Found by the soak.)
+#[test]
+fn requests_during_start_up_are_counted_like_any_other() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let setup = Setup::new(json!({"port": port, "workers": 2, "queue": 0}));
+    let key = setup.add_key("app", &[]);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // From before the process starts, knock on /health and /v1/models as fast as possible,
+    // from four threads, so that some requests land while the server is still setting up.
+    let knockers: Vec<_> = (0..4)
+        .map(|_| {
+            let key = key.clone();
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let mut answered = 0;
+                while answered < 10 && Instant::now() < deadline {
+                    let Ok(mut s) = TcpStream::connect(addr) else {
+                        continue;
+                    };
+                    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+                    let path = ["/health", "/v1/models"][answered % 2];
+                    let rq = format!("GET {path} HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\n\r\n");
+                    if s.write_all(rq.as_bytes()).is_ok() && read_status(&mut s).is_some() {
+                        answered += 1;
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+    let gate = Gate::spawn(setup);
+    let answered: usize = knockers.into_iter().map(|k| k.join().unwrap()).sum();
+    assert_eq!(answered, 40, "the start-up requests were not answered");
+    for _ in 0..5 {
+        let r = get(&gate.url("/v1/models"), &[("x-api-key", &key)]);
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+}

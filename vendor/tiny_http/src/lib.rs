@@ -103,7 +103,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::sync::OnceLock; // claudegate patch (7)
 use std::thread;
 use std::time::Duration;
 
@@ -147,9 +146,6 @@ pub struct Server {
 
     // queue for messages received by child threads
     messages: Arc<MessagesQueue<Message>>,
-
-    // claudegate patch (7): see `Server::set_intake`.
-    intake: Arc<OnceLock<Intake>>,
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
@@ -261,6 +257,30 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_intake(listener, ssl_config, None)
+    }
+
+    /// claudegate patch (7): an HTTP server whose every request first passes `intake` on its
+    /// connection's own thread (see [`Intake`]). It is installed before the first connection
+    /// is accepted, so no request can ever bypass it. What the intake answers (a health check,
+    /// a refusal when every worker is busy) costs no hand-off between threads and never waits
+    /// for `recv()`.
+    pub fn http_with_intake<A>(
+        addr: A,
+        intake: Intake,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
+    where
+        A: ToSocketAddrs,
+    {
+        let listener = ConfigListenAddr::from_socket_addrs(addr)?.bind()?;
+        Self::from_listener_with_intake(listener, None, Some(intake))
+    }
+
+    fn from_listener_with_intake<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        intake: Option<Intake>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -303,8 +323,7 @@ impl Server {
 
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
-        let intake: Arc<OnceLock<Intake>> = Arc::new(OnceLock::new());
-        let inside_intake = intake.clone();
+        let inside_intake = Arc::new(intake); // claudegate patch (7)
         thread::spawn(move || {
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
@@ -360,7 +379,7 @@ impl Server {
                                 } else {
                                     for rq in client {
                                         // claudegate patch (7): the intake may answer it here.
-                                        let rq = match intake.get() {
+                                        let rq = match intake.as_ref() {
                                             Some(filter) => match filter(rq) {
                                                 Some(rq) => rq,
                                                 None => continue,
@@ -388,7 +407,6 @@ impl Server {
         // result
         Ok(Server {
             messages,
-            intake,
             close: close_trigger,
             listening_addr: local_addr,
         })
@@ -439,13 +457,6 @@ impl Server {
             Some(Message::NewRequest(rq)) => Ok(Some(rq)),
             None => Ok(None),
         }
-    }
-
-    /// claudegate patch (7): installs the intake filter (once; later calls are ignored). It runs
-    /// on each connection's thread, so what it answers (a health check, a refusal when every
-    /// worker is busy) costs no hand-off between threads and never waits for `recv()`.
-    pub fn set_intake(&self, intake: Intake) {
-        self.intake.set(intake).ok();
     }
 
     /// Unblock thread stuck in recv() or incoming_requests().
