@@ -13,6 +13,8 @@
 #   make install    the static binary for this machine to $(PREFIX)/bin (default ~/.local/bin),
 #                   plus a systemd --user service (contrib/claudegate.service), enabled and started
 #   make uninstall  stop and remove the service and the binary; keeps config and data
+#   make fuzz       a short cargo-fuzz run of each target in tests/fuzz/ (FUZZ_SECONDS each,
+#                   default 60; nightly toolchain; not part of `make test` or CI)
 #   make clean
 #
 # Every setup step is idempotent and only runs when something is missing, so a fresh Debian
@@ -79,7 +81,7 @@ check_static = @info=$$(file -b $(1)); echo "$(1): $$info"; \
 
 .PHONY: build release release-deps release-x86_64 release-aarch64 release-x86_64-deps \
 	release-aarch64-deps test test-deps test-arm test-arm-deps e2e-deps lint install \
-	uninstall clean
+	uninstall clean fuzz
 
 build:
 	$(CARGO) build --locked
@@ -136,6 +138,17 @@ test-arm-deps: release-aarch64-deps
 
 test-arm: test-arm-deps release-aarch64
 	$(ARM_TEST_ENV) $(CARGO) test --locked --test arm
+
+# ---- fuzzing (not in CI) -----------------------------------------------------------------
+
+# tests/fuzz/run.sh: installs cargo-fuzz if missing, seeds the corpora from tests/golden/, runs
+# each target for FUZZ_SECONDS (one at a time, one core), prints executions, exec/s, cov and
+# ft per target, and fails if any target crashed. FUZZ_TARGETS="a b" runs a subset;
+# FUZZ_COVERAGE=1 adds line coverage per target.
+FUZZ_SECONDS ?= 60
+
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh
 
 # ---- install as a systemd --user service ------------------------------------------------
 

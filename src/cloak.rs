@@ -247,9 +247,13 @@ impl Cloak {
             serde_json::from_str::<serde_json::Value>(&text[first.clone()])
                 .ok()
                 .and_then(|v| {
-                    v.get("text")
-                        .and_then(|t| t.as_str())
-                        .map(|t| t.starts_with(IDENTITY))
+                    v.get("text").and_then(|t| t.as_str()).map(|t| {
+                        // A sensitive word inside the identity line breaks it too (found by
+                        // fuzzing): then it no longer counts, and ours goes first, as for a
+                        // string system.
+                        t.starts_with(IDENTITY)
+                            && break_words(t, words).is_none_or(|b| b.starts_with(IDENTITY))
+                    })
                 })
                 .unwrap_or(false)
         });
@@ -509,6 +513,21 @@ mod tests {
             "tool input untouched"
         );
         assert_eq!(v["messages"][1]["content"][1]["name"], "acme");
+    }
+
+    /// Found by fuzzing (`tests/fuzz`, target `cloak_body`): a caller's system array that
+    /// already opened with the identity line kept it as the identity even after a sensitive
+    /// word ("a") was broken up inside it, so the body went out without an intact identity.
+    #[test]
+    fn a_sensitive_word_inside_the_callers_identity_line_adds_ours() {
+        let c = cloak(false, &["a"]);
+        let body = format!(r#"{{"system":[{{"type":"text","text":"{IDENTITY} Be brief."}}]}}"#);
+        let v: Value = serde_json::from_str(&cloaked(&c, &body)).unwrap();
+        assert_eq!(v["system"][0]["text"], IDENTITY);
+        assert_eq!(v["system"].as_array().unwrap().len(), 2);
+        // Without sensitive words in it, the caller's identity line still counts.
+        let v: Value = serde_json::from_str(&cloaked(&cloak(false, &["zzz"]), &body)).unwrap();
+        assert_eq!(v["system"].as_array().unwrap().len(), 1);
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub mod chat;
 pub mod front;
 pub mod responses;
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Map, Value};
 
 /// One Anthropic stream event: its name (`message_start`, `content_block_delta`, …) and data.
@@ -58,9 +60,12 @@ pub struct Translated {
 #[derive(Debug, Default)]
 pub struct Collector {
     message: Map<String, Value>,
-    blocks: Vec<Value>,
+    /// Content blocks by their upstream index. A map, not a list padded up to the index: an
+    /// index of 10^11 from a broken upstream once allocated gigabytes (found by fuzzing), and
+    /// indices may legitimately skip (the CLI backend drops its tool blocks).
+    blocks: BTreeMap<usize, Value>,
     /// Partial JSON of `tool_use` / `server_tool_use` inputs, by block index.
-    partial_json: Vec<String>,
+    partial_json: BTreeMap<usize, String>,
 }
 
 impl Collector {
@@ -78,20 +83,17 @@ impl Collector {
                 }
             }
             "content_block_start" => {
-                let i = d
-                    .get("index")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(self.blocks.len() as u64) as usize;
+                let i =
+                    d.get("index").and_then(Value::as_u64).unwrap_or_else(|| {
+                        self.blocks.keys().next_back().map_or(0, |k| *k as u64 + 1)
+                    }) as usize;
                 let block = d.get("content_block").cloned().unwrap_or(json!({}));
-                while self.blocks.len() <= i {
-                    self.blocks.push(Value::Null);
-                    self.partial_json.push(String::new());
-                }
-                self.blocks[i] = block;
+                self.partial_json.entry(i).or_default();
+                self.blocks.insert(i, block);
             }
             "content_block_delta" => {
                 let i = d.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
-                let (Some(block), Some(delta)) = (self.blocks.get_mut(i), d.get("delta")) else {
+                let (Some(block), Some(delta)) = (self.blocks.get_mut(&i), d.get("delta")) else {
                     return;
                 };
                 let append = |block: &mut Value, key: &str, more: &str| {
@@ -115,7 +117,7 @@ impl Collector {
                         delta["signature"].as_str().unwrap_or(""),
                     ),
                     Some("input_json_delta") => {
-                        if let Some(p) = self.partial_json.get_mut(i) {
+                        if let Some(p) = self.partial_json.get_mut(&i) {
                             p.push_str(delta["partial_json"].as_str().unwrap_or(""));
                         }
                     }
@@ -134,8 +136,8 @@ impl Collector {
             }
             "content_block_stop" => {
                 let i = d.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
-                let partial = self.partial_json.get(i).cloned().unwrap_or_default();
-                if let Some(block) = self.blocks.get_mut(i) {
+                let partial = self.partial_json.get(&i).cloned().unwrap_or_default();
+                if let Some(block) = self.blocks.get_mut(&i) {
                     if !partial.is_empty() {
                         block["input"] = serde_json::from_str(&partial).unwrap_or(json!({}));
                     }
@@ -165,7 +167,7 @@ impl Collector {
             "content".into(),
             Value::Array(
                 self.blocks
-                    .iter()
+                    .values()
                     .filter(|b| !b.is_null())
                     .cloned()
                     .collect(),
@@ -263,6 +265,32 @@ mod tests {
         let before = own.clone();
         add_cache_markers(&mut own);
         assert_eq!(own, before);
+    }
+
+    /// Found by fuzzing (`tests/fuzz`, target `chat_stream`): a block index of 10^11 from a
+    /// broken upstream made the collector pad its block list up to it (gigabytes, then the
+    /// whole process aborts on the failed allocation).
+    #[test]
+    fn collector_takes_a_huge_block_index_without_allocating_for_it() {
+        let huge = 100_000_000_000u64;
+        let mut c = Collector::new();
+        c.push(&ev(
+            "content_block_start",
+            json!({"index": huge, "content_block": {"type": "text", "text": ""}}),
+        ));
+        c.push(&ev(
+            "content_block_delta",
+            json!({"index": huge, "delta": {"type": "text_delta", "text": "hi"}}),
+        ));
+        // Without an index, a block goes after the last one.
+        c.push(&ev(
+            "content_block_start",
+            json!({"content_block": {"type": "text", "text": "next"}}),
+        ));
+        assert_eq!(
+            c.message()["content"],
+            json!([{"type": "text", "text": "hi"}, {"type": "text", "text": "next"}])
+        );
     }
 
     #[test]

@@ -1625,6 +1625,11 @@ impl ResponsesStream {
     }
 
     fn block_start(&mut self, index: u64, block: &Value, out: &mut Out) {
+        // A start for an index that is still open (a broken upstream; found by fuzzing) would
+        // replace its block and orphan its item, never `done`: close the open one first.
+        if self.blocks.contains_key(&index) {
+            self.block_stop(index, out);
+        }
         let state = match block["type"].as_str().unwrap_or("") {
             "text" => {
                 self.blocks.insert(index, Block::Text(TextBlock::default()));
@@ -1767,7 +1772,9 @@ impl ResponsesStream {
     }
 
     fn text_delta(&mut self, index: u64, text: &str, out: &mut Out) {
-        if text.is_empty() {
+        // Only a text block takes text; a text delta for another kind of block (a broken
+        // upstream; found by fuzzing) must leave that block open, not drop it and its item.
+        if text.is_empty() || !matches!(self.blocks.get(&index), Some(Block::Text(_))) {
             return;
         }
         let Some(Block::Text(mut block)) = self.blocks.remove(&index) else {
@@ -1808,7 +1815,8 @@ impl ResponsesStream {
     }
 
     fn thinking_delta(&mut self, index: u64, text: &str, out: &mut Out) {
-        if text.is_empty() {
+        // As in `text_delta`: a thinking delta for another kind of block leaves it alone.
+        if text.is_empty() || !matches!(self.blocks.get(&index), Some(Block::Thinking(_))) {
             return;
         }
         let Some(Block::Thinking(mut block)) = self.blocks.remove(&index) else {
@@ -1846,7 +1854,11 @@ impl ResponsesStream {
                     id: s.id,
                     query,
                 };
-                self.searches.insert(s.server_id, pending);
+                // A second search under a pending one's id (a broken upstream; found by
+                // fuzzing) would orphan the first one's item: it ends without a result.
+                if let Some(orphan) = self.searches.insert(s.server_id, pending) {
+                    self.finish_search(orphan, None, out);
+                }
             }
             Some(Block::Other) | None => {}
         }
@@ -2437,6 +2449,87 @@ mod tests {
             t.body["thinking"].is_object(),
             "a signed tool turn keeps thinking on"
         );
+    }
+
+    /// Found by fuzzing (`tests/fuzz`, target `responses_stream`): a second
+    /// `content_block_start` for an index still open replaced the open block, so the first call
+    /// was added but never done, and `response.completed` left it hanging.
+    #[test]
+    fn a_reopened_block_index_still_closes_its_item() {
+        let mut s = ResponsesStream::new(ID.into(), CREATED, &json!({"model": "m"}));
+        let mut out = s.start();
+        let tool = |id: &str| Event {
+            name: "content_block_start".into(),
+            data: json!({"index": 0, "content_block":
+                {"type": "tool_use", "id": id, "name": "f", "input": {}}}),
+        };
+        out.extend(s.on_event(&tool("toolu_A")));
+        out.extend(s.on_event(&tool("toolu_B")));
+        out.extend(s.on_event(&Event {
+            name: "message_stop".into(),
+            data: json!({}),
+        }));
+        assert_eq!(invariants(&out), Vec::<String>::new());
+        let output = &out.last().unwrap().1["response"]["output"];
+        assert_eq!(output[0]["call_id"], "toolu_A");
+        assert_eq!(output[1]["call_id"], "toolu_B");
+    }
+
+    /// Found by fuzzing (`tests/fuzz`, target `responses_stream`): a second web search under
+    /// the id of one still waiting for its result replaced it, so the first search item was
+    /// added but never done.
+    #[test]
+    fn a_repeated_search_id_still_closes_the_first_search() {
+        let mut s = ResponsesStream::new(ID.into(), CREATED, &json!({"model": "m"}));
+        let mut out = s.start();
+        for index in 0..2 {
+            for (name, data) in [
+                (
+                    "content_block_start",
+                    json!({"index": index, "content_block": {"type":
+                    "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}}}),
+                ),
+                ("content_block_stop", json!({"index": index})),
+            ] {
+                out.extend(s.on_event(&Event {
+                    name: name.into(),
+                    data,
+                }));
+            }
+        }
+        out.extend(s.finish());
+        assert_eq!(invariants(&out), Vec::<String>::new());
+    }
+
+    /// Found by fuzzing (`tests/fuzz`, target `responses_stream`): a text or thinking delta
+    /// for the index of a tool call removed the call's block, so its item was never done.
+    #[test]
+    fn a_delta_of_the_wrong_kind_leaves_the_block_open() {
+        for delta in [
+            json!({"type": "text_delta", "text": "x"}),
+            json!({"type": "thinking_delta", "thinking": "x"}),
+        ] {
+            let mut s = ResponsesStream::new(ID.into(), CREATED, &json!({"model": "m"}));
+            let mut out = s.start();
+            for (name, data) in [
+                (
+                    "content_block_start",
+                    json!({"index": 0, "content_block":
+                    {"type": "tool_use", "id": "toolu_A", "name": "f", "input": {}}}),
+                ),
+                ("content_block_delta", json!({"index": 0, "delta": delta})),
+                ("content_block_stop", json!({"index": 0})),
+                ("message_stop", json!({})),
+            ] {
+                out.extend(s.on_event(&Event {
+                    name: name.into(),
+                    data,
+                }));
+            }
+            assert_eq!(invariants(&out), Vec::<String>::new(), "{delta}");
+            let output = &out.last().unwrap().1["response"]["output"];
+            assert_eq!(output[0]["call_id"], "toolu_A");
+        }
     }
 
     #[test]
