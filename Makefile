@@ -13,6 +13,11 @@
 #   make install    the static binary for this machine to $(PREFIX)/bin (default ~/.local/bin),
 #                   plus a systemd --user service (contrib/claudegate.service), enabled and started
 #   make uninstall  stop and remove the service and the binary; keeps config and data
+#   make bench      what the proxy adds, measured against the upstream served directly (nginx,
+#                   wrk, a timed SSE server), every figure with its target and pass/fail;
+#                   results in target/bench/results.{md,json} (see BENCHMARKS.md; not in CI)
+#   make soak       30 minutes of mixed load (SOAK_SECONDS), memory/threads/fds sampled every
+#                   10 s; results in target/bench/soak.{md,json} (not in CI)
 #   make fuzz       a short cargo-fuzz run of each target in tests/fuzz/ (FUZZ_SECONDS each,
 #                   default 60; nightly toolchain; not part of `make test` or CI)
 #   make clean
@@ -81,7 +86,7 @@ check_static = @info=$$(file -b $(1)); echo "$(1): $$info"; \
 
 .PHONY: build release release-deps release-x86_64 release-aarch64 release-x86_64-deps \
 	release-aarch64-deps test test-deps test-arm test-arm-deps e2e-deps lint install \
-	uninstall clean fuzz
+	uninstall clean fuzz bench bench-deps soak
 
 build:
 	$(CARGO) build --locked
@@ -138,6 +143,25 @@ test-arm-deps: release-aarch64-deps
 
 test-arm: test-arm-deps release-aarch64
 	$(ARM_TEST_ENV) $(CARGO) test --locked --test arm
+
+# ---- benchmark and soak (not in CI) ------------------------------------------------------
+
+# Both run the static release binary for this machine (what users run), built first, against
+# nginx (a static upstream that is never the bottleneck) and wrk (the load generator), from
+# Debian's packages. BENCH_QUICK=1 shortens every phase for a smoke run.
+bench-deps:
+	$(call need,nginx,nginx-light)
+	$(call need,wrk,wrk)
+
+bench: bench-deps release-$(HOST_ARCH)
+	CLAUDEGATE_BIN=$(CURDIR)/target/$(HOST_ARCH)-unknown-linux-musl/release/$(BIN) \
+	  $(CARGO) bench --locked --bench proxy
+
+SOAK_SECONDS ?= 1800
+
+soak: release-$(HOST_ARCH)
+	CLAUDEGATE_BIN=$(CURDIR)/target/$(HOST_ARCH)-unknown-linux-musl/release/$(BIN) \
+	  SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) bench --locked --bench proxy -- soak
 
 # ---- fuzzing (not in CI) -----------------------------------------------------------------
 
