@@ -93,6 +93,7 @@ build:
 
 test-deps:
 	$(call need,script,bsdutils)
+	$(call need,openssl,openssl)
 	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 
 lint: test-deps
