@@ -12,10 +12,10 @@
 
 mod common;
 
-use common::gate::{merge, unix_now, upstream_config, TempDir};
+use common::gate::{listening, merge, unix_now, upstream_config, TempDir};
 use common::mock_upstream::{parse_sse, MockUpstream, DEFAULT_TEXT_CHUNKS};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -121,37 +121,16 @@ impl Arm {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn the aarch64 claudegate serve");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
-                    if let Some(tx) = tx.take() {
-                        tx.send(addr).ok();
-                    }
-                }
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
+        match listening(&mut child, START_TIMEOUT) {
+            Ok((addr, log)) => Server { child, addr, log },
+            Err(log) => {
+                child.kill().ok();
+                panic!(
+                    "the aarch64 claudegate did not start within {START_TIMEOUT:?}; log:\n{}",
+                    log.lock().unwrap()
+                )
             }
-        });
-        let mut server = Server {
-            child,
-            addr: "0.0.0.0:0".parse().unwrap(),
-            log,
-        };
-        match rx.recv_timeout(START_TIMEOUT) {
-            Ok(a) => server.addr = a.parse().expect("listening address"),
-            Err(_) => panic!(
-                "the aarch64 claudegate did not start within {START_TIMEOUT:?}; log:\n{}",
-                server.log()
-            ),
         }
-        server
     }
 }
 

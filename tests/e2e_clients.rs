@@ -16,7 +16,7 @@ mod common;
 
 use common::gate::{Gate, Setup, TempDir};
 use common::mock_upstream::{sse_tool_use_events, MockUpstream, Recorded, Reply};
-use common::run::{e2e_dir, installed, repo, run_with_deadline, Run};
+use common::run::{e2e_dir, installed, pinned_npm, pinned_pip, repo, run_with_deadline, Run};
 use serde_json::{json, Value};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -33,25 +33,6 @@ const REFRESH_TOKEN: &str = "sk-ant-ort01-test-refresh";
 
 // --- Where the clients are ----------------------------------------------------------------
 
-/// The version pinned in `tests/e2e/package.json`.
-fn pinned_claude_code() -> String {
-    let text = std::fs::read_to_string(repo().join("tests/e2e/package.json")).unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap();
-    v["dependencies"]["@anthropic-ai/claude-code"]
-        .as_str()
-        .expect("tests/e2e/package.json pins @anthropic-ai/claude-code")
-        .to_string()
-}
-
-/// The version pinned in `tests/e2e/requirements.txt`.
-fn pinned_anthropic_sdk() -> String {
-    let text = std::fs::read_to_string(repo().join("tests/e2e/requirements.txt")).unwrap();
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix("anthropic=="))
-        .expect("tests/e2e/requirements.txt pins anthropic==VERSION")
-        .to_string()
-}
-
 /// The installed Claude Code CLI, checked to be the pinned version.
 fn claude_code(test: &str) -> Option<PathBuf> {
     let bin = installed(
@@ -67,7 +48,7 @@ fn claude_code(test: &str) -> Option<PathBuf> {
             .env("HOME", "/nonexistent"),
         Duration::from_secs(30),
     );
-    let want = pinned_claude_code();
+    let want = pinned_npm("@anthropic-ai/claude-code");
     assert!(
         run.stdout.starts_with(&format!("{want} ")),
         "{} is not Claude Code {want} (run `make e2e-deps`): {run:?}",
@@ -160,7 +141,7 @@ fn run_sdk_script(python: &Path, base_url: &str, key: &str) -> Vec<Value> {
     );
     assert_eq!(
         lines[0]["anthropic"],
-        pinned_anthropic_sdk(),
+        pinned_pip("anthropic"),
         "{}",
         run.stdout
     );
@@ -459,7 +440,10 @@ fn claude_code_print_direct_to_mock() {
     );
     let ua = r.header("user-agent").unwrap_or("");
     assert!(
-        ua.starts_with(&format!("claude-cli/{} ", pinned_claude_code())),
+        ua.starts_with(&format!(
+            "claude-cli/{} ",
+            pinned_npm("@anthropic-ai/claude-code")
+        )),
         "{ua}"
     );
     assert_eq!(r.header("x-app"), Some("cli"));

@@ -19,7 +19,7 @@ mod common;
 
 use common::gate::{oauth_login, upstream_config, Gate, Setup, TempDir};
 use common::mock_upstream::{sse_error_event, MockUpstream, Recorded, Reply, SseEvent};
-use common::run::{e2e_dir, installed, repo, run_with_deadline, Run};
+use common::run::{e2e_dir, installed, pinned_npm, pinned_pip, repo, run_with_deadline, Run};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,25 +34,6 @@ const ACCESS_TOKEN: &str = "sk-ant-oat01-test-access";
 const REFRESH_TOKEN: &str = "sk-ant-ort01-test-refresh";
 
 // --- Where the clients are ----------------------------------------------------------------
-
-/// The version pinned in `tests/e2e/package.json`.
-fn pinned_codex() -> String {
-    let text = std::fs::read_to_string(repo().join("tests/e2e/package.json")).unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap();
-    v["dependencies"]["@openai/codex"]
-        .as_str()
-        .expect("tests/e2e/package.json pins @openai/codex")
-        .to_string()
-}
-
-/// The version pinned in `tests/e2e/requirements.txt`.
-fn pinned_openai_sdk() -> String {
-    let text = std::fs::read_to_string(repo().join("tests/e2e/requirements.txt")).unwrap();
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix("openai=="))
-        .expect("tests/e2e/requirements.txt pins openai==VERSION")
-        .to_string()
-}
 
 /// The venv's python, if the openai SDK is installed in it (the script reports the version it
 /// imports; [`run_sdk`] checks it against the pin).
@@ -94,7 +75,7 @@ fn codex(test: &str) -> Option<PathBuf> {
             .env("CODEX_HOME", home.path()),
         Duration::from_secs(30),
     );
-    let want = pinned_codex();
+    let want = pinned_npm("@openai/codex");
     assert_eq!(
         run.stdout.trim(),
         format!("codex-cli {want}"),
@@ -419,7 +400,7 @@ fn run_sdk(python: &Path, mode: &str, base_url: &str, key: &str) -> (Run, Vec<Va
         !lines.is_empty() && lines[0]["step"] == "version",
         "{run:?}"
     );
-    assert_eq!(lines[0]["openai"], pinned_openai_sdk(), "{}", run.stdout);
+    assert_eq!(lines[0]["openai"], pinned_pip("openai"), "{}", run.stdout);
     lines.remove(0);
     (run, lines)
 }

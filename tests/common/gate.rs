@@ -291,9 +291,26 @@ fn launch(config_path: &Path, env: &[(&str, &str)]) -> (Child, SocketAddr, Arc<M
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn claudegate serve");
+    match listening(&mut child, Duration::from_secs(15)) {
+        Ok((addr, log)) => (child, addr, log),
+        Err(log) => {
+            child.kill().ok();
+            let log = log.lock().unwrap().clone();
+            panic!("claudegate did not start; log:\n{log}");
+        }
+    }
+}
+
+/// A server's stderr, collected as it runs.
+pub type Log = Arc<Mutex<String>>;
+
+/// Collects a starting `serve`'s stderr (it must be piped) into a shared log and waits up to
+/// `timeout` for its "listening on http://ADDR" line. Returns the address and the log, or
+/// the log so far if the line never came.
+pub fn listening(child: &mut Child, timeout: Duration) -> Result<(SocketAddr, Log), Log> {
     let log = Arc::new(Mutex::new(String::new()));
     let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
+    let stderr = child.stderr.take().expect("serve's stderr is piped");
     let sink = log.clone();
     std::thread::spawn(move || {
         let mut tx = Some(tx);
@@ -309,13 +326,9 @@ fn launch(config_path: &Path, env: &[(&str, &str)]) -> (Child, SocketAddr, Arc<M
             l.push('\n');
         }
     });
-    match rx.recv_timeout(Duration::from_secs(15)) {
-        Ok(a) => (child, a.parse().expect("listening address"), log),
-        Err(_) => {
-            child.kill().ok();
-            let log = log.lock().unwrap().clone();
-            panic!("claudegate did not start; log:\n{log}");
-        }
+    match rx.recv_timeout(timeout) {
+        Ok(a) => Ok((a.parse().expect("listening address"), log)),
+        Err(_) => Err(log),
     }
 }
 

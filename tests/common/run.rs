@@ -115,6 +115,26 @@ pub fn e2e_dir() -> PathBuf {
     }
 }
 
+/// The version of `package` pinned in `tests/e2e/package.json`.
+pub fn pinned_npm(package: &str) -> String {
+    let text = std::fs::read_to_string(repo().join("tests/e2e/package.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["dependencies"][package]
+        .as_str()
+        .unwrap_or_else(|| panic!("tests/e2e/package.json pins {package}"))
+        .to_string()
+}
+
+/// The version of `package` pinned in `tests/e2e/requirements.txt` (`package==VERSION`).
+pub fn pinned_pip(package: &str) -> String {
+    let text = std::fs::read_to_string(repo().join("tests/e2e/requirements.txt")).unwrap();
+    let prefix = format!("{package}==");
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("tests/e2e/requirements.txt pins {package}==VERSION"))
+        .to_string()
+}
+
 /// `Some(path)` if the client is installed. If it is not: a failure under
 /// `CLAUDEGATE_E2E_REQUIRED=1` (set by `make test`), else a loud SKIPPED banner and `None`.
 pub fn installed(what: &str, path: PathBuf, test: &str) -> Option<PathBuf> {
