@@ -2,29 +2,18 @@
 //! the benchmark (`tests/bench/`) and the fuzz targets (`tests/fuzz/`) share one build of the
 //! same code. The binary's command line is the only public interface users rely on; nothing here
 //! is a stable API.
+//!
+//! The modules are layers, listed here from the top down; a module may use only its own layer
+//! and the ones below it (`ARCHITECTURE.md` says why, and `tests/it/architecture.rs` checks it).
 
-pub mod account;
-pub mod alloc;
-pub mod audit;
-pub mod cli_backend;
-pub mod cli_routes;
-pub mod cloak;
-pub mod clock;
-pub mod complete;
+pub mod anthropic;
+pub mod backends;
+pub mod base;
+pub mod commands;
 pub mod config;
-pub mod fetch;
-pub mod fsutil;
+pub mod guard;
 pub mod http;
-pub mod ids;
-pub mod jsonspan;
-pub mod keys;
-pub mod limits;
-pub mod log;
-pub mod messages;
-pub mod metrics;
-pub mod models;
-pub mod oauth;
+pub mod observe;
 pub mod openai;
+pub mod routes;
 pub mod server;
-pub mod sse;
-pub mod upstream;

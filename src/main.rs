@@ -2,14 +2,18 @@
 //! API for your own apps. This file parses the command line (lexopt) and dispatches commands;
 //! the modules themselves live in the library (`src/lib.rs`).
 
-use claudegate::{audit, clock, config, fsutil, keys, limits, oauth, server, upstream};
+use claudegate::backends::{oauth, upstream};
+use claudegate::base::{clock, fsutil};
+use claudegate::guard::{keys, limits};
+use claudegate::observe::audit;
+use claudegate::{config, server};
 use lexopt::prelude::*;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Small allocations are recycled per thread; see `src/alloc.rs` for why (musl's allocator).
 #[global_allocator]
-static ALLOCATOR: claudegate::alloc::ThreadCache = claudegate::alloc::ThreadCache;
+static ALLOCATOR: claudegate::base::alloc::ThreadCache = claudegate::base::alloc::ThreadCache;
 
 const USAGE: &str = "usage: claudegate [--config PATH] [--ca-file PATH] [serve | login [--manual | --import-claude-code [PATH] | --token TOKEN] | logout | status | keys add LABEL [--rpm N] [--daily N] | keys list | keys revoke LABEL | usage [--since YYYY-MM-DD]]";
 

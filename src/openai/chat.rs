@@ -105,7 +105,8 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{Event, TranslateError, Translated};
+use super::{TranslateError, Translated};
+use crate::anthropic::event::Event;
 
 /// `max_tokens` when the client gives none and no reasoning is asked for.
 const DEFAULT_MAX_TOKENS: u64 = 8192;
@@ -1392,7 +1393,7 @@ mod tests {
     //! `UPDATE_GOLDEN=1` rewrites the expected parts from the code's output: review every diff.
 
     use super::*;
-    use crate::openai::Collector;
+    use crate::anthropic::collector::Collector;
     use std::path::Path;
 
     const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/chat");
@@ -1401,7 +1402,8 @@ mod tests {
     const MODEL: &str = "client-model";
 
     fn resolve(name: &str) -> String {
-        let c = crate::models::Catalogue::new(crate::config::Config::default().models, 0);
+        let c =
+            crate::anthropic::catalogue::Catalogue::new(crate::config::Config::default().models, 0);
         c.resolve(name).to_string()
     }
 

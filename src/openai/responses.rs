@@ -112,7 +112,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Map, Value};
 
-use super::{Event, TranslateError, Translated};
+use super::{TranslateError, Translated};
+use crate::anthropic::event::Event;
 
 /// `max_tokens` when the client sets no `max_output_tokens` and asks for no thinking.
 const DEFAULT_MAX_TOKENS: u64 = 8192;
@@ -2112,7 +2113,7 @@ fn replay(message: &Value) -> Vec<Event> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::openai::Collector;
+    use crate::anthropic::collector::Collector;
 
     const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/responses");
     const ID: &str = "resp_test";

@@ -3,7 +3,8 @@
 //! is the least any proxy that looks at events must do: parse each event's JSON and write it
 //! back out.
 
-use claudegate::openai::{chat::ChatStream, parse_event};
+use claudegate::anthropic::event::parse_event;
+use claudegate::openai::chat::ChatStream;
 use serde_json::{json, Value};
 
 use crate::procfs::thread_cpu_ns;

@@ -11,7 +11,7 @@
 //!   installation (`data_dir/device_id`);
 //! - optionally, the `cloaking.sensitive_words` broken up with a zero-width space.
 //!
-//! The body is edited in place ([`crate::jsonspan`]): only `system` and `metadata` (and, with
+//! The body is edited in place ([`crate::base::jsonspan`]): only `system` and `metadata` (and, with
 //! sensitive words, the affected text strings) change; every other byte — thinking blocks and
 //! signatures, `cache_control` markers, unknown fields — reaches the upstream as sent. No
 //! `cache_control` is ever added, so a body never gains a fifth cache breakpoint. Nothing more is
@@ -21,8 +21,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
+use crate::base::jsonspan::{self, Edits};
 use crate::config::{CloakMode, CloakingConfig};
-use crate::jsonspan::{self, Edits};
 
 /// The identity line Claude Code's system prompt starts with.
 pub const IDENTITY: &str = "You are Claude Code, Anthropic's official CLI for Claude.";
@@ -61,8 +61,8 @@ impl Cloak {
         let device_id = match existing {
             Some(id) if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) => id,
             _ => {
-                let id = crate::ids::hex(&crate::ids::random::<32>()?);
-                crate::fsutil::write_private(&path, id.as_bytes())
+                let id = crate::base::ids::hex(&crate::base::ids::random::<32>()?);
+                crate::base::fsutil::write_private(&path, id.as_bytes())
                     .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
                 id
             }
@@ -87,7 +87,7 @@ impl Cloak {
     /// fresh one.
     pub fn session_id(&self, key_label: &str) -> String {
         if !self.cfg.cache_user_id {
-            return crate::ids::uuid_v4();
+            return crate::base::ids::uuid_v4();
         }
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         if sessions.len() > 10_000 {
@@ -95,7 +95,7 @@ impl Cloak {
         }
         sessions
             .entry(key_label.to_string())
-            .or_insert_with(crate::ids::uuid_v4)
+            .or_insert_with(crate::base::ids::uuid_v4)
             .clone()
     }
 

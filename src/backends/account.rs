@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::clock;
+use crate::anthropic::usage::Usage;
+use crate::backends::oauth::{self, RefreshError, Token, TokenKind};
+use crate::base::clock;
+use crate::base::log;
 use crate::config::OauthConfig;
-use crate::log;
-use crate::oauth::{self, RefreshError, Token, TokenKind};
-use crate::sse::Usage;
 
 /// How often the token file is checked for an outside change (a new login).
 const FILE_CHECK: Duration = Duration::from_secs(1);
@@ -360,7 +360,7 @@ impl Account {
         for attempt in 0..3u64 {
             if attempt > 0 {
                 std::thread::sleep(Duration::from_millis(
-                    1000 * attempt + crate::ids::jitter(250),
+                    1000 * attempt + crate::base::ids::jitter(250),
                 ));
             }
             match oauth::refresh(&self.cfg, &old) {
@@ -383,7 +383,7 @@ impl Account {
                              every few seconds (until then a restart would need a new login)"
                         ));
                     }
-                    crate::metrics::METRICS.refresh(true);
+                    crate::observe::metrics::METRICS.refresh(true);
                     let mut slot = lock(&self.slot);
                     slot.unsaved = saved.is_err();
                     slot.token = Some(new.clone());
@@ -404,13 +404,13 @@ impl Account {
                     });
                 }
                 Err(RefreshError::InvalidGrant(why)) => {
-                    crate::metrics::METRICS.refresh(false);
+                    crate::observe::metrics::METRICS.refresh(false);
                     let why = format!("the refresh token was rejected: {why}");
                     self.set_needs_login(&why);
                     return Err(Unavailable::NeedsLogin(why));
                 }
                 Err(RefreshError::NotRefreshable) => {
-                    crate::metrics::METRICS.refresh(false);
+                    crate::observe::metrics::METRICS.refresh(false);
                     let why = "the stored login cannot be refreshed".to_string();
                     self.set_needs_login(&why);
                     return Err(Unavailable::NeedsLogin(why));
@@ -424,7 +424,7 @@ impl Account {
                 }
             }
         }
-        crate::metrics::METRICS.refresh(false);
+        crate::observe::metrics::METRICS.refresh(false);
         lock(&self.health).failures.auth += 1;
         Err(Unavailable::RefreshFailed(last))
     }
@@ -515,7 +515,7 @@ impl Account {
                 h.last_error = Some("forbidden: upstream 403".into());
             }
             401 => h.failures.auth += 1,
-            s if crate::upstream::transient_status(s) => {
+            s if crate::backends::upstream::transient_status(s) => {
                 h.failures.transient += 1;
                 h.last_error = Some(format!("transient: upstream {s}"));
             }
@@ -555,7 +555,7 @@ impl Account {
 
     fn cool_down(&self, h: &mut Health, now: u64, secs: u64, reason: &str) {
         // A little jitter so clients told the same Retry-After do not return in lockstep.
-        let secs = secs.clamp(1, MAX_COOLDOWN_S) + crate::ids::jitter(secs / 10 + 1);
+        let secs = secs.clamp(1, MAX_COOLDOWN_S) + crate::base::ids::jitter(secs / 10 + 1);
         h.cooldown_until = now + secs;
         h.cooldown_reason = reason.to_string();
         log::info(&format!(

@@ -82,9 +82,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
+use crate::anthropic::event::Event;
+use crate::anthropic::usage::Usage;
 use crate::config::CliConfig;
-use crate::openai::{Event, TranslateError};
-use crate::sse::Usage;
+use crate::openai::TranslateError;
 
 /// The system prompt when the caller gives none (replaces Claude Code's agent prompt, which
 /// describes the host and its tools).
@@ -249,7 +250,7 @@ impl CliBackend {
 
     /// `cli.home` with `~` expanded.
     fn home(&self) -> PathBuf {
-        crate::fsutil::expand_home(&self.cfg.home)
+        crate::base::fsutil::expand_home(&self.cfg.home)
     }
 
     /// The model to pass to `--model`, or a 400 before anything runs.
@@ -297,7 +298,7 @@ impl CliBackend {
     /// The complete, locked-down command (argv, environment, cwd, process group).
     fn command(&self, model: &str, call: &CallDir) -> Command {
         // A relative path would otherwise be looked up from the CLI's own (temp) cwd.
-        let binary = crate::fsutil::expand_home(&self.cfg.binary);
+        let binary = crate::base::fsutil::expand_home(&self.cfg.binary);
         let binary = std::path::absolute(&binary).unwrap_or(binary);
         let mut path = String::new();
         if self.cfg.binary.contains('/') {
@@ -512,8 +513,8 @@ impl CallDir {
         }
         let mut last = None;
         for _ in 0..8 {
-            let salt = crate::ids::random::<8>().map_err(std::io::Error::other)?;
-            let root = base.join(format!("claudegate-cli-{}", crate::ids::hex(&salt)));
+            let salt = crate::base::ids::random::<8>().map_err(std::io::Error::other)?;
+            let root = base.join(format!("claudegate-cli-{}", crate::base::ids::hex(&salt)));
             match std::fs::DirBuilder::new().mode(0o700).create(&root) {
                 Ok(()) => {
                     let dir = CallDir { root };
@@ -1389,7 +1390,7 @@ fn refuse_chat_params(p: &Map<String, Value>) -> Result<(), TranslateError> {
 
 /// The integration tests' mock Anthropic upstream, reused by the real-CLI unit tests below.
 #[cfg(test)]
-#[path = "../tests/common/mock_upstream.rs"]
+#[path = "../../tests/common/mock_upstream.rs"]
 mod mock_upstream;
 
 #[cfg(test)]
@@ -1708,7 +1709,7 @@ exit {rc}
                 "message_stop"
             ]
         );
-        let mut c = crate::openai::Collector::new();
+        let mut c = crate::anthropic::collector::Collector::new();
         events.iter().for_each(|e| c.push(e));
         assert_eq!(c.message()["content"][0]["text"], "Hello there");
     }
@@ -1723,7 +1724,7 @@ exit {rc}
         let fake = Fake::new(&lines, "", 0, "");
         let (out, events) = run(&fake.backend(), &req("hi"));
         assert_eq!(out.unwrap().text, "Whole answer");
-        let mut c = crate::openai::Collector::new();
+        let mut c = crate::anthropic::collector::Collector::new();
         events.iter().for_each(|e| c.push(e));
         let m = c.message();
         assert_eq!(m["content"][0]["text"], "Whole answer");
@@ -1741,7 +1742,7 @@ exit {rc}
         let fake = Fake::new(&lines, "", 0, "");
         let (out, events) = run(&fake.backend(), &req("hi"));
         assert_eq!(out.unwrap().text, "Hello world");
-        let mut c = crate::openai::Collector::new();
+        let mut c = crate::anthropic::collector::Collector::new();
         events.iter().for_each(|e| c.push(e));
         assert_eq!(c.message()["content"][0]["text"], "Hello world");
         assert_eq!(events.last().unwrap().name, "message_stop");
@@ -1763,7 +1764,7 @@ exit {rc}
         let (out, events) = run(&fake.backend(), &req("hi"));
         let a = out.unwrap();
         assert_eq!(a.model, "claude-x");
-        let mut c = crate::openai::Collector::new();
+        let mut c = crate::anthropic::collector::Collector::new();
         events.iter().for_each(|e| c.push(e));
         let m = c.message();
         assert_eq!(m["content"], json!([{"type":"text","text":"the answer"}]));
@@ -2226,7 +2227,7 @@ exit {rc}
         assert!(chunks
             .iter()
             .any(|c| c["choices"][0]["finish_reason"] == "stop"));
-        let mut c = crate::openai::Collector::new();
+        let mut c = crate::anthropic::collector::Collector::new();
         events.iter().for_each(|e| c.push(e));
         let done = crate::openai::chat::completion(&c.message(), "id", 0, "haiku");
         assert_eq!(done["choices"][0]["message"]["content"], "Hello!");

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::fsutil;
+use crate::base::fsutil;
 
 /// Prefix that makes a claudegate key recognisable (in configs, in secret scanners).
 pub const KEY_PREFIX: &str = "cgk_";
@@ -52,7 +52,7 @@ pub struct KeyInfo {
     pub daily: Option<u32>,
 }
 
-pub use crate::ids::hex;
+pub use crate::base::ids::hex;
 
 fn unhex32(s: &str) -> Option<[u8; 32]> {
     let b = s.as_bytes();
@@ -82,7 +82,7 @@ fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 
 /// A fresh random key.
 pub fn mint() -> Result<String, String> {
-    let raw = crate::ids::random::<32>()?;
+    let raw = crate::base::ids::random::<32>()?;
     Ok(format!("{KEY_PREFIX}{}", hex(&raw)))
 }
 
@@ -161,7 +161,7 @@ pub fn add(
         hint: format!("{}…", &secret[..KEY_PREFIX.len() + 4]),
         rpm,
         daily,
-        created: crate::clock::rfc3339(crate::clock::unix_now()),
+        created: crate::base::clock::rfc3339(crate::base::clock::unix_now()),
     });
     save(path, &file)?;
     Ok(secret)
@@ -262,7 +262,7 @@ impl KeyStore {
         match load(&self.path) {
             Ok(file) => {
                 let entries = entries_of(file);
-                crate::log::info(&format!(
+                crate::base::log::info(&format!(
                     "key file changed: {} key(s) loaded",
                     entries.len()
                 ));
@@ -272,7 +272,7 @@ impl KeyStore {
             }
             Err(e) => {
                 // Keep serving with the keys we had; say so once per broken version.
-                crate::log::info(&format!("{e}; keeping the previously loaded keys"));
+                crate::base::log::info(&format!("{e}; keeping the previously loaded keys"));
                 self.lock().stamp = new_stamp;
             }
         }

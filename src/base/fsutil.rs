@@ -36,8 +36,8 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
 pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let salt = crate::ids::random::<6>().map_err(io::Error::other)?;
-    let tmp = dir.join(format!(".{name}.{}.tmp", crate::ids::hex(&salt)));
+    let salt = crate::base::ids::random::<6>().map_err(io::Error::other)?;
+    let tmp = dir.join(format!(".{name}.{}.tmp", crate::base::ids::hex(&salt)));
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)

@@ -46,7 +46,7 @@ impl Catalogue {
 
     /// `{"data":[{"type":"model","id","display_name","created_at"}],"has_more","first_id","last_id"}`
     pub fn anthropic_list(&self) -> Value {
-        let created_at = crate::clock::rfc3339(self.created);
+        let created_at = crate::base::clock::rfc3339(self.created);
         let data: Vec<Value> = self
             .ids()
             .map(|id| {

@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::sse::Usage;
+use crate::anthropic::usage::Usage;
 
 /// Histogram upper bounds in milliseconds (5 ms … 120 s), plus the implicit `+Inf`.
 const BUCKETS_MS: [u64; 14] = [

@@ -45,6 +45,6 @@ pub fn verbose(msg: &str) {
 }
 
 fn line(tag: &str, msg: &str) {
-    let now = crate::clock::rfc3339(crate::clock::unix_now());
+    let now = crate::base::clock::rfc3339(crate::base::clock::unix_now());
     eprintln!("{now} claudegate[{tag}]: {msg}");
 }

@@ -1,15 +1,17 @@
 //! The routes served by the claude-cli backend (`backend: "claude-cli"`): `/v1/complete` and
 //! text-only `/v1/chat/completions`, each one locked-down `claude -p` run
-//! ([`crate::cli_backend`]). The CLI's `stream_event` lines are Anthropic stream events, so
+//! ([`crate::backends::cli`]). The CLI's `stream_event` lines are Anthropic stream events, so
 //! the chat translator serves this backend unchanged.
 
 use serde_json::{json, Value};
 use tiny_http::Request;
 
-use crate::cli_backend::{self, CliError};
-use crate::complete::{Answer, CompleteRequest};
+use crate::anthropic::collector::Collector;
+use crate::anthropic::event::Event;
+use crate::backends::cli::{self, CliError};
 use crate::http::{self, ApiError, ErrorKind, Protocol, RawResponse};
-use crate::openai::{chat, Collector, Event};
+use crate::openai::chat;
+use crate::routes::complete::{Answer, CompleteRequest};
 use crate::server::State;
 
 type Cors = [(&'static str, String)];
@@ -39,7 +41,7 @@ fn cli_error(e: CliError) -> ApiError {
 
 /// `/v1/complete` on the CLI backend.
 pub fn complete(state: &State, req: &CompleteRequest) -> Result<Answer, ApiError> {
-    let cli_req = cli_backend::CliRequest {
+    let cli_req = cli::CliRequest {
         prompt: req.prompt.clone(),
         system: req.system.clone(),
         model: req.model.clone(),
@@ -106,7 +108,7 @@ pub fn chat(state: &State, mut rq: Request, cors: &Cors) -> u16 {
         }
     };
     drop(body);
-    let (cli_req, stream, client_model) = match cli_backend::flatten_chat(&req) {
+    let (cli_req, stream, client_model) = match cli::flatten_chat(&req) {
         Ok(x) => x,
         Err(e) => {
             return fail(
@@ -116,13 +118,13 @@ pub fn chat(state: &State, mut rq: Request, cors: &Cors) -> u16 {
             )
         }
     };
-    crate::audit::note_model(&client_model);
+    crate::observe::audit::note_model(&client_model);
     let include_usage = req.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
     let id = format!(
         "chatcmpl-{}",
-        crate::ids::hex(&crate::ids::random::<12>().unwrap_or([7; 12]))
+        crate::base::ids::hex(&crate::base::ids::random::<12>().unwrap_or([7; 12]))
     );
-    let created = crate::clock::unix_now();
+    let created = crate::base::clock::unix_now();
 
     if !stream {
         let mut collector = Collector::new();
@@ -134,7 +136,7 @@ pub fn chat(state: &State, mut rq: Request, cors: &Cors) -> u16 {
         });
         return match result {
             Ok(answer) => {
-                crate::audit::note_usage(answer.usage);
+                crate::observe::audit::note_usage(answer.usage);
                 if !saw_events {
                     synthetic_events(&answer.model, &answer.text)
                         .iter()
@@ -187,7 +189,7 @@ pub fn chat(state: &State, mut rq: Request, cors: &Cors) -> u16 {
         buf.extend_from_slice(tail);
         o.write(&buf).and_then(|_| o.flush()).is_ok()
     };
-    let _streaming = crate::metrics::METRICS.stream();
+    let _streaming = crate::observe::metrics::METRICS.stream();
     let mut saw_events = false;
     let result = state.cli.run(&cli_req, &mut |ev| {
         saw_events = true;
@@ -196,7 +198,7 @@ pub fn chat(state: &State, mut rq: Request, cors: &Cors) -> u16 {
     });
     match result {
         Ok(answer) => {
-            crate::audit::note_usage(answer.usage);
+            crate::observe::audit::note_usage(answer.usage);
             if !saw_events {
                 for ev in synthetic_events(&answer.model, &answer.text) {
                     let chunks = t.on_event(&ev);

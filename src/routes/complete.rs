@@ -11,14 +11,16 @@ use serde_json::{json, Value};
 use std::time::Instant;
 use tiny_http::Request;
 
+use crate::anthropic::collector::Collector;
+use crate::anthropic::event::parse_event;
+use crate::anthropic::sse::EventReader;
+use crate::anthropic::usage::Usage;
+use crate::backends::upstream;
 use crate::config::Backend;
+use crate::guard::keys::KeyInfo;
 use crate::http::{self, ApiError, ErrorKind, Protocol, Reply};
-use crate::keys::KeyInfo;
-use crate::messages;
-use crate::openai::{parse_event, Collector};
+use crate::routes::messages;
 use crate::server::State;
-use crate::sse::{EventReader, Usage};
-use crate::upstream;
 
 /// Model used when a request names none (an alias, resolved through the catalogue).
 const DEFAULT_MODEL: &str = "sonnet";
@@ -83,7 +85,7 @@ pub fn handle(state: &State, mut rq: Request, key: &KeyInfo, cors: &Cors) -> u16
         Backend::Oauth => DEFAULT_MODEL,
         Backend::ClaudeCli => state.config.cli.default_model.as_str(),
     };
-    crate::audit::note_model(req.model.as_deref().unwrap_or(default_model));
+    crate::observe::audit::note_model(req.model.as_deref().unwrap_or(default_model));
     if req.prompt.trim().is_empty() {
         let e = ApiError::new(ErrorKind::InvalidRequest, "prompt must not be empty");
         return fail(rq, e, cors);
@@ -92,14 +94,14 @@ pub fn handle(state: &State, mut rq: Request, key: &KeyInfo, cors: &Cors) -> u16
         Backend::Oauth => oauth(state, key, body, &req),
         Backend::ClaudeCli => {
             drop(body);
-            crate::cli_routes::complete(state, &req)
+            crate::routes::cli::complete(state, &req)
         }
     };
     let answer = match answer {
         Ok(a) => a,
         Err(e) => return fail(rq, e, cors),
     };
-    crate::audit::note_usage(answer.usage);
+    crate::observe::audit::note_usage(answer.usage);
     let duration_ms = started.elapsed().as_millis() as u64;
     let out = if json_output {
         let u = answer.usage;

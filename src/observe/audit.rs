@@ -24,10 +24,10 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use crate::anthropic::usage::Usage;
+use crate::base::log;
 use crate::config::AuditConfig;
-use crate::log;
-use crate::metrics::METRICS;
-use crate::sse::Usage;
+use crate::observe::metrics::METRICS;
 
 /// Lines that may wait for the writer; past that they are dropped and counted.
 const CHANNEL_LINES: usize = 4096;
@@ -68,7 +68,7 @@ fn with(f: impl FnOnce(&mut Record)) {
 pub fn begin(route: &'static str, ip: IpAddr) {
     let record = Record {
         started: Instant::now(),
-        unix: crate::clock::unix_now(),
+        unix: crate::base::clock::unix_now(),
         route,
         ip,
         key: None,
@@ -128,7 +128,7 @@ struct Target {
 /// The path of the audit log for a config: `audit.path`, or `data_dir/audit.log`.
 pub fn log_path(cfg: &AuditConfig, data_dir: &Path) -> PathBuf {
     match cfg.path.as_deref() {
-        Some(p) => crate::fsutil::expand_home(p),
+        Some(p) => crate::base::fsutil::expand_home(p),
         None => data_dir.join("audit.log"),
     }
 }
@@ -180,7 +180,7 @@ pub fn line(
 ) -> String {
     let ms = |t: Instant| t.saturating_duration_since(r.started).as_millis() as u64;
     json!({
-        "time": crate::clock::rfc3339(r.unix),
+        "time": crate::base::clock::rfc3339(r.unix),
         "key": key,
         "ip": r.ip.to_string(),
         "route": r.route,
@@ -297,7 +297,7 @@ pub struct Totals {
 /// Adds up the log and its rotated files per key, from `since` (a UTC day) on. Lines that are
 /// not ours (or cut short by a crash) are skipped.
 pub fn totals(path: &Path, since: Option<u64>) -> BTreeMap<String, Totals> {
-    let since = since.map(crate::clock::day_string);
+    let since = since.map(crate::base::clock::day_string);
     let mut out: BTreeMap<String, Totals> = BTreeMap::new();
     // Rotated files first (oldest to newest), then the live one. Whatever consecutive files
     // exist are read, so files kept under an earlier, larger `audit.keep` still count.

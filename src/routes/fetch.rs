@@ -69,8 +69,8 @@ use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{Connector, NextTimeout, RustlsConnector, TcpConnector};
 
 use crate::config::FetchConfig;
+use crate::guard::keys::KeyInfo;
 use crate::http::{self, ApiError, BodyBudget, Reply};
-use crate::keys::KeyInfo;
 
 /// The largest `max_bytes` a request may ask for (2 MB).
 pub const MAX_BYTES_LIMIT: u64 = 2_000_000;
@@ -435,7 +435,7 @@ impl Fetcher {
             .user_agent(USER_AGENT)
             .accept(ACCEPT)
             .accept_encoding("identity")
-            .tls_config(crate::upstream::tls_config())
+            .tls_config(crate::backends::upstream::tls_config())
             .max_idle_connections(0)
             .build();
         // TCP then TLS, and nothing else: no proxy connectors, so the pinned address is the
@@ -1445,7 +1445,7 @@ mod seam {
             let routes = std::env::var(ROUTE_VAR).unwrap_or_default();
             let seam = Seam::parse(&dns, &routes);
             if !seam.dns.is_empty() || !seam.routes.is_empty() {
-                crate::log::info(&format!(
+                crate::base::log::info(&format!(
                     "fetch test seam active (debug build): {} fake DNS names, {} routes",
                     seam.dns.len(),
                     seam.routes.len()
@@ -1483,7 +1483,7 @@ mod seam {
                     Some((from, to)) if blocked_reason(from).is_none() && to.is_loopback() => {
                         seam.routes.push((from, to))
                     }
-                    _ => crate::log::info(&format!("{ROUTE_VAR}: ignoring {entry:?}")),
+                    _ => crate::base::log::info(&format!("{ROUTE_VAR}: ignoring {entry:?}")),
                 }
             }
             seam
@@ -1498,7 +1498,7 @@ mod seam {
                 .or(answers.last())
                 .cloned()
                 .unwrap_or_default();
-            crate::log::info(&format!(
+            crate::base::log::info(&format!(
                 "fetch test seam: DNS lookup #{} of {name} -> {answer:?}",
                 n + 1
             ));

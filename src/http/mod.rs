@@ -193,7 +193,7 @@ impl Reply {
 /// Writes `reply` (plus the CORS grant, if any) and consumes the request. Write errors mean
 /// the client went away; there is nobody left to tell, so they are ignored.
 pub fn send(rq: Request, reply: Reply, cors: &[(&'static str, String)]) {
-    crate::audit::note_first_byte();
+    crate::observe::audit::note_first_byte();
     let mut response = Response::from_data(reply.body).with_status_code(reply.status);
     for (name, value) in reply.headers.iter().chain(cors) {
         if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
@@ -500,7 +500,7 @@ impl RawResponse {
             "Transfer-Encoding: chunked\r\n"
         };
         let head = head(status, http10, headers, cors, framing);
-        crate::audit::note_first_byte();
+        crate::observe::audit::note_first_byte();
         w.write_all(head.as_bytes())?;
         w.flush()?;
         Ok(RawResponse {
@@ -522,7 +522,7 @@ impl RawResponse {
         let length = format!("Content-Length: {}\r\n", body.len());
         let mut bytes = head(status, http10, headers, cors, &length).into_bytes();
         bytes.extend_from_slice(body);
-        crate::audit::note_first_byte();
+        crate::observe::audit::note_first_byte();
         w.write_all(&bytes)?;
         w.flush()
     }

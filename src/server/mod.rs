@@ -4,7 +4,7 @@
 //! tiny_http connection thread ─ intake ─ bounded queue ─ workers
 //!   intake: answers /health and CORS preflights itself; queue full → 503 + Retry-After
 //!   worker: route (404/405) → authenticate (401/429) → limits (429) → handler → reply
-//!           → metrics, and an audit line once authenticated ([`crate::audit`])
+//!           → metrics, and an audit line once authenticated ([`crate::observe::audit`])
 //! ```
 //! The intake runs on the connection's own thread (vendor patch 7) and never waits for a
 //! worker, so `/health` stays fast while every worker holds a long stream, and no request waits
@@ -21,17 +21,17 @@ use std::time::{Duration, Instant};
 
 use tiny_http::{Method, Request, Server};
 
-use crate::account::Account;
-use crate::audit;
-use crate::cloak::Cloak;
+use crate::anthropic::catalogue::Catalogue;
+use crate::backends::account::Account;
+use crate::backends::cloak::Cloak;
+use crate::backends::upstream::Upstream;
+use crate::base::log;
 use crate::config::Config;
+use crate::guard::keys::{self, KeyInfo, KeyStore};
+use crate::guard::limits::{self, Limits};
 use crate::http::{self, ApiError, BodyBudget, ErrorKind, Protocol, Reply};
-use crate::keys::{self, KeyInfo, KeyStore};
-use crate::limits::{self, Limits};
-use crate::log;
-use crate::metrics::METRICS;
-use crate::models::Catalogue;
-use crate::upstream::Upstream;
+use crate::observe::audit;
+use crate::observe::metrics::METRICS;
 
 /// Everything the workers share, built once at start.
 pub struct State {
@@ -43,9 +43,9 @@ pub struct State {
     pub account: Account,
     pub upstream: Upstream,
     pub cloak: Cloak,
-    pub fetcher: crate::fetch::Fetcher,
-    pub cli: crate::cli_backend::CliBackend,
-    pub audit: crate::audit::AuditLog,
+    pub fetcher: crate::routes::fetch::Fetcher,
+    pub cli: crate::backends::cli::CliBackend,
+    pub audit: crate::observe::audit::AuditLog,
     /// Requests handed to the worker pool and not finished yet (queued or running). Counting
     /// them makes "busy" exact: a request is refused only when every worker is occupied and
     /// `queue` more are already waiting.
@@ -157,7 +157,7 @@ pub fn run(config: Config) -> Result<(), String> {
     install_panic_hook();
 
     let data_dir = config.data_dir();
-    crate::fsutil::ensure_private_dir(&data_dir)
+    crate::base::fsutil::ensure_private_dir(&data_dir)
         .map_err(|e| format!("cannot create data_dir {}: {e}", data_dir.display()))?;
     let keys_path = keys::file_path(&data_dir);
     let keys = KeyStore::open(keys_path.clone())?;
@@ -165,20 +165,23 @@ pub fn run(config: Config) -> Result<(), String> {
         first_run_key(&keys_path)?;
     }
 
-    let account = Account::load(config.oauth.clone(), crate::oauth::token_path(&data_dir))?;
+    let account = Account::load(
+        config.oauth.clone(),
+        crate::backends::oauth::token_path(&data_dir),
+    )?;
     let cloak = Cloak::new(config.cloaking.clone(), &data_dir)?;
-    let audit = crate::audit::AuditLog::start(&config.audit, &data_dir)?;
+    let audit = crate::observe::audit::AuditLog::start(&config.audit, &data_dir)?;
     let state = Arc::new(State {
         keys,
         account,
         upstream: Upstream::new(&config),
-        fetcher: crate::fetch::Fetcher::new(config.fetch.clone()),
-        cli: crate::cli_backend::CliBackend::new(config.cli.clone()),
+        fetcher: crate::routes::fetch::Fetcher::new(config.fetch.clone()),
+        cli: crate::backends::cli::CliBackend::new(config.cli.clone()),
         cloak,
         audit,
         limits: Limits::new(config.limits.clone(), limits::usage_path(&data_dir)),
         bodies: BodyBudget::new(config.max_inflight_body_bytes),
-        models: Catalogue::new(config.models.clone(), crate::clock::unix_now()),
+        models: Catalogue::new(config.models.clone(), crate::base::clock::unix_now()),
         jobs: AtomicUsize::new(0),
         config,
     });
@@ -463,7 +466,7 @@ fn route(
             }
             Route::ChatCompletions => {
                 let Some(rq) = slot.take() else { return 500 };
-                return crate::cli_routes::chat(state, rq, cors);
+                return crate::routes::cli::chat(state, rq, cors);
             }
             _ => {}
         }
@@ -471,7 +474,13 @@ fn route(
     let reply = match route {
         Route::Messages | Route::CountTokens => {
             let Some(rq) = slot.take() else { return 500 };
-            return crate::messages::handle(state, rq, &key, route == Route::CountTokens, cors);
+            return crate::routes::messages::handle(
+                state,
+                rq,
+                &key,
+                route == Route::CountTokens,
+                cors,
+            );
         }
         Route::ChatCompletions | Route::Responses => {
             let Some(rq) = slot.take() else { return 500 };
@@ -479,7 +488,7 @@ fn route(
         }
         Route::Complete => {
             let Some(rq) = slot.take() else { return 500 };
-            return crate::complete::handle(state, rq, &key, cors);
+            return crate::routes::complete::handle(state, rq, &key, cors);
         }
         Route::Metrics => metrics_page(state),
         Route::AdminAccounts => {
@@ -504,7 +513,7 @@ fn route(
 /// `GET /metrics`, Prometheus text format.
 fn metrics_page(state: &State) -> Reply {
     let (account_state, cooldown_until, ratelimit) = state.account.gauges();
-    let page = crate::metrics::render(&crate::metrics::Gauges {
+    let page = crate::observe::metrics::render(&crate::observe::metrics::Gauges {
         workers: state.config.workers,
         jobs: state.jobs.load(Ordering::Acquire),
         account_state,
@@ -528,10 +537,10 @@ fn openai_door(
     cors: &[(&'static str, String)],
 ) -> u16 {
     let door = match route {
-        Route::ChatCompletions => crate::openai::front::Door::Chat,
-        _ => crate::openai::front::Door::Responses,
+        Route::ChatCompletions => crate::routes::openai::Door::Chat,
+        _ => crate::routes::openai::Door::Responses,
     };
-    crate::openai::front::handle(state, rq, key, door, cors)
+    crate::routes::openai::handle(state, rq, key, door, cors)
 }
 
 /// Finds a valid key in `Authorization: Bearer …` or `x-api-key`. Failures are counted per

@@ -5,13 +5,16 @@
 use serde_json::{json, Value};
 use tiny_http::Request;
 
-use super::{chat, parse_event, responses, Collector, Event};
+use crate::anthropic::collector::Collector;
+use crate::anthropic::event::{parse_event, Event};
+use crate::anthropic::sse::EventReader;
+use crate::anthropic::usage::Usage;
+use crate::backends::upstream;
+use crate::guard::keys::KeyInfo;
 use crate::http::{self, ApiError, ErrorKind, Protocol, RawResponse};
-use crate::keys::KeyInfo;
-use crate::messages;
+use crate::openai::{chat, responses};
+use crate::routes::messages;
 use crate::server::State;
-use crate::sse::{EventReader, Usage};
-use crate::upstream;
 
 type Cors = [(&'static str, String)];
 
@@ -52,7 +55,7 @@ pub fn handle(state: &State, mut rq: Request, key: &KeyInfo, door: Door, cors: &
         }
     };
     if let Some(model) = req.get("model").and_then(Value::as_str) {
-        crate::audit::note_model(model);
+        crate::observe::audit::note_model(model);
     }
     let resolve = |m: &str| state.models.resolve(m).to_string();
     let translated = match door {
@@ -69,7 +72,7 @@ pub fn handle(state: &State, mut rq: Request, key: &KeyInfo, door: Door, cors: &
             )
         }
     };
-    super::add_cache_markers(&mut t.body);
+    crate::openai::add_cache_markers(&mut t.body);
     let mut prepared = match messages::prepare_translated(state, key, body, &t.body, &t.betas) {
         Ok(p) => p,
         Err(e) => return fail(rq, e, cors),
@@ -85,7 +88,7 @@ pub fn handle(state: &State, mut rq: Request, key: &KeyInfo, door: Door, cors: &
         let body = upstream::read_error_body(&mut resp);
         return upstream_error(rq, status, &body, &returned, cors);
     }
-    let created = crate::clock::unix_now();
+    let created = crate::base::clock::unix_now();
     let id = match door {
         Door::Chat => format!("chatcmpl-{}", random_hex()),
         Door::Responses => format!("resp_{}", random_hex()),
@@ -106,7 +109,7 @@ pub fn handle(state: &State, mut rq: Request, key: &KeyInfo, door: Door, cors: &
 }
 
 fn random_hex() -> String {
-    crate::ids::hex(&crate::ids::random::<12>().unwrap_or([7; 12]))
+    crate::base::ids::hex(&crate::base::ids::random::<12>().unwrap_or([7; 12]))
 }
 
 /// What the response needs to know about the request.
@@ -271,7 +274,7 @@ fn stream<R: std::io::Read>(
     let Ok(mut out) = RawResponse::start(rq, 200, &headers, cors) else {
         return 200;
     };
-    let _streaming = crate::metrics::METRICS.stream();
+    let _streaming = crate::observe::metrics::METRICS.stream();
     let mut buf = Vec::with_capacity(4096);
     let mut t = match client.door {
         Door::Chat => Translator::Chat(chat::ChatStream::new(
@@ -335,14 +338,14 @@ fn stream<R: std::io::Read>(
         if !reader.more_buffered() && !buf.is_empty() {
             if out.write(&buf).and_then(|_| out.flush()).is_err() {
                 state.account.record_usage(books.usage);
-                crate::audit::note_usage(books.usage);
+                crate::observe::audit::note_usage(books.usage);
                 return 200; // the client went away; dropping the reader closes the upstream
             }
             buf.clear();
         }
     }
     state.account.record_usage(books.usage);
-    crate::audit::note_usage(books.usage);
+    crate::observe::audit::note_usage(books.usage);
     if out.write(&buf).is_ok() {
         out.finish().ok();
     }
@@ -389,7 +392,7 @@ fn collect<R: std::io::Read>(
         }
     };
     state.account.record_usage(books.usage);
-    crate::audit::note_usage(books.usage);
+    crate::observe::audit::note_usage(books.usage);
     if let Some((kind, message)) = failure {
         let status = match kind.as_str() {
             "rate_limit_error" => {

@@ -1,4 +1,4 @@
-//! Server-sent events: relaying an upstream event stream to the client as it arrives, and
+//! Relaying the upstream's Anthropic event stream to a `/v1/messages` client as it arrives, and
 //! noticing the events we act on (usage for the books, errors for the account's health).
 //!
 //! Lines are forwarded unchanged. Whatever complete lines the upstream delivered together go
@@ -8,39 +8,11 @@
 
 use std::io::{BufRead, BufReader, Read};
 
+use crate::anthropic::event::error_event;
+use crate::anthropic::sse::MAX_LINE;
+use crate::anthropic::usage::Usage;
+use crate::backends::upstream::UpstreamError;
 use crate::http::RawResponse;
-use crate::upstream::UpstreamError;
-
-/// Longest SSE line accepted from the upstream (a big tool input can arrive as one line).
-const MAX_LINE: u64 = 16 << 20;
-
-/// Token counts seen in a Messages response.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Usage {
-    pub input: u64,
-    pub output: u64,
-    pub cache_read: u64,
-    pub cache_creation: u64,
-}
-
-impl Usage {
-    /// Reads a Messages API `usage` object; fields present override, absent ones are kept.
-    pub fn merge(&mut self, usage: &serde_json::Value) {
-        let get = |k: &str| usage.get(k).and_then(|v| v.as_u64());
-        if let Some(n) = get("input_tokens") {
-            self.input = n;
-        }
-        if let Some(n) = get("output_tokens") {
-            self.output = n;
-        }
-        if let Some(n) = get("cache_read_input_tokens") {
-            self.cache_read = n;
-        }
-        if let Some(n) = get("cache_creation_input_tokens") {
-            self.cache_creation = n;
-        }
-    }
-}
 
 /// How a relayed stream ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -62,12 +34,6 @@ pub enum StreamEnd {
 pub struct Observed {
     pub usage: Usage,
     pub events: u64,
-}
-
-/// An Anthropic `error` event.
-pub fn error_event(kind: &str, message: &str) -> Vec<u8> {
-    let data = serde_json::json!({"type": "error", "error": {"type": kind, "message": message}});
-    format!("event: error\ndata: {data}\n\n").into_bytes()
 }
 
 /// Relays the upstream SSE body to `out` until it ends, then ends the response.
@@ -175,102 +141,5 @@ fn observe(
             }
         }
         _ => {}
-    }
-}
-
-/// Reads SSE events (`event:` name and `data:` text) one at a time, for the translating front
-/// doors, which must understand each event rather than pass bytes along.
-pub struct EventReader<R: Read> {
-    br: BufReader<R>,
-    line: Vec<u8>,
-}
-
-impl<R: Read> EventReader<R> {
-    pub fn new(upstream: R) -> EventReader<R> {
-        EventReader {
-            br: BufReader::with_capacity(16 * 1024, upstream),
-            line: Vec::with_capacity(1024),
-        }
-    }
-
-    /// The next event as (name, data); `Ok(None)` at the end of the stream. Comment lines are
-    /// skipped; multi-line data is joined with newlines, as the SSE format defines.
-    pub fn next_event(&mut self) -> Result<Option<(String, String)>, UpstreamError> {
-        let mut name = String::new();
-        let mut data: Option<String> = None;
-        loop {
-            self.line.clear();
-            let n = (&mut self.br)
-                .take(MAX_LINE)
-                .read_until(b'\n', &mut self.line)
-                .map_err(UpstreamError::from_io)?;
-            if n == 0 {
-                // End of stream; an event without its blank line still counts.
-                return Ok(data.map(|d| (name, d)));
-            }
-            let line = String::from_utf8_lossy(&self.line);
-            let line = line.trim_end_matches(['\n', '\r']);
-            if line.is_empty() {
-                if let Some(d) = data.take() {
-                    return Ok(Some((name, d)));
-                }
-                name.clear();
-                continue;
-            }
-            if let Some(v) = line.strip_prefix("event:") {
-                name = v.trim().to_string();
-            } else if let Some(v) = line.strip_prefix("data:") {
-                let v = v.strip_prefix(' ').unwrap_or(v);
-                match &mut data {
-                    Some(d) => {
-                        d.push('\n');
-                        d.push_str(v);
-                    }
-                    None => data = Some(v.to_string()),
-                }
-            }
-        }
-    }
-
-    /// True when another complete line is already buffered, so writing can wait for it.
-    pub fn more_buffered(&self) -> bool {
-        self.br.buffer().contains(&b'\n')
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_events_across_odd_framing() {
-        let text = ": comment\r\nevent: a\r\ndata: {\"x\":1}\r\n\r\nevent: b\ndata: line1\ndata: line2\n\ndata: tail";
-        let mut r = EventReader::new(text.as_bytes());
-        assert_eq!(
-            r.next_event().unwrap(),
-            Some(("a".into(), "{\"x\":1}".into()))
-        );
-        assert_eq!(
-            r.next_event().unwrap(),
-            Some(("b".into(), "line1\nline2".into()))
-        );
-        assert_eq!(r.next_event().unwrap(), Some(("".into(), "tail".into())));
-        assert_eq!(r.next_event().unwrap(), None);
-    }
-
-    #[test]
-    fn usage_merges() {
-        let mut u = Usage::default();
-        u.merge(&serde_json::json!({"input_tokens": 5, "cache_read_input_tokens": 2}));
-        u.merge(&serde_json::json!({"output_tokens": 7}));
-        assert_eq!(
-            u,
-            Usage {
-                input: 5,
-                output: 7,
-                cache_read: 2,
-                cache_creation: 0
-            }
-        );
     }
 }

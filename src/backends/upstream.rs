@@ -113,7 +113,7 @@ pub fn init_tls(ca_file: Option<&str>) -> Result<(), String> {
     let config = match ca_file {
         None => ureq::tls::TlsConfig::default(),
         Some(path) => {
-            let path = crate::fsutil::expand_home(path);
+            let path = crate::base::fsutil::expand_home(path);
             let pem = std::fs::read(&path)
                 .map_err(|e| format!("cannot read upstream.ca_file {}: {e}", path.display()))?;
             let certs: Vec<_> = ureq::tls::parse_pem(&pem)

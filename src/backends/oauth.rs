@@ -24,9 +24,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::clock;
+use crate::base::clock;
+use crate::base::fsutil;
 use crate::config::{Config, OauthConfig};
-use crate::fsutil;
 
 /// How long `claudegate login` waits for the browser's redirect, unless
 /// [`LOGIN_TIMEOUT_ENV`] says otherwise.
@@ -225,7 +225,7 @@ fn agent() -> &'static ureq::Agent {
             // A token endpoint has no business redirecting; following one could carry a
             // refresh token somewhere else. A 3xx is reported as an unexpected answer instead.
             .max_redirects(0)
-            .tls_config(crate::upstream::tls_config())
+            .tls_config(crate::backends::upstream::tls_config())
             .build()
             .into()
     })
@@ -502,7 +502,7 @@ impl Pkce {
         Ok(Pkce {
             challenge: pkce_challenge(&verifier),
             verifier,
-            state: crate::keys::hex(&state),
+            state: crate::guard::keys::hex(&state),
         })
     }
 }
@@ -987,7 +987,7 @@ fn long_lived_token(raw: &str) -> Result<Token, String> {
     if t.is_empty() {
         return Err(format!("--token needs a token: {setup}"));
     }
-    if t.starts_with(crate::keys::KEY_PREFIX) {
+    if t.starts_with(crate::guard::keys::KEY_PREFIX) {
         return Err(format!(
             "that is a claudegate key (cgk_…), not a Claude token; {setup}"
         ));

@@ -1,7 +1,7 @@
 //! The Anthropic-native front door: `/v1/messages` and `/v1/messages/count_tokens`, passed
 //! through to the upstream with the account's credential in place of the client's key.
 //!
-//! The body goes upstream byte for byte unless cloaking must change it ([`crate::cloak`]).
+//! The body goes upstream byte for byte unless cloaking must change it ([`crate::backends::cloak`]).
 //! Transient failures (529, 5xx, no connection) are retried before anything reaches the
 //! client; a 401 triggers one refresh and one more try. The final answer — success or the
 //! upstream's own error JSON and status — is relayed as it arrives, with the headers clients
@@ -14,15 +14,16 @@ use tiny_http::Request;
 use ureq::http::Response;
 use ureq::Body;
 
-use crate::account::{Credential, Unavailable};
-use crate::cloak::{self, Cloak};
+use crate::anthropic::usage::Usage;
+use crate::backends::account::{Credential, Unavailable};
+use crate::backends::cloak::{self, Cloak};
+use crate::backends::upstream::{self, Call, UpstreamError};
+use crate::base::jsonspan;
+use crate::base::log;
+use crate::guard::keys::KeyInfo;
 use crate::http::{self, ApiError, ErrorKind, Protocol, RawResponse};
-use crate::jsonspan;
-use crate::keys::KeyInfo;
-use crate::log;
+use crate::routes::relay::{self, StreamEnd};
 use crate::server::State;
-use crate::sse::{self, StreamEnd, Usage};
-use crate::upstream::{self, Call, UpstreamError};
 
 /// Longest we honour an upstream `retry-after` between our own retries.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(20);
@@ -97,7 +98,7 @@ fn prepare<'a>(
     // The model for the audit log, read from the spans already found (no second parse).
     if let Some(m) = members.iter().find(|m| m.key == "model") {
         if let Some(Ok(model)) = text.get(m.value.clone()).map(serde_json::from_str::<&str>) {
-            crate::audit::note_model(model);
+            crate::observe::audit::note_model(model);
         }
     }
     let cred = state.account.credential().map_err(unavailable)?;
@@ -202,7 +203,7 @@ pub(crate) fn prepare_translated<'a>(
 }
 
 fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(500 * (1 << attempt.min(5)) / 2 + crate::ids::jitter(250))
+    Duration::from_millis(500 * (1 << attempt.min(5)) / 2 + crate::base::ids::jitter(250))
 }
 
 /// Sends with retries and relays the final answer.
@@ -260,12 +261,12 @@ pub(crate) fn send(state: &State, p: &mut Prepared<'_>) -> Result<Sent, ApiError
         let status = resp.status().as_u16();
         let returned = upstream::returned_headers(&resp);
         state.account.record_response(status, &returned);
-        crate::metrics::METRICS.upstream_status(status);
+        crate::observe::metrics::METRICS.upstream_status(status);
         if let Some((_, id)) = returned
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case("request-id"))
         {
-            crate::audit::note_request_id(id);
+            crate::observe::audit::note_request_id(id);
         }
         if status == 401 {
             let body = upstream::read_error_body(&mut resp);
@@ -365,10 +366,10 @@ fn relay(
         return status; // the client went away before the answer started
     };
     if is_sse {
-        let _streaming = crate::metrics::METRICS.stream();
-        let (end, seen) = sse::relay(reader, &mut out);
+        let _streaming = crate::observe::metrics::METRICS.stream();
+        let (end, seen) = relay::relay(reader, &mut out);
         state.account.record_usage(seen.usage);
-        crate::audit::note_usage(seen.usage);
+        crate::observe::audit::note_usage(seen.usage);
         match &end {
             StreamEnd::UpstreamErrorEvent(kind) if kind == "rate_limit_error" => {
                 state.account.record_stream_rate_limit(&headers)
@@ -429,6 +430,6 @@ fn note_answer_usage(state: &State, status: u16, body: &[u8]) {
         let mut usage = Usage::default();
         usage.merge(u);
         state.account.record_usage(usage);
-        crate::audit::note_usage(usage);
+        crate::observe::audit::note_usage(usage);
     }
 }

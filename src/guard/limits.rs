@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::clock;
+use crate::base::clock;
 use crate::config::LimitsConfig;
-use crate::keys::KeyInfo;
+use crate::guard::keys::KeyInfo;
 
 /// Why a request was refused locally; rendered as 429 with `Retry-After`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,10 +301,10 @@ impl Limits {
         let result = serde_json::to_vec(&file)
             .map_err(|e| e.to_string())
             .and_then(|b| {
-                crate::fsutil::write_private(&self.state_path, &b).map_err(|e| e.to_string())
+                crate::base::fsutil::write_private(&self.state_path, &b).map_err(|e| e.to_string())
             });
         if let Err(e) = result {
-            crate::log::error(&format!(
+            crate::base::log::error(&format!(
                 "cannot save usage counters to {}: {e}",
                 self.state_path.display()
             ));

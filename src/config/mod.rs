@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::log::Level;
+use crate::base::log::Level;
 
 /// The whole configuration. Field docs give each key's meaning and default.
 #[derive(Clone, Debug, Serialize)]
@@ -357,7 +357,7 @@ pub fn locate(flag: Option<&Path>) -> PathBuf {
     if local.is_file() {
         return local;
     }
-    crate::fsutil::expand_home("~/.config/claudegate/config.json")
+    crate::base::fsutil::expand_home("~/.config/claudegate/config.json")
 }
 
 impl Config {
@@ -551,7 +551,7 @@ impl Config {
         if self.oauth.client_id.trim().is_empty() {
             return Err(bad("oauth.client_id", "must not be empty"));
         }
-        if crate::oauth::callback_port(&self.oauth.redirect_uri).is_none() {
+        if crate::backends::oauth::callback_port(&self.oauth.redirect_uri).is_none() {
             return Err(bad(
                 "oauth.redirect_uri",
                 "must be http://localhost:PORT/PATH or http://127.0.0.1:PORT/PATH",
@@ -646,7 +646,7 @@ impl Config {
 
     /// The data directory with `~` expanded.
     pub fn data_dir(&self) -> PathBuf {
-        crate::fsutil::expand_home(&self.data_dir)
+        crate::base::fsutil::expand_home(&self.data_dir)
     }
 
     /// The example config: every key with its default, pretty-printed.

@@ -1,0 +1,9 @@
+//! The floor: small utilities that know nothing about Claude, OpenAI or HTTP routes. Everything
+//! else may use them; they use nothing above them.
+
+pub mod alloc;
+pub mod clock;
+pub mod fsutil;
+pub mod ids;
+pub mod jsonspan;
+pub mod log;

@@ -1,0 +1,5 @@
+//! The guard rails between a client and the account: per-app keys, the rate, daily and
+//! concurrency limits, and the budget of request bodies held in memory.
+
+pub mod keys;
+pub mod limits;
