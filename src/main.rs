@@ -2,7 +2,8 @@
 //! API for your own apps. This file parses the command line (lexopt) and dispatches commands;
 //! the modules themselves live in the library (`src/lib.rs`).
 
-use claudegate::backends::{oauth, upstream};
+use claudegate::backends::oauth::token as oauth;
+use claudegate::backends::upstream;
 use claudegate::base::{clock, fsutil};
 use claudegate::guard::{keys, limits};
 use claudegate::observe::audit;

@@ -130,6 +130,21 @@ impl Collector {
     }
 }
 
+/// The text of a message: its `text` blocks joined, everything else (thinking, tool calls)
+/// left out.
+pub fn text_of(message: &Value) -> String {
+    message["content"]
+        .as_array()
+        .map(|blocks| {
+            blocks
+                .iter()
+                .filter(|b| b["type"] == "text")
+                .filter_map(|b| b["text"].as_str())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,8 +4,13 @@
 //! collector that turns events into one message, token usage, the one loop that drains a stream,
 //! the model catalogue, and what each model family accepts.
 
+pub mod betas;
 pub mod catalogue;
 pub mod collector;
+pub mod drain;
 pub mod event;
 pub mod sse;
 pub mod usage;
+
+/// The `anthropic-version` claudegate speaks (and sends when a client names none).
+pub const API_VERSION: &str = "2023-06-01";

@@ -4,7 +4,9 @@
 //! Framing follows the SSE format: comment lines are skipped, multi-line data is joined with
 //! newlines, `\r\n` and `\n` line ends are both accepted, and no line may exceed [`MAX_LINE`].
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
+
+use crate::base::error::UpstreamError;
 
 /// Longest SSE line accepted from the upstream (a big tool input can arrive as one line).
 pub const MAX_LINE: u64 = 16 << 20;
@@ -26,14 +28,15 @@ impl<R: Read> EventReader<R> {
 
     /// The next event as (name, data); `Ok(None)` at the end of the stream. Comment lines are
     /// skipped; multi-line data is joined with newlines, as the SSE format defines.
-    pub fn next_event(&mut self) -> io::Result<Option<(String, String)>> {
+    pub fn next_event(&mut self) -> Result<Option<(String, String)>, UpstreamError> {
         let mut name = String::new();
         let mut data: Option<String> = None;
         loop {
             self.line.clear();
             let n = (&mut self.br)
                 .take(MAX_LINE)
-                .read_until(b'\n', &mut self.line)?;
+                .read_until(b'\n', &mut self.line)
+                .map_err(UpstreamError::from_io)?;
             if n == 0 {
                 // End of stream; an event without its blank line still counts.
                 return Ok(data.map(|d| (name, d)));

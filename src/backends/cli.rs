@@ -84,6 +84,8 @@ use serde_json::{json, Map, Value};
 
 use crate::anthropic::event::Event;
 use crate::anthropic::usage::Usage;
+use crate::backends::{Answer, Completion};
+use crate::base::error::{ApiError, ErrorKind};
 use crate::config::CliConfig;
 use crate::openai::TranslateError;
 
@@ -195,6 +197,25 @@ impl CliError {
     }
 }
 
+/// A CLI failure as the caller's error (its protocol picks the body's shape).
+impl From<CliError> for ApiError {
+    fn from(e: CliError) -> ApiError {
+        let kind = match e.status() {
+            400 => ErrorKind::InvalidRequest,
+            429 => ErrorKind::RateLimited,
+            503 => ErrorKind::Unavailable,
+            504 => ErrorKind::GatewayTimeout,
+            _ => ErrorKind::BadGateway,
+        };
+        let err = ApiError::new(kind, e.message());
+        match e {
+            CliError::Busy { retry_after } => err.retry_after(retry_after),
+            CliError::RateLimited(_) => err.retry_after(60),
+            _ => err,
+        }
+    }
+}
+
 /// Runs locked-down `claude -p` calls, at most `cli.max_concurrent` at a time.
 pub struct CliBackend {
     cfg: CliConfig,
@@ -245,7 +266,23 @@ impl CliBackend {
         let (transcript, status) = outcome?;
         let mut answer = transcript.finish(status, &model, on_event, &self.how_to_log_in())?;
         answer.duration_ms = started.elapsed().as_millis() as u64;
+        crate::observe::record::note_usage(answer.usage);
         Ok(answer)
+    }
+
+    /// `/v1/complete`: one run, its answer collected.
+    pub fn complete(&self, req: &Completion) -> Result<Answer, ApiError> {
+        let cli_req = CliRequest {
+            prompt: req.prompt.clone(),
+            system: req.system.clone(),
+            model: req.model.clone(),
+        };
+        let answer = self.run(&cli_req, &mut |_| true)?;
+        Ok(Answer {
+            model: answer.model,
+            text: answer.text,
+            usage: answer.usage,
+        })
     }
 
     /// `cli.home` with `~` expanded.
@@ -847,7 +884,7 @@ impl Transcript {
             None => self
                 .assistant
                 .as_ref()
-                .map(message_text)
+                .map(crate::anthropic::collector::text_of)
                 .unwrap_or_default(),
         };
         let stop_reason = result["stop_reason"].as_str().unwrap_or("end_turn");
@@ -947,20 +984,6 @@ fn classify(
         return CliError::Failed(format!("the Claude Code CLI failed ({subtype})"));
     }
     CliError::Failed(format!("the Claude Code CLI failed: {said}"))
-}
-
-/// The text blocks of an Anthropic message, concatenated.
-fn message_text(message: &Value) -> String {
-    message["content"]
-        .as_array()
-        .map(|blocks| {
-            blocks
-                .iter()
-                .filter(|b| b["type"] == "text")
-                .filter_map(|b| b["text"].as_str())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Whether a content block type is a tool call of some kind (never passed on).

@@ -11,6 +11,7 @@ use std::time::Duration;
 use ureq::http::Response;
 use ureq::Body;
 
+use crate::base::error::UpstreamError;
 use crate::config::Config;
 
 /// Request headers never forwarded upstream: our client's credentials, hop-by-hop headers, and
@@ -66,41 +67,6 @@ pub fn merge_betas(client: &[&str], required: &[&str]) -> String {
         }
     }
     out.join(",")
-}
-
-/// A failure to get a response at all (no HTTP status).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UpstreamError {
-    /// A configured timeout fired (connect, response headers, or a silent body).
-    Timeout(String),
-    /// Connecting or talking to the upstream failed.
-    Unreachable(String),
-}
-
-impl std::fmt::Display for UpstreamError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            UpstreamError::Timeout(m) => write!(f, "upstream timeout: {m}"),
-            UpstreamError::Unreachable(m) => write!(f, "upstream unreachable: {m}"),
-        }
-    }
-}
-
-impl UpstreamError {
-    pub fn from_ureq(e: ureq::Error) -> UpstreamError {
-        match e {
-            ureq::Error::Timeout(t) => UpstreamError::Timeout(format!("{t:?}")),
-            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
-                UpstreamError::Timeout(io.to_string())
-            }
-            other => UpstreamError::Unreachable(other.to_string()),
-        }
-    }
-
-    /// From an error while reading a response body (ureq wraps its errors in io::Error).
-    pub fn from_io(e: std::io::Error) -> UpstreamError {
-        UpstreamError::from_ureq(ureq::Error::from(e))
-    }
 }
 
 static ROOTS: std::sync::OnceLock<ureq::tls::TlsConfig> = std::sync::OnceLock::new();

@@ -3,6 +3,7 @@
 
 pub mod alloc;
 pub mod clock;
+pub mod error;
 pub mod fsutil;
 pub mod ids;
 pub mod jsonspan;

@@ -551,7 +551,7 @@ impl Config {
         if self.oauth.client_id.trim().is_empty() {
             return Err(bad("oauth.client_id", "must not be empty"));
         }
-        if crate::backends::oauth::callback_port(&self.oauth.redirect_uri).is_none() {
+        if callback_port(&self.oauth.redirect_uri).is_none() {
             return Err(bad(
                 "oauth.redirect_uri",
                 "must be http://localhost:PORT/PATH or http://127.0.0.1:PORT/PATH",
@@ -700,6 +700,17 @@ impl Section {
             None => Ok(()),
         }
     }
+}
+
+/// The port of a `http://localhost:PORT/…` or `http://127.0.0.1:PORT/…` redirect URI.
+pub fn callback_port(redirect_uri: &str) -> Option<u16> {
+    let rest = redirect_uri.strip_prefix("http://")?;
+    let hostport = rest.split('/').next()?;
+    let (host, port) = hostport.rsplit_once(':')?;
+    if host != "localhost" && host != "127.0.0.1" {
+        return None;
+    }
+    port.parse().ok().filter(|p| *p > 0)
 }
 
 #[cfg(test)]

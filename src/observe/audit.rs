@@ -1,10 +1,6 @@
-//! The audit log: one JSON line per authenticated request in `data_dir/audit.log`, the
-//! per-request record handlers fill in, and `claudegate usage`, which totals the log per key.
-//!
-//! The record lives in a thread-local on the worker handling the request: `server::handle`
-//! starts and finishes it, and handlers only call small `note_*` functions, so no handler
-//! signature carries audit plumbing. The same record feeds the metrics (route, status, time to
-//! first byte, tokens).
+//! The audit log: one JSON line per authenticated request in `data_dir/audit.log`, made from
+//! the request's record ([`crate::observe::record`]), and the totals per key that
+//! `claudegate usage` shows.
 //!
 //! Writing never blocks or fails a request: lines go to a writer thread through a bounded
 //! channel, a full channel drops the line (counted in the metrics), and file errors are logged
@@ -12,11 +8,9 @@
 //! `audit.log.N`), every file mode 0600. A line holds labels, numbers and ids only — never
 //! prompt or response text, keys or tokens.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
-use std::net::IpAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -24,99 +18,15 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::anthropic::usage::Usage;
 use crate::base::log;
 use crate::config::AuditConfig;
 use crate::observe::metrics::METRICS;
+use crate::observe::record::Record;
 
 /// Lines that may wait for the writer; past that they are dropped and counted.
 const CHANNEL_LINES: usize = 4096;
 /// How long the writer lets lines gather after a wake-up before writing them.
 const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
-/// Longest model name kept in a line (the field comes from the client).
-const MAX_MODEL_CHARS: usize = 100;
-/// Longest upstream request id kept.
-const MAX_ID_CHARS: usize = 200;
-
-/// What is known about the request being handled on this thread.
-#[derive(Debug)]
-pub struct Record {
-    pub started: Instant,
-    pub unix: u64,
-    pub route: &'static str,
-    pub ip: IpAddr,
-    pub key: Option<String>,
-    pub model: Option<String>,
-    pub usage: Usage,
-    pub request_id: Option<String>,
-    pub first_byte: Option<Instant>,
-}
-
-thread_local! {
-    static CURRENT: RefCell<Option<Record>> = const { RefCell::new(None) };
-}
-
-fn with(f: impl FnOnce(&mut Record)) {
-    CURRENT.with(|c| {
-        if let Some(r) = c.borrow_mut().as_mut() {
-            f(r)
-        }
-    });
-}
-
-/// Starts this thread's record for a new request (replacing any leftover one).
-pub fn begin(route: &'static str, ip: IpAddr) {
-    let record = Record {
-        started: Instant::now(),
-        unix: crate::base::clock::unix_now(),
-        route,
-        ip,
-        key: None,
-        model: None,
-        usage: Usage::default(),
-        request_id: None,
-        first_byte: None,
-    };
-    CURRENT.with(|c| *c.borrow_mut() = Some(record));
-}
-
-/// Ends this thread's record and returns it.
-pub fn finish() -> Option<Record> {
-    CURRENT.with(|c| c.borrow_mut().take())
-}
-
-/// The request passed authentication with the key labelled `label`.
-pub fn note_key(label: &str) {
-    with(|r| r.key = Some(label.to_string()));
-}
-
-/// The model the request asked for.
-pub fn note_model(model: &str) {
-    with(|r| r.model = Some(model.chars().take(MAX_MODEL_CHARS).collect()));
-}
-
-/// Token counts of the answer (added up, should a request make several calls).
-pub fn note_usage(u: Usage) {
-    with(|r| {
-        r.usage.input += u.input;
-        r.usage.output += u.output;
-        r.usage.cache_read += u.cache_read;
-        r.usage.cache_creation += u.cache_creation;
-    });
-}
-
-/// The upstream's `request-id` (the last one wins: retries replace earlier attempts).
-pub fn note_request_id(id: &str) {
-    with(|r| r.request_id = Some(id.chars().take(MAX_ID_CHARS).collect()));
-}
-
-/// The first byte of the response is going out now (only the first call counts).
-pub fn note_first_byte() {
-    with(|r| {
-        r.first_byte.get_or_insert_with(Instant::now);
-    });
-}
-
 /// Where the log goes and how it rotates.
 #[derive(Clone, Debug)]
 struct Target {
@@ -396,29 +306,6 @@ pub fn usage_table(totals: &BTreeMap<String, Totals>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn record_is_per_thread_and_first_byte_sticks() {
-        note_model("ignored: no record yet");
-        assert!(finish().is_none());
-        begin("messages", IpAddr::from([127, 0, 0, 1]));
-        note_key("app");
-        note_model(&"m".repeat(500));
-        note_first_byte();
-        let first = CURRENT.with(|c| c.borrow().as_ref().and_then(|r| r.first_byte));
-        note_first_byte();
-        note_usage(Usage {
-            input: 3,
-            output: 4,
-            cache_read: 0,
-            cache_creation: 1,
-        });
-        let r = finish().unwrap();
-        assert_eq!(r.first_byte, first);
-        assert_eq!(r.model.unwrap().len(), MAX_MODEL_CHARS);
-        assert_eq!(r.usage.output, 4);
-        assert!(finish().is_none());
-    }
 
     #[test]
     fn table_is_aligned() {

@@ -1,13 +1,13 @@
 //! `/v1/chat/completions` ⇄ Anthropic Messages: pure translation, no I/O.
 //!
-//! This file owns three things:
+//! This file owns two things:
 //! - [`translate_request`]: an OpenAI Chat Completions body → an Anthropic Messages body
 //!   (always `stream: true` upstream), or a 400 naming the parameter we cannot honour;
 //! - [`ChatStream`] and [`completion`]: Anthropic events → `chat.completion.chunk`s, and the
 //!   collected Anthropic message → one `chat.completion`. Both read the same fields the same
 //!   way, so a streaming and a non-streaming client see the same text, reasoning, tool calls
-//!   and usage numbers (the golden tests check this);
-//! - [`error_type`]: Anthropic error types → OpenAI error types.
+//!   and usage numbers (the golden tests check this). Errors use
+//!   [`crate::base::error::openai_type_of`] for their OpenAI `type`.
 //!
 //! # Request parameters
 //!
@@ -106,6 +106,7 @@
 use serde_json::{json, Map, Value};
 
 use super::{TranslateError, Translated};
+use crate::anthropic::betas;
 use crate::anthropic::event::Event;
 
 /// `max_tokens` when the client gives none and no reasoning is asked for.
@@ -115,8 +116,6 @@ const MIN_BUDGET: u64 = 1024;
 /// The system block that stands in for `response_format: json_object`.
 const JSON_OBJECT_INSTRUCTION: &str = "Respond with a single valid JSON object and nothing else: \
      no text before or after it and no Markdown code fences.";
-const BETA_STRUCTURED_OUTPUTS: &str = "structured-outputs-2025-12-15";
-const BETA_EFFORT: &str = "effort-2025-11-24";
 
 /// Top-level parameters accepted and ignored (see the table above for why each is harmless).
 const IGNORED_PARAMS: &[&str] = &[
@@ -184,7 +183,7 @@ pub fn translate_request(
 
     let (tools, strict_tools) = convert_tools(p.get("tools"))?;
     if strict_tools {
-        betas.push(BETA_STRUCTURED_OUTPUTS);
+        betas.push(betas::STRUCTURED_OUTPUTS);
     }
     let tool_choice = convert_tool_choice(
         p.get("tool_choice"),
@@ -200,8 +199,8 @@ pub fn translate_request(
                 "format".into(),
                 json!({"type": "json_schema", "schema": schema}),
             );
-            if !betas.contains(&BETA_STRUCTURED_OUTPUTS) {
-                betas.push(BETA_STRUCTURED_OUTPUTS);
+            if !betas.contains(&betas::STRUCTURED_OUTPUTS) {
+                betas.push(betas::STRUCTURED_OUTPUTS);
             }
         }
     }
@@ -225,7 +224,7 @@ pub fn translate_request(
         Thinking::Adaptive(level) => {
             body.insert("thinking".into(), json!({"type": "adaptive"}));
             output_config.insert("effort".into(), json!(level));
-            betas.push(BETA_EFFORT);
+            betas.push(betas::EFFORT);
         }
     }
 
@@ -1352,26 +1351,10 @@ impl ChatStream {
         self.ended = true;
         json!({"error": {
             "message": message,
-            "type": error_type(anthropic_type),
+            "type": crate::base::error::openai_type_of(anthropic_type),
             "param": null,
             "code": anthropic_type,
         }})
-    }
-}
-
-/// Anthropic error `type` → OpenAI error `type`: used for errors before the first byte and
-/// in-stream. The Anthropic type itself is kept as the error's `code` by [`ChatStream::fail`].
-pub fn error_type(anthropic_type: &str) -> &'static str {
-    match anthropic_type {
-        "invalid_request_error" | "not_found_error" | "request_too_large" => {
-            "invalid_request_error"
-        }
-        "authentication_error" => "authentication_error",
-        "permission_error" => "permission_error",
-        "rate_limit_error" => "rate_limit_error",
-        "billing_error" => "insufficient_quota",
-        // overloaded_error, api_error, timeout_error and anything new: the server's side.
-        _ => "server_error",
     }
 }
 
@@ -1709,16 +1692,6 @@ mod tests {
                 max_tokens: 1025
             }
         );
-    }
-
-    #[test]
-    fn error_types() {
-        assert_eq!(error_type("invalid_request_error"), "invalid_request_error");
-        assert_eq!(error_type("rate_limit_error"), "rate_limit_error");
-        assert_eq!(error_type("overloaded_error"), "server_error");
-        assert_eq!(error_type("api_error"), "server_error");
-        assert_eq!(error_type("authentication_error"), "authentication_error");
-        assert_eq!(error_type("something_new"), "server_error");
     }
 
     #[test]

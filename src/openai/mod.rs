@@ -13,6 +13,8 @@ pub mod responses;
 
 use serde_json::{json, Value};
 
+use crate::base::error::{ApiError, ErrorKind};
+
 /// A request the translator cannot honour: rendered as a 400 naming the parameter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TranslateError {
@@ -27,6 +29,13 @@ impl TranslateError {
             param: Some(param.into()),
             message: message.into(),
         }
+    }
+}
+
+/// A refused request as the caller's error: a 400 naming the parameter.
+impl From<TranslateError> for ApiError {
+    fn from(e: TranslateError) -> ApiError {
+        ApiError::new(ErrorKind::InvalidRequest, e.message).param(e.param)
     }
 }
 

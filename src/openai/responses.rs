@@ -113,6 +113,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Map, Value};
 
 use super::{TranslateError, Translated};
+use crate::anthropic::betas;
 use crate::anthropic::event::Event;
 
 /// `max_tokens` when the client sets no `max_output_tokens` and asks for no thinking.
@@ -123,8 +124,6 @@ const DEFAULT_MAX_TOKENS_THINKING: u64 = 32000;
 const MIN_BUDGET: u64 = 1024;
 /// Marks `encrypted_content` we wrote (see the module docs).
 const REASONING_PREFIX: &str = "claudegate:v1:";
-const STRUCTURED_OUTPUTS_BETA: &str = "structured-outputs-2025-12-15";
-const EFFORT_BETA: &str = "effort-2025-11-24";
 /// Anthropic has no JSON mode: `text.format: json_object` becomes this closing system line.
 const JSON_OBJECT_HINT: &str =
     "Respond with a single valid JSON object only, with no text before or after it.";
@@ -271,11 +270,11 @@ pub fn translate_request(
     let mut output_config = Map::new();
     if let Some(level) = plan.effort {
         output_config.insert("effort".into(), json!(level));
-        betas.push(EFFORT_BETA);
+        betas.push(betas::EFFORT);
     }
     if let Some(format) = format {
         output_config.insert("format".into(), format);
-        betas.push(STRUCTURED_OUTPUTS_BETA);
+        betas.push(betas::STRUCTURED_OUTPUTS);
     }
     if !output_config.is_empty() {
         body.insert("output_config".into(), Value::Object(output_config));

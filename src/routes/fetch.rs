@@ -68,9 +68,11 @@ use ureq::http::Uri;
 use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{Connector, NextTimeout, RustlsConnector, TcpConnector};
 
+use crate::base::error::ApiError;
 use crate::config::FetchConfig;
+use crate::guard::budget::BodyBudget;
 use crate::guard::keys::KeyInfo;
-use crate::http::{self, ApiError, BodyBudget, Reply};
+use crate::http::{self, Reply};
 
 /// The largest `max_bytes` a request may ask for (2 MB).
 pub const MAX_BYTES_LIMIT: u64 = 2_000_000;
@@ -256,7 +258,7 @@ impl Fetcher {
                 "/v1/fetch is disabled on this server (fetch.enabled is false)",
             ));
         }
-        let body = http::read_body(rq, max_body_bytes, bodies)?;
+        let body = http::body::read_body(rq, max_body_bytes, bodies)?;
         let req = FetchRequest::parse(&body.bytes)?;
         drop(body);
         // fetch.max_bytes is validated by the config (1..=2 MB).

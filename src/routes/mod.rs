@@ -2,9 +2,9 @@
 //! translates it when its protocol is not Anthropic's, hands it to a backend, and writes the
 //! answer (or an error) in the caller's protocol.
 
-pub mod cli;
 pub mod complete;
 pub mod fetch;
 pub mod messages;
 pub mod openai;
 pub mod relay;
+pub mod state;

@@ -1,22 +1,25 @@
-//! The HTTP side of `/v1/chat/completions` and `/v1/responses`: read and translate the
-//! request, send it with the shared retry logic, then turn the upstream's events into the
-//! client's chunks (streaming) or one response (collected). Errors are OpenAI-shaped throughout.
+//! The HTTP side of `/v1/chat/completions` and `/v1/responses`, on either backend: read and
+//! translate the request ([`crate::openai`]), get the answer as Anthropic events (the OAuth
+//! backend's upstream stream, or the CLI backend's run), then turn the events into the client's
+//! chunks (streaming) or one response (collected). Errors are OpenAI-shaped throughout.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tiny_http::Request;
 
 use crate::anthropic::collector::Collector;
-use crate::anthropic::event::{parse_event, Event};
+use crate::anthropic::drain::{self, Ending};
+use crate::anthropic::event::Event;
 use crate::anthropic::sse::EventReader;
-use crate::anthropic::usage::Usage;
 use crate::backends::upstream;
+use crate::base::error::{ApiError, ErrorKind, Protocol};
+use crate::config::Backend;
+use crate::guard::budget::Body;
 use crate::guard::keys::KeyInfo;
-use crate::http::{self, ApiError, ErrorKind, Protocol, RawResponse};
+use crate::http::stream::RawResponse;
+use crate::http::{self, Cors};
+use crate::observe::metrics::METRICS;
 use crate::openai::{chat, responses};
-use crate::routes::messages;
-use crate::server::State;
-
-type Cors = [(&'static str, String)];
+use crate::routes::state::State;
 
 /// Which OpenAI API the request came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,17 +28,11 @@ pub enum Door {
     Responses,
 }
 
-fn fail(rq: Request, err: ApiError, cors: &Cors) -> u16 {
-    let status = err.status();
-    http::send(rq, err.reply(Protocol::OpenAi), cors);
-    status
-}
-
 /// Handles one request; returns the status sent (for the log line).
 pub fn handle(state: &State, mut rq: Request, key: &KeyInfo, door: Door, cors: &Cors) -> u16 {
-    let body = match http::read_body(&mut rq, state.config.max_body_bytes, &state.bodies) {
+    let body = match http::body::read_body(&mut rq, state.config.max_body_bytes, &state.bodies) {
         Ok(b) => b,
-        Err(e) => return fail(rq, e, cors),
+        Err(e) => return http::fail(rq, e, Protocol::OpenAi, cors),
     };
     let req: Value = match serde_json::from_slice(&body.bytes) {
         Ok(v @ Value::Object(_)) => v,
@@ -44,168 +41,259 @@ pub fn handle(state: &State, mut rq: Request, key: &KeyInfo, door: Door, cors: &
                 ErrorKind::InvalidRequest,
                 "the request body must be a JSON object",
             );
-            return fail(rq, e, cors);
+            return http::fail(rq, e, Protocol::OpenAi, cors);
         }
         Err(e) => {
             let e = ApiError::new(
                 ErrorKind::InvalidRequest,
                 format!("the request body is not valid JSON: {e}"),
             );
-            return fail(rq, e, cors);
+            return http::fail(rq, e, Protocol::OpenAi, cors);
         }
     };
     if let Some(model) = req.get("model").and_then(Value::as_str) {
-        crate::observe::audit::note_model(model);
+        crate::observe::record::note_model(model);
     }
+    match state.config.backend {
+        Backend::Oauth => oauth(state, rq, key, body, &req, door, cors),
+        Backend::ClaudeCli => {
+            drop(body);
+            cli(state, rq, &req, cors)
+        }
+    }
+}
+
+/// The OAuth backend: the translated request goes upstream (always streamed).
+fn oauth(
+    state: &State,
+    rq: Request,
+    key: &KeyInfo,
+    body: Body<'_>,
+    req: &Value,
+    door: Door,
+    cors: &Cors,
+) -> u16 {
     let resolve = |m: &str| state.models.resolve(m).to_string();
     let translated = match door {
-        Door::Chat => chat::translate_request(&req, &resolve),
-        Door::Responses => responses::translate_request(&req, &resolve),
+        Door::Chat => chat::translate_request(req, &resolve),
+        Door::Responses => responses::translate_request(req, &resolve),
     };
     let mut t = match translated {
         Ok(t) => t,
-        Err(e) => {
-            return fail(
-                rq,
-                ApiError::new(ErrorKind::InvalidRequest, e.message).param(e.param),
-                cors,
-            )
-        }
+        Err(e) => return http::fail(rq, e.into(), Protocol::OpenAi, cors),
     };
     crate::openai::add_cache_markers(&mut t.body);
-    let mut prepared = match messages::prepare_translated(state, key, body, &t.body, &t.betas) {
+    let prepared = state
+        .oauth
+        .prepare_translated(&key.label, body, &t.body, &t.betas);
+    let mut prepared = match prepared {
         Ok(p) => p,
-        Err(e) => return fail(rq, e, cors),
+        Err(e) => return http::fail(rq, e, Protocol::OpenAi, cors),
     };
-    let sent = messages::send(state, &mut prepared);
+    let sent = state.oauth.send(&mut prepared);
     drop(prepared); // the translated body is no longer needed: free its share of the budget
     let (mut resp, returned) = match sent {
         Ok(r) => r,
-        Err(e) => return fail(rq, e, cors),
+        Err(e) => return http::fail(rq, e, Protocol::OpenAi, cors),
     };
     let status = resp.status().as_u16();
     if !(200..300).contains(&status) {
         let body = upstream::read_error_body(&mut resp);
-        return upstream_error(rq, status, &body, &returned, cors);
+        return upstream_error(rq, ApiError::from_upstream(status, &body), &returned, cors);
     }
-    let created = crate::base::clock::unix_now();
-    let id = match door {
-        Door::Chat => format!("chatcmpl-{}", random_hex()),
-        Door::Responses => format!("resp_{}", random_hex()),
-    };
-    let reader = EventReader::new(resp.into_body().into_reader());
-    let client = Client {
-        door,
-        id,
-        created,
-        req: &req,
-        model: t.client_model.clone(),
-    };
-    if t.stream {
-        stream(state, rq, reader, &client, t.include_usage, &returned, cors)
-    } else {
-        collect(state, rq, reader, &client, &returned, cors)
+    let answer = Answer::new(door, req, t.client_model.clone(), t.include_usage);
+    let mut reader = EventReader::new(resp.into_body().into_reader());
+    if !t.stream {
+        let mut collector = Collector::new();
+        let drained = drain::drain(&mut reader, |ev, _| {
+            collector.push(ev);
+            true
+        });
+        state.oauth.book(&drained.ending, drained.usage, &returned);
+        let failure = match drained.ending {
+            Ending::Complete => None,
+            Ending::ErrorEvent { kind, message } => Some((kind, message)),
+            Ending::CutShort | Ending::Stopped => Some((
+                "api_error".into(),
+                "the upstream ended the stream early".into(),
+            )),
+            Ending::Broken(e) => Some((
+                "api_error".into(),
+                format!("the upstream stream failed: {e}"),
+            )),
+        };
+        if let Some((kind, message)) = failure {
+            let err = ApiError::from_stream_error(&kind, &message);
+            return upstream_error(rq, err, &returned, cors);
+        }
+        return answer.send_whole(rq, &collector.message(), &returned, cors);
     }
+
+    let Some(mut out) = SseOut::start(rq, &returned, cors) else {
+        return 200; // the client went away before the answer started
+    };
+    let _streaming = METRICS.stream();
+    let mut t = answer.translator(&mut out.buf);
+    let drained = drain::drain(&mut reader, |ev, more| {
+        if ev.name == "ping" {
+            // Upstream keep-alives become SSE comments, so proxies and clients in between
+            // see traffic during long silent thinking.
+            out.buf.extend_from_slice(b": ping\n\n");
+        }
+        t.on_event(ev, &mut out.buf);
+        more || out.flush()
+    });
+    state.oauth.book(&drained.ending, drained.usage, &returned);
+    match drained.ending {
+        Ending::Complete => t.finish(&mut out.buf),
+        Ending::ErrorEvent { kind, message } => t.fail(&kind, &message, &mut out.buf),
+        Ending::CutShort => t.fail(
+            "api_error",
+            "the upstream ended the stream early; the answer is incomplete",
+            &mut out.buf,
+        ),
+        Ending::Broken(e) => t.fail(
+            "api_error",
+            &format!("the upstream stream failed ({e}); the answer is incomplete"),
+            &mut out.buf,
+        ),
+        // The client went away; dropping the reader closes the upstream.
+        Ending::Stopped => return 200,
+    }
+    out.finish();
+    200
 }
 
-fn random_hex() -> String {
-    crate::base::ids::hex(&crate::base::ids::random::<12>().unwrap_or([7; 12]))
+/// The CLI backend: a text-only chat request flattened into one locked-down `claude -p` run,
+/// whose events the same translator turns into the answer. The stream starts with the first
+/// event, so a failure before any output (bad model, busy, not logged in) still gets its own
+/// status.
+fn cli(state: &State, rq: Request, req: &Value, cors: &Cors) -> u16 {
+    let (cli_req, stream, client_model) = match crate::backends::cli::flatten_chat(req) {
+        Ok(x) => x,
+        Err(e) => return http::fail(rq, e.into(), Protocol::OpenAi, cors),
+    };
+    crate::observe::record::note_model(&client_model);
+    let include_usage = req.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
+    let answer = Answer::new(Door::Chat, req, client_model, include_usage);
+    if !stream {
+        let mut collector = Collector::new();
+        let result = state.cli.run(&cli_req, &mut |ev| {
+            collector.push(ev);
+            true
+        });
+        return match result {
+            Ok(_) => answer.send_whole(rq, &collector.message(), &[], cors),
+            Err(e) => http::fail(rq, e.into(), Protocol::OpenAi, cors),
+        };
+    }
+    let mut out = SseOut::lazy(rq, cors);
+    let _streaming = METRICS.stream();
+    let mut t = answer.translator(&mut out.buf);
+    let result = state.cli.run(&cli_req, &mut |ev| {
+        t.on_event(ev, &mut out.buf);
+        out.flush()
+    });
+    match result {
+        Ok(_) => t.finish(&mut out.buf),
+        Err(e) => match out.unstarted() {
+            // Nothing sent yet: a proper error response.
+            Some(rq) => return http::fail(rq, e.into(), Protocol::OpenAi, cors),
+            None => t.fail("api_error", &ApiError::from(e).message, &mut out.buf),
+        },
+    }
+    out.finish();
+    200
 }
 
-/// What the response needs to know about the request.
-struct Client<'a> {
+/// An upstream error before anything was sent: its status kept, Anthropic's message in an
+/// OpenAI-shaped body, and the headers clients use (`retry-after`, `request-id`).
+fn upstream_error(rq: Request, err: ApiError, returned: &[(String, String)], cors: &Cors) -> u16 {
+    let status = err.status();
+    let mut headers = passed_on(returned);
+    headers.push(("Content-Type".into(), "application/json".into()));
+    RawResponse::whole(rq, status, &headers, cors, &err.body(Protocol::OpenAi)).ok();
+    status
+}
+
+/// The upstream's headers that go back to the client, without its content type.
+fn passed_on(returned: &[(String, String)]) -> Vec<(String, String)> {
+    returned
+        .iter()
+        .filter(|(n, _)| !n.eq_ignore_ascii_case("content-type"))
+        .cloned()
+        .collect()
+}
+
+/// What the answer needs to know about the request.
+struct Answer<'a> {
     door: Door,
     id: String,
     created: u64,
     req: &'a Value,
+    /// The model name as the client gave it (echoed back).
     model: String,
+    /// Chat: a final usage chunk before `[DONE]`.
+    include_usage: bool,
 }
 
-/// An upstream error before anything was sent: the status kept, Anthropic's message in an
-/// OpenAI-shaped body, and the headers clients use (`retry-after`, `request-id`).
-fn upstream_error(
-    rq: Request,
-    status: u16,
-    body: &[u8],
-    returned: &[(String, String)],
-    cors: &Cors,
-) -> u16 {
-    let parsed: Option<Value> = serde_json::from_slice(body).ok();
-    let kind = parsed
-        .as_ref()
-        .and_then(|v| v.pointer("/error/type"))
-        .and_then(Value::as_str)
-        .unwrap_or("api_error")
-        .to_string();
-    let message = parsed
-        .as_ref()
-        .and_then(|v| v.pointer("/error/message"))
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| {
-            format!(
-                "the upstream answered {status}: {}",
-                String::from_utf8_lossy(body)
-                    .chars()
-                    .take(300)
-                    .collect::<String>()
-            )
-        });
-    let err = json!({"error": {"message": message, "type": chat::error_type(&kind), "param": null, "code": kind}});
-    let mut headers: Vec<(String, String)> = returned
-        .iter()
-        .filter(|(n, _)| !n.eq_ignore_ascii_case("content-type"))
-        .cloned()
-        .collect();
-    headers.push(("Content-Type".into(), "application/json".into()));
-    if let Ok(mut out) = RawResponse::start(rq, status, &headers, cors) {
-        out.write(err.to_string().as_bytes()).ok();
-        out.finish().ok();
-    }
-    status
-}
-
-/// Tracks what the account's books need from the events.
-#[derive(Default)]
-struct Books {
-    usage: Usage,
-    stopped: bool,
-}
-
-impl Books {
-    fn see(&mut self, ev: &Event) {
-        match ev.name.as_str() {
-            "message_start" => {
-                if let Some(u) = ev.data.pointer("/message/usage") {
-                    self.usage.merge(u);
-                }
-            }
-            "message_delta" => {
-                if let Some(u) = ev.data.get("usage") {
-                    self.usage.merge(u);
-                }
-            }
-            "message_stop" => self.stopped = true,
-            _ => {}
+impl<'a> Answer<'a> {
+    fn new(door: Door, req: &'a Value, model: String, include_usage: bool) -> Answer<'a> {
+        let random = crate::base::ids::hex(&crate::base::ids::random::<12>().unwrap_or([7; 12]));
+        let id = match door {
+            Door::Chat => format!("chatcmpl-{random}"),
+            Door::Responses => format!("resp_{random}"),
+        };
+        Answer {
+            door,
+            id,
+            created: crate::base::clock::unix_now(),
+            req,
+            model,
+            include_usage,
         }
     }
+
+    /// The stream translator for this door; the Responses API's opening events go into `buf`.
+    fn translator(&self, buf: &mut Vec<u8>) -> Translator {
+        match self.door {
+            Door::Chat => Translator::Chat(chat::ChatStream::new(
+                self.id.clone(),
+                self.created,
+                self.model.clone(),
+                self.include_usage,
+            )),
+            Door::Responses => {
+                let mut r =
+                    responses::ResponsesStream::new(self.id.clone(), self.created, self.req);
+                r.start().iter().for_each(|(n, d)| named(buf, n, d));
+                Translator::Responses(Box::new(r))
+            }
+        }
+    }
+
+    /// The collected message as one response object, sent whole.
+    fn send_whole(
+        &self,
+        rq: Request,
+        message: &Value,
+        returned: &[(String, String)],
+        cors: &Cors,
+    ) -> u16 {
+        let response = match self.door {
+            Door::Chat => chat::completion(message, &self.id, self.created, &self.model),
+            Door::Responses => {
+                responses::response_object(message, &self.id, self.created, self.req)
+            }
+        };
+        let mut headers = passed_on(returned);
+        headers.push(("Content-Type".into(), "application/json".into()));
+        RawResponse::whole(rq, 200, &headers, cors, response.to_string().as_bytes()).ok();
+        200
+    }
 }
 
-fn error_of(ev: &Event) -> (String, String) {
-    let kind = ev
-        .data
-        .pointer("/error/type")
-        .and_then(Value::as_str)
-        .unwrap_or("api_error");
-    let message = ev
-        .data
-        .pointer("/error/message")
-        .and_then(Value::as_str)
-        .unwrap_or("upstream error");
-    (kind.to_string(), message.to_string())
-}
-
-/// The per-door translator state machine behind one interface.
+/// The per-door translator state machine behind one interface, writing SSE into a buffer.
 enum Translator {
     Chat(chat::ChatStream),
     Responses(Box<responses::ResponsesStream>),
@@ -253,176 +341,96 @@ fn named(out: &mut Vec<u8>, name: &str, v: &Value) {
     out.extend_from_slice(b"\n\n");
 }
 
-/// Streams translated events, flushing whenever the upstream has nothing more buffered.
-fn stream<R: std::io::Read>(
-    state: &State,
-    rq: Request,
-    mut reader: EventReader<R>,
-    client: &Client,
-    include_usage: bool,
-    returned: &[(String, String)],
-    cors: &Cors,
-) -> u16 {
-    let mut headers: Vec<(String, String)> = returned
-        .iter()
-        .filter(|(n, _)| !n.eq_ignore_ascii_case("content-type"))
-        .cloned()
-        .collect();
-    headers.push(("Content-Type".into(), "text/event-stream".into()));
-    headers.push(("Cache-Control".into(), "no-cache".into()));
-    headers.push(("X-Accel-Buffering".into(), "no".into()));
-    let Ok(mut out) = RawResponse::start(rq, 200, &headers, cors) else {
-        return 200;
-    };
-    let _streaming = crate::observe::metrics::METRICS.stream();
-    let mut buf = Vec::with_capacity(4096);
-    let mut t = match client.door {
-        Door::Chat => Translator::Chat(chat::ChatStream::new(
-            client.id.clone(),
-            client.created,
-            client.model.clone(),
-            include_usage,
-        )),
-        Door::Responses => {
-            let mut r =
-                responses::ResponsesStream::new(client.id.clone(), client.created, client.req);
-            r.start().iter().for_each(|(n, d)| named(&mut buf, n, d));
-            Translator::Responses(Box::new(r))
-        }
-    };
-    let mut books = Books::default();
-    loop {
-        match reader.next_event() {
-            Ok(Some((name, data))) => {
-                let Some(ev) = parse_event(&name, &data) else {
-                    continue;
-                };
-                books.see(&ev);
-                if ev.name == "error" {
-                    let (kind, message) = error_of(&ev);
-                    if kind == "rate_limit_error" {
-                        state.account.record_stream_rate_limit(returned);
-                    }
-                    t.fail(&kind, &message, &mut buf);
-                    break;
-                }
-                if ev.name == "ping" {
-                    // Upstream keep-alives become SSE comments, so proxies and clients in
-                    // between see traffic during long silent thinking.
-                    buf.extend_from_slice(b": ping\n\n");
-                }
-                t.on_event(&ev, &mut buf);
-            }
-            Ok(None) if books.stopped => {
-                t.finish(&mut buf);
-                break;
-            }
-            Ok(None) => {
-                t.fail(
-                    "api_error",
-                    "the upstream ended the stream early; the answer is incomplete",
-                    &mut buf,
-                );
-                break;
-            }
-            Err(e) => {
-                state.account.record_transient(&format!("mid-stream: {e}"));
-                t.fail(
-                    "api_error",
-                    &format!("the upstream stream failed ({e}); the answer is incomplete"),
-                    &mut buf,
-                );
-                break;
-            }
-        }
-        if !reader.more_buffered() && !buf.is_empty() {
-            if out.write(&buf).and_then(|_| out.flush()).is_err() {
-                state.account.record_usage(books.usage);
-                crate::observe::audit::note_usage(books.usage);
-                return 200; // the client went away; dropping the reader closes the upstream
-            }
-            buf.clear();
-        }
-    }
-    state.account.record_usage(books.usage);
-    crate::observe::audit::note_usage(books.usage);
-    if out.write(&buf).is_ok() {
-        out.finish().ok();
-    }
-    200
+/// The client's SSE answer: what is waiting to be written, and the response once started.
+struct SseOut<'c> {
+    /// The request, until the response starts.
+    pending: Option<Request>,
+    out: Option<RawResponse>,
+    headers: Vec<(String, String)>,
+    cors: &'c Cors,
+    /// Bytes translated and not yet written.
+    buf: Vec<u8>,
+    /// Writing failed: the client went away.
+    gone: bool,
 }
 
-/// Collects the whole answer, then sends one response. Nothing has been sent yet, so an
-/// upstream error inside the stream still becomes a proper HTTP error status.
-fn collect<R: std::io::Read>(
-    state: &State,
-    rq: Request,
-    mut reader: EventReader<R>,
-    client: &Client,
-    returned: &[(String, String)],
-    cors: &Cors,
-) -> u16 {
-    let mut collector = Collector::new();
-    let mut books = Books::default();
-    let failure = loop {
-        match reader.next_event() {
-            Ok(Some((name, data))) => {
-                let Some(ev) = parse_event(&name, &data) else {
-                    continue;
-                };
-                books.see(&ev);
-                if ev.name == "error" {
-                    break Some(error_of(&ev));
+impl<'c> SseOut<'c> {
+    /// Starts the response now (the upstream already answered 200), passing on its headers.
+    fn start(rq: Request, returned: &[(String, String)], cors: &'c Cors) -> Option<SseOut<'c>> {
+        let mut headers = passed_on(returned);
+        headers.extend(sse_headers());
+        let out = RawResponse::start(rq, 200, &headers, cors).ok()?;
+        Some(SseOut {
+            pending: None,
+            out: Some(out),
+            headers,
+            cors,
+            buf: Vec::with_capacity(4096),
+            gone: false,
+        })
+    }
+
+    /// A response that starts with its first write.
+    fn lazy(rq: Request, cors: &'c Cors) -> SseOut<'c> {
+        SseOut {
+            pending: Some(rq),
+            out: None,
+            headers: sse_headers(),
+            cors,
+            buf: Vec::with_capacity(4096),
+            gone: false,
+        }
+    }
+
+    /// The request, while nothing has been sent: the caller can still answer it otherwise.
+    fn unstarted(&mut self) -> Option<Request> {
+        self.pending.take()
+    }
+
+    /// Writes and flushes what is buffered (starting the response if needed); false once the
+    /// client is gone.
+    fn flush(&mut self) -> bool {
+        if self.buf.is_empty() || self.gone {
+            return !self.gone;
+        }
+        if self.out.is_none() {
+            let Some(rq) = self.pending.take() else {
+                self.gone = true;
+                return false;
+            };
+            match RawResponse::start(rq, 200, &self.headers, self.cors) {
+                Ok(o) => self.out = Some(o),
+                Err(_) => {
+                    self.gone = true;
+                    return false;
                 }
-                collector.push(&ev);
-            }
-            Ok(None) if books.stopped => break None,
-            Ok(None) => {
-                break Some((
-                    "api_error".into(),
-                    "the upstream ended the stream early".into(),
-                ))
-            }
-            Err(e) => {
-                break Some((
-                    "api_error".into(),
-                    format!("the upstream stream failed: {e}"),
-                ))
             }
         }
-    };
-    state.account.record_usage(books.usage);
-    crate::observe::audit::note_usage(books.usage);
-    if let Some((kind, message)) = failure {
-        let status = match kind.as_str() {
-            "rate_limit_error" => {
-                state.account.record_stream_rate_limit(returned);
-                429
-            }
-            "overloaded_error" => 529,
-            "invalid_request_error" => 400,
-            _ => 502,
+        let Some(out) = self.out.as_mut() else {
+            return false;
         };
-        let body =
-            json!({"type": "error", "error": {"type": kind, "message": message}}).to_string();
-        return upstream_error(rq, status, body.as_bytes(), returned, cors);
-    }
-    let message = collector.message();
-    let response = match client.door {
-        Door::Chat => chat::completion(&message, &client.id, client.created, &client.model),
-        Door::Responses => {
-            responses::response_object(&message, &client.id, client.created, client.req)
+        if out.write(&self.buf).and_then(|_| out.flush()).is_err() {
+            self.gone = true;
+            return false;
         }
-    };
-    let mut headers: Vec<(String, String)> = returned
-        .iter()
-        .filter(|(n, _)| !n.eq_ignore_ascii_case("content-type"))
-        .cloned()
-        .collect();
-    headers.push(("Content-Type".into(), "application/json".into()));
-    if let Ok(mut out) = RawResponse::start(rq, 200, &headers, cors) {
-        out.write(response.to_string().as_bytes()).ok();
-        out.finish().ok();
+        self.buf.clear();
+        true
     }
-    200
+
+    /// Writes the rest and ends the response properly.
+    fn finish(mut self) {
+        if self.flush() {
+            if let Some(out) = self.out.take() {
+                out.finish().ok();
+            }
+        }
+    }
+}
+
+fn sse_headers() -> Vec<(String, String)> {
+    vec![
+        ("Content-Type".into(), "text/event-stream".into()),
+        ("Cache-Control".into(), "no-cache".into()),
+        ("X-Accel-Buffering".into(), "no".into()),
+    ]
 }

@@ -11,8 +11,8 @@ use std::io::{BufRead, BufReader, Read};
 use crate::anthropic::event::error_event;
 use crate::anthropic::sse::MAX_LINE;
 use crate::anthropic::usage::Usage;
-use crate::backends::upstream::UpstreamError;
-use crate::http::RawResponse;
+use crate::base::error::UpstreamError;
+use crate::http::stream::RawResponse;
 
 /// How a relayed stream ended.
 #[derive(Debug, PartialEq, Eq)]

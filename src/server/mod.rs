@@ -22,35 +22,20 @@ use std::time::{Duration, Instant};
 use tiny_http::{Method, Request, Server};
 
 use crate::anthropic::catalogue::Catalogue;
-use crate::backends::account::Account;
-use crate::backends::cloak::Cloak;
+use crate::backends::oauth::account::Account;
+use crate::backends::oauth::cloak::Cloak;
+use crate::backends::oauth::OauthBackend;
 use crate::backends::upstream::Upstream;
+use crate::base::error::{ApiError, ErrorKind, Protocol};
 use crate::base::log;
 use crate::config::Config;
+use crate::guard::budget::BodyBudget;
 use crate::guard::keys::{self, KeyInfo, KeyStore};
 use crate::guard::limits::{self, Limits};
-use crate::http::{self, ApiError, BodyBudget, ErrorKind, Protocol, Reply};
-use crate::observe::audit;
+use crate::http::{self, Reply};
 use crate::observe::metrics::METRICS;
-
-/// Everything the workers share, built once at start.
-pub struct State {
-    pub config: Config,
-    pub keys: KeyStore,
-    pub limits: Limits,
-    pub bodies: BodyBudget,
-    pub models: Catalogue,
-    pub account: Account,
-    pub upstream: Upstream,
-    pub cloak: Cloak,
-    pub fetcher: crate::routes::fetch::Fetcher,
-    pub cli: crate::backends::cli::CliBackend,
-    pub audit: crate::observe::audit::AuditLog,
-    /// Requests handed to the worker pool and not finished yet (queued or running). Counting
-    /// them makes "busy" exact: a request is refused only when every worker is occupied and
-    /// `queue` more are already waiting.
-    pub jobs: AtomicUsize,
-}
+use crate::observe::{audit, record};
+use crate::routes::state::State;
 
 /// The routes we serve. Paths are matched exactly, without the query string.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,17 +152,21 @@ pub fn run(config: Config) -> Result<(), String> {
 
     let account = Account::load(
         config.oauth.clone(),
-        crate::backends::oauth::token_path(&data_dir),
+        crate::backends::oauth::token::token_path(&data_dir),
     )?;
     let cloak = Cloak::new(config.cloaking.clone(), &data_dir)?;
     let audit = crate::observe::audit::AuditLog::start(&config.audit, &data_dir)?;
+    let oauth = OauthBackend::new(
+        account,
+        Upstream::new(&config),
+        cloak,
+        config.upstream.max_retries,
+    );
     let state = Arc::new(State {
         keys,
-        account,
-        upstream: Upstream::new(&config),
+        oauth,
         fetcher: crate::routes::fetch::Fetcher::new(config.fetch.clone()),
         cli: crate::backends::cli::CliBackend::new(config.cli.clone()),
-        cloak,
         audit,
         limits: Limits::new(config.limits.clone(), limits::usage_path(&data_dir)),
         bodies: BodyBudget::new(config.max_inflight_body_bytes),
@@ -210,7 +199,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let refresher = state.clone();
     thread::Builder::new()
         .name("token-refresh".into())
-        .spawn(move || refresher.account.keep_fresh())
+        .spawn(move || refresher.oauth.account.keep_fresh())
         .map_err(|e| format!("cannot start token refresh thread: {e}"))?;
     let keeper = state.clone();
     thread::Builder::new()
@@ -271,7 +260,7 @@ fn intake(state: &State, rq: Request) -> Option<Request> {
     let path = path_of(rq.url());
     if path == "/health" && matches!(rq.method(), Method::Get | Method::Head) {
         let started = Instant::now();
-        let cors = http::cors_grant(&rq);
+        let cors = http::cors::cors_grant(&rq);
         http::send(rq, Reply::json(200, br#"{"status":"ok"}"#.to_vec()), &cors);
         let us = started.elapsed().as_micros() as u64;
         METRICS.request("health", 200, us, us);
@@ -279,7 +268,7 @@ fn intake(state: &State, rq: Request) -> Option<Request> {
         return None;
     }
     if *rq.method() == Method::Options {
-        let (reply, cors) = http::preflight(&rq);
+        let (reply, cors) = http::cors::preflight(&rq);
         http::send(rq, reply, &cors);
         return None;
     }
@@ -296,7 +285,7 @@ fn reject_busy(rq: Request) {
     METRICS.queue_rejected();
     METRICS.request(route_name(path_of(rq.url())), 503, 0, 0);
     let protocol = protocol_of(&rq, path_of(rq.url()));
-    let cors = http::cors_grant(&rq);
+    let cors = http::cors::cors_grant(&rq);
     let err = ApiError::new(
         ErrorKind::Busy,
         "claudegate is busy: every worker is occupied and the queue is full; retry shortly",
@@ -307,7 +296,7 @@ fn reject_busy(rq: Request) {
         rq.method(),
         path_of(rq.url())
     ));
-    http::send(rq, err.reply(protocol), &cors);
+    http::send(rq, Reply::error(&err, protocol), &cors);
 }
 
 fn worker(state: &State, server: &Server) {
@@ -328,8 +317,8 @@ fn handle(state: &State, rq: Request) {
     let method = rq.method().clone();
     let path = path_of(rq.url()).to_string();
     let protocol = protocol_of(&rq, &path);
-    let cors = http::cors_grant(&rq);
-    audit::begin(route_name(&path), http::client_ip(&rq));
+    let cors = http::cors::cors_grant(&rq);
+    record::begin(route_name(&path), http::client_ip(&rq));
     let mut slot = Some(rq);
     let status = match panic::catch_unwind(AssertUnwindSafe(|| {
         route(state, &mut slot, &path, protocol, &cors)
@@ -341,7 +330,7 @@ fn handle(state: &State, rq: Request) {
                     ErrorKind::Internal,
                     "internal error in claudegate; see its log",
                 );
-                http::send(rq, err.reply(protocol), &cors);
+                http::send(rq, Reply::error(&err, protocol), &cors);
             }
             500
         }
@@ -356,7 +345,7 @@ fn handle(state: &State, rq: Request) {
 /// Closes this thread's request record: metrics for every request, an audit line for those
 /// that passed authentication.
 fn record(state: &State, status: u16) {
-    let Some(r) = audit::finish() else { return };
+    let Some(r) = record::finish() else { return };
     let ended = Instant::now();
     let total = ended.saturating_duration_since(r.started).as_micros() as u64;
     let ttfb = r.first_byte.map_or(total, |t| {
@@ -369,7 +358,7 @@ fn record(state: &State, status: u16) {
             crate::config::Backend::Oauth => "oauth",
             crate::config::Backend::ClaudeCli => "claude-cli",
         };
-        let line = audit::line(&r, key, backend, status, state.account.state(), ended);
+        let line = audit::line(&r, key, backend, status, state.oauth.account.state(), ended);
         state.audit.write(line);
     }
 }
@@ -400,7 +389,7 @@ fn route(
     let route = match found {
         None => {
             let err = ApiError::new(ErrorKind::NotFound, format!("no route for {path}"));
-            return finish(slot, err.reply(protocol), cors);
+            return finish(slot, Reply::error(&err, protocol), cors);
         }
         Some((_, _, m)) if m != rq.method() => {
             let err = ApiError::new(
@@ -408,7 +397,7 @@ fn route(
                 format!("{path} accepts {m} only, not {}", rq.method()),
             )
             .with_header("Allow", format!("{m}, OPTIONS"));
-            return finish(slot, err.reply(protocol), cors);
+            return finish(slot, Reply::error(&err, protocol), cors);
         }
         Some((_, route, _)) => *route,
     };
@@ -428,9 +417,9 @@ fn route(
 
     let key = match authenticate(state, rq) {
         Ok(key) => key,
-        Err(err) => return finish(slot, err.reply(protocol), cors),
+        Err(err) => return finish(slot, Reply::error(&err, protocol), cors),
     };
-    audit::note_key(&key.label);
+    record::note_key(&key.label);
 
     // Page fetches have their own bucket (`fetch.rpm`) and never spend the model limits.
     if route == Route::Fetch {
@@ -446,7 +435,7 @@ fn route(
             Err(refusal) => {
                 let err = ApiError::new(ErrorKind::RateLimited, refusal.message)
                     .retry_after(refusal.retry_after);
-                return finish(slot, err.reply(protocol), cors);
+                return finish(slot, Reply::error(&err, protocol), cors);
             }
         }
     } else {
@@ -462,11 +451,7 @@ fn route(
                         "{path} needs the oauth backend (backend: \"oauth\"); the claude-cli backend serves /v1/complete and text-only /v1/chat/completions"
                     ),
                 );
-                return finish(slot, err.reply(protocol), cors);
-            }
-            Route::ChatCompletions => {
-                let Some(rq) = slot.take() else { return 500 };
-                return crate::routes::cli::chat(state, rq, cors);
+                return finish(slot, Reply::error(&err, protocol), cors);
             }
             _ => {}
         }
@@ -491,9 +476,10 @@ fn route(
             return crate::routes::complete::handle(state, rq, &key, cors);
         }
         Route::Metrics => metrics_page(state),
-        Route::AdminAccounts => {
-            Reply::json(200, state.account.admin_view().to_string().into_bytes())
-        }
+        Route::AdminAccounts => Reply::json(
+            200,
+            state.oauth.account.admin_view().to_string().into_bytes(),
+        ),
         Route::Models => {
             let list = match protocol {
                 Protocol::Anthropic => state.models.anthropic_list(),
@@ -504,7 +490,8 @@ fn route(
         // Answered above (health, telemetry, fetch); kept so a new route cannot fall through
         // silently.
         Route::Health | Route::EventLogging | Route::Fetch => {
-            ApiError::new(ErrorKind::Internal, format!("{path} was not routed")).reply(protocol)
+            let err = ApiError::new(ErrorKind::Internal, format!("{path} was not routed"));
+            Reply::error(&err, protocol)
         }
     };
     finish(slot, reply, cors)
@@ -512,7 +499,7 @@ fn route(
 
 /// `GET /metrics`, Prometheus text format.
 fn metrics_page(state: &State) -> Reply {
-    let (account_state, cooldown_until, ratelimit) = state.account.gauges();
+    let (account_state, cooldown_until, ratelimit) = state.oauth.account.gauges();
     let page = crate::observe::metrics::render(&crate::observe::metrics::Gauges {
         workers: state.config.workers,
         jobs: state.jobs.load(Ordering::Acquire),

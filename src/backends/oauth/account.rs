@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::anthropic::usage::Usage;
-use crate::backends::oauth::{self, RefreshError, Token, TokenKind};
+use crate::backends::oauth::token::{self as oauth, RefreshError, Token, TokenKind};
 use crate::base::clock;
+use crate::base::error::{ApiError, ErrorKind};
 use crate::base::log;
 use crate::config::OauthConfig;
 
@@ -72,6 +73,25 @@ impl Unavailable {
             Unavailable::RefreshFailed(why) => format!(
                 "the Claude access token expired and refreshing it failed ({why}); retry shortly"
             ),
+        }
+    }
+}
+
+/// The account's state as the caller's error: a cooldown is a 429 with `Retry-After`; no
+/// usable login is a 503.
+impl From<Unavailable> for ApiError {
+    fn from(u: Unavailable) -> ApiError {
+        let message = u.message();
+        match u {
+            Unavailable::Cooldown { retry_after, .. } => {
+                ApiError::new(ErrorKind::RateLimited, message).retry_after(retry_after)
+            }
+            Unavailable::RefreshFailed(_) => {
+                ApiError::new(ErrorKind::Unavailable, message).retry_after(5)
+            }
+            Unavailable::NotLoggedIn | Unavailable::NeedsLogin(_) => {
+                ApiError::new(ErrorKind::Unavailable, message)
+            }
         }
     }
 }

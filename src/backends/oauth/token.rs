@@ -156,17 +156,6 @@ pub fn token_path(data_dir: &Path) -> PathBuf {
     data_dir.join("token.json")
 }
 
-/// The port of a `http://localhost:PORT/…` or `http://127.0.0.1:PORT/…` redirect URI.
-pub fn callback_port(redirect_uri: &str) -> Option<u16> {
-    let rest = redirect_uri.strip_prefix("http://")?;
-    let hostport = rest.split('/').next()?;
-    let (host, port) = hostport.rsplit_once(':')?;
-    if host != "localhost" && host != "127.0.0.1" {
-        return None;
-    }
-    port.parse().ok().filter(|p| *p > 0)
-}
-
 /// The path of the redirect URI (`/callback`), which the listener answers on.
 fn callback_path(redirect_uri: &str) -> String {
     let rest = redirect_uri.strip_prefix("http://").unwrap_or(redirect_uri);
@@ -568,7 +557,7 @@ fn login_timeout() -> Duration {
 /// Listens on the redirect URI's port: 127.0.0.1 always, and ::1 too when the URI says
 /// `localhost` and it is free (a browser may resolve `localhost` to either).
 fn bind_callback(redirect_uri: &str) -> Result<Vec<TcpListener>, String> {
-    let port = callback_port(redirect_uri).ok_or_else(|| {
+    let port = crate::config::callback_port(redirect_uri).ok_or_else(|| {
         format!("oauth.redirect_uri {redirect_uri:?} is not http://localhost:PORT/PATH")
     })?;
     let main = TcpListener::bind(("127.0.0.1", port)).map_err(|e| {

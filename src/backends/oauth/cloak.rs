@@ -30,7 +30,7 @@ pub const IDENTITY: &str = "You are Claude Code, Anthropic's official CLI for Cl
 /// Betas Claude Code sends with a subscription login; cloaked requests carry them too.
 pub const CLAUDE_CODE_BETAS: &[&str] = &[
     "claude-code-20250219",
-    "oauth-2025-04-20",
+    crate::anthropic::betas::OAUTH,
     "interleaved-thinking-2025-05-14",
     "context-management-2025-06-27",
     "prompt-caching-scope-2026-01-05",
