@@ -9,7 +9,7 @@
 #   make build      debug build
 #   make release    static x86_64 and aarch64 musl binaries in target/<target>/release/,
 #                   checked to be static, sizes printed
-#   make test-arm   the aarch64 binary under qemu-user against the mock upstream (tests/arm.rs)
+#   make test-arm   the aarch64 binary under qemu-user against the mock upstream (tests/it/arm.rs)
 #   make install    the static binary for this machine to $(PREFIX)/bin (default ~/.local/bin),
 #                   plus a systemd --user service (contrib/claudegate.service), enabled and started
 #   make uninstall  stop and remove the service and the binary; keeps config and data
@@ -104,8 +104,8 @@ lint: test-deps
 e2e-deps:
 	@bash tests/e2e/install.sh
 
-# CLAUDEGATE_E2E_REQUIRED=1: a missing client fails tests/e2e_clients.rs instead of skipping it.
-# With TEST_ARM, the aarch64 release binary is built first and tests/arm.rs runs it.
+# CLAUDEGATE_E2E_REQUIRED=1: a missing client fails tests/it/e2e_clients.rs instead of skipping it.
+# With TEST_ARM, the aarch64 release binary is built first and tests/it/arm.rs runs it.
 test: lint e2e-deps $(if $(TEST_ARM),test-arm-deps release-aarch64)
 	CLAUDEGATE_E2E_REQUIRED=1 $(if $(TEST_ARM),$(ARM_TEST_ENV)) $(CARGO) test --locked
 
@@ -143,7 +143,7 @@ test-arm-deps: release-aarch64-deps
 	  || { $(APT) update -qq && $(APT) install -y -qq qemu-user-static >/dev/null; }
 
 test-arm: test-arm-deps release-aarch64
-	$(ARM_TEST_ENV) $(CARGO) test --locked --test arm
+	$(ARM_TEST_ENV) $(CARGO) test --locked --test it arm::
 
 # ---- benchmark and soak (not in CI) ------------------------------------------------------
 

@@ -1413,7 +1413,7 @@ fn refuse_chat_params(p: &Map<String, Value>) -> Result<(), TranslateError> {
 
 /// The integration tests' mock Anthropic upstream, reused by the real-CLI unit tests below.
 #[cfg(test)]
-#[path = "../../tests/common/mock_upstream.rs"]
+#[path = "../../tests/it/common/mock_upstream.rs"]
 mod mock_upstream;
 
 #[cfg(test)]
@@ -1422,7 +1422,7 @@ mod tests {
     //! and stdin, then prints canned CLI output) for exact, fast checks of the plumbing; and
     //! the real Claude Code CLI installed by `make e2e-deps` against the mock upstream, for
     //! what the real CLI does with the lock-down. Security tests through the HTTP routes live
-    //! in `tests/cli_backend.rs`.
+    //! in `tests/it/cli_backend.rs`.
 
     use super::*;
     use std::collections::BTreeMap;

@@ -1,5 +1,5 @@
 """Parses Prometheus text (claudegate's /metrics) from stdin with prometheus_client's own
-parser and prints the families as JSON, for tests/ops.rs. A page the parser rejects makes this
+parser and prints the families as JSON, for tests/it/ops.rs. A page the parser rejects makes this
 exit non-zero with the parser's error."""
 
 import json

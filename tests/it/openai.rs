@@ -1,16 +1,10 @@
 //! The OpenAI front doors through the real binary, against the mock upstream: what the
 //! upstream receives, streaming and collected answers, and error mapping.
 
-mod common;
-
-use common::gate::*;
-use common::mock_upstream::*;
+use crate::common::gate::*;
+use crate::common::mock_upstream::*;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
-
-fn gate_for(mock: &MockUpstream, extra: Value) -> (Gate, String) {
-    logged_in(&mock.url(), extra)
-}
 
 /// POSTs and returns the status and the raw body lines (for SSE).
 fn sse_lines(url: &str, key: &str, body: &Value) -> (u16, Vec<String>) {
@@ -63,7 +57,7 @@ fn usage_events(model: &str) -> Vec<SseEvent> {
 #[test]
 fn chat_request_is_translated_and_always_streamed_upstream() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock, json!({}));
+    let (gate, key) = logged_in(&mock.url(), json!({}));
     let r = post(
         &gate.url("/v1/chat/completions"),
         &[("authorization", &format!("Bearer {key}"))],
@@ -107,7 +101,7 @@ fn chat_request_is_translated_and_always_streamed_upstream() {
 #[test]
 fn chat_streaming_with_usage_matches_the_collected_numbers() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock, json!({}));
+    let (gate, key) = logged_in(&mock.url(), json!({}));
     let req = json!({"model": "claude-sonnet-4-6", "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "hi"}]});
     mock.enqueue(
         "/v1/messages",
@@ -157,7 +151,7 @@ fn chat_streaming_with_usage_matches_the_collected_numbers() {
 #[test]
 fn a_mid_stream_error_is_an_error_object_not_a_clean_done() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock, json!({}));
+    let (gate, key) = logged_in(&mock.url(), json!({}));
     let mut events = sse_text_events("m", &["par"]);
     events.truncate(4);
     events.push(sse_error_event("overloaded_error", "Overloaded"));
@@ -192,7 +186,7 @@ fn a_mid_stream_error_is_an_error_object_not_a_clean_done() {
 #[test]
 fn errors_before_the_first_byte_keep_status_and_message_in_openai_shape() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock, json!({}));
+    let (gate, key) = logged_in(&mock.url(), json!({}));
     mock.enqueue(
         "/v1/messages",
         Reply::error(400, "invalid_request_error", "max_tokens: too large"),
@@ -236,7 +230,7 @@ fn errors_before_the_first_byte_keep_status_and_message_in_openai_shape() {
 #[test]
 fn parameters_that_cannot_be_honoured_are_refused_by_name() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock, json!({}));
+    let (gate, key) = logged_in(&mock.url(), json!({}));
     let auth = format!("Bearer {key}");
     let r = post(
         &gate.url("/v1/chat/completions"),
@@ -264,7 +258,7 @@ fn parameters_that_cannot_be_honoured_are_refused_by_name() {
 #[test]
 fn responses_collected_and_streamed_agree() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock, json!({}));
+    let (gate, key) = logged_in(&mock.url(), json!({}));
     let auth = format!("Bearer {key}");
     mock.enqueue("/v1/messages", Reply::sse(usage_events("m")));
     let r = post(

@@ -15,11 +15,11 @@
 //! process runs in its own process group and is killed at [`DEADLINE`]. With `E2E_DUMP=1` (and
 //! `--nocapture`) every upstream request, the client's output and claudegate's log are printed.
 
-mod common;
-
-use common::gate::{oauth_login, upstream_config, Gate, Setup, TempDir};
-use common::mock_upstream::{sse_error_event, MockUpstream, Recorded, Reply, SseEvent};
-use common::run::{e2e_dir, installed, pinned_npm, pinned_pip, repo, run_with_deadline, Run};
+use crate::common::gate::{oauth_login, upstream_config, Gate, Setup, TempDir};
+use crate::common::mock_upstream::{sse_error_event, MockUpstream, Recorded, Reply, SseEvent};
+use crate::common::run::{
+    e2e_dir, installed, pinned_npm, pinned_pip, repo, run_with_deadline, Run,
+};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -10,9 +10,7 @@
 //! (directly, in numeric disguise, through a redirect or by DNS rebinding) must be refused, and
 //! that server must never see a single connection.
 
-mod common;
-
-use common::gate::*;
+use crate::common::gate::*;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};

@@ -3,10 +3,8 @@
 //! well-formed HTTP response with a JSON (or SSE) body and no 500 (a 500 is only ever a caught
 //! panic); afterwards the server still answers `/health` and a normal request.
 
-mod common;
-
-use common::gate::*;
-use common::mock_upstream::MockUpstream;
+use crate::common::gate::*;
+use crate::common::mock_upstream::MockUpstream;
 use serde_json::json;
 use std::time::{Duration, Instant};
 

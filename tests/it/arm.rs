@@ -10,10 +10,8 @@
 //! Without `CLAUDEGATE_ARM_BIN` each test prints a loud SKIPPED banner and passes, so a plain
 //! `cargo test` works anywhere. With it, anything missing is a failure.
 
-mod common;
-
-use common::gate::{listening, merge, unix_now, upstream_config, TempDir};
-use common::mock_upstream::{parse_sse, MockUpstream, DEFAULT_TEXT_CHUNKS};
+use crate::common::gate::{listening, merge, unix_now, upstream_config, TempDir};
+use crate::common::mock_upstream::{parse_sse, MockUpstream, DEFAULT_TEXT_CHUNKS};
 use serde_json::{json, Value};
 use std::io::Read;
 use std::net::SocketAddr;

@@ -4,9 +4,7 @@
 //! caller's protocol. The certificates are made with the `openssl` command and the server is
 //! Python's `ssl` + `http.server`, both standard on the machines that run `make test`.
 
-mod common;
-
-use common::gate::*;
+use crate::common::gate::*;
 use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::path::Path;

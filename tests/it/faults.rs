@@ -3,10 +3,8 @@
 //! token is written. Each fault must give the client its protocol's error (never a clean end
 //! of a broken answer), and afterwards the server still answers `/health` and a normal request.
 
-mod common;
-
-use common::gate::*;
-use common::mock_upstream::*;
+use crate::common::gate::*;
+use crate::common::mock_upstream::*;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -408,8 +406,8 @@ fn an_invalid_chunk_size_line_is_a_broken_answer() {
 // --- 3. Files unreadable at start ------------------------------------------------------------
 
 /// Runs `claudegate serve` on `setup` with a 10 s deadline.
-fn serve_briefly(setup: &Setup) -> common::run::Run {
-    common::run::run_with_deadline(
+fn serve_briefly(setup: &Setup) -> crate::common::run::Run {
+    crate::common::run::run_with_deadline(
         Command::new(BIN)
             .arg("--config")
             .arg(&setup.config_path)
@@ -427,7 +425,7 @@ fn an_unreadable_token_or_keys_file_stops_serve_with_a_clear_error() {
     for name in ["token.json", "keys.json"] {
         let setup = Setup::new(json!({}));
         if name == "keys.json" {
-            setup.store_login(common::gate::oauth_login("a", "r", 3600));
+            setup.store_login(crate::common::gate::oauth_login("a", "r", 3600));
         }
         let path = setup.data_dir().join(name);
         std::fs::create_dir_all(&path).unwrap();
@@ -475,11 +473,11 @@ impl Tmpfs {
                     "cannot mount a tmpfs to fill up (needs root): {}",
                     String::from_utf8_lossy(&o.stderr).trim()
                 );
-                common::run::skip_unless_required(test, &why);
+                crate::common::run::skip_unless_required(test, &why);
                 None
             }
             Err(e) => {
-                common::run::skip_unless_required(test, &format!("cannot run mount: {e}"));
+                crate::common::run::skip_unless_required(test, &format!("cannot run mount: {e}"));
                 None
             }
         }

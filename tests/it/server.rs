@@ -1,10 +1,8 @@
 //! The running server: routes, error shapes, keys, limits, body limits, CORS, saturation and
 //! panic isolation — each against the real binary over HTTP.
 
-mod common;
-
-use common::gate::*;
-use common::mock_upstream::MockUpstream;
+use crate::common::gate::*;
+use crate::common::mock_upstream::MockUpstream;
 use serde_json::json;
 use std::io::Write;
 use std::net::TcpStream;

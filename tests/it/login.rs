@@ -3,10 +3,8 @@
 //! manual paste, the Claude Code import, long-lived tokens, the one-account rule, and the
 //! token file. Every spawned process has its stdin provided or closed and a deadline.
 
-mod common;
-
-use common::gate::{Setup, TempDir, BIN};
-use common::mock_upstream::{MockUpstream, Reply};
+use crate::common::gate::{Setup, TempDir, BIN};
+use crate::common::mock_upstream::{MockUpstream, Reply};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;

@@ -1,14 +1,8 @@
 //! `POST /v1/complete` on the oauth backend: the relay seed's shapes, against the mock upstream.
 
-mod common;
-
-use common::gate::*;
-use common::mock_upstream::*;
+use crate::common::gate::*;
+use crate::common::mock_upstream::*;
 use serde_json::{json, Value};
-
-fn gate_for(mock: &MockUpstream) -> (Gate, String) {
-    logged_in(&mock.url(), json!({}))
-}
 
 fn complete(gate: &Gate, key: &str, body: Value) -> Resp {
     post(
@@ -21,7 +15,7 @@ fn complete(gate: &Gate, key: &str, body: Value) -> Resp {
 #[test]
 fn text_and_json_answers_in_the_seed_shape() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock);
+    let (gate, key) = logged_in(&mock.url(), json!({}));
     mock.enqueue(
         "/v1/messages",
         Reply::sse(sse_text_events_with_usage(
@@ -74,7 +68,7 @@ fn text_and_json_answers_in_the_seed_shape() {
 #[test]
 fn bad_requests_and_upstream_errors_are_ok_false() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock);
+    let (gate, key) = logged_in(&mock.url(), json!({}));
     complete(&gate, &key, json!({"system": "x"})).assert_relay_error(400);
     complete(&gate, &key, json!({"prompt": "  "})).assert_relay_error(400);
     let v = complete(&gate, &key, json!({"prompt": "hi", "output_format": "xml"}))

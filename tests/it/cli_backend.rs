@@ -13,13 +13,11 @@
 //! the CLI is not installed the tests print a loud SKIPPED banner, or fail under
 //! `CLAUDEGATE_E2E_REQUIRED=1` (set by `make test`).
 
-mod common;
-
-use common::gate::{post, Gate, Resp, TempDir};
-use common::mock_upstream::{
+use crate::common::gate::{post, Gate, Resp, TempDir};
+use crate::common::mock_upstream::{
     parse_sse, sse_text_events, sse_tool_use_events, MockUpstream, Recorded, Reply,
 };
-use common::run::{e2e_dir, installed};
+use crate::common::run::{e2e_dir, installed};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -80,7 +78,7 @@ impl World {
     /// A gate on the claude-cli backend with `cli` overrides merged in.
     fn gate(&self, cli: Value) -> (Gate, String) {
         let mut c = self.cli_config(true);
-        common::gate::merge(&mut c, &cli);
+        crate::common::gate::merge(&mut c, &cli);
         Gate::start_with_key(json!({"backend": "claude-cli", "cli": c}))
     }
 

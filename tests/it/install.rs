@@ -2,9 +2,7 @@
 //! binary, a minimal private config, and a valid systemd --user unit; uninstall removes what
 //! install added and leaves config and data alone.
 
-mod common;
-
-use common::gate::{TempDir, BIN};
+use crate::common::gate::{TempDir, BIN};
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 

@@ -1,9 +1,7 @@
 //! Regression tests for the defects of tiny_http 0.12.0 that vendor/PATCHES.md fixes. Each one
 //! fails (or the server dies) with the unpatched crate; see PATCHES.md for what was observed.
 
-mod common;
-
-use common::gate::*;
+use crate::common::gate::*;
 use serde_json::json;
 use std::io::{Read, Write};
 use std::net::TcpStream;

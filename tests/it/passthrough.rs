@@ -1,10 +1,8 @@
 //! The OAuth backend and the Anthropic-native passthrough, against the mock upstream: what
 //! reaches Anthropic, what comes back, refresh, account health, streaming and its failures.
 
-mod common;
-
-use common::gate::*;
-use common::mock_upstream::*;
+use crate::common::gate::*;
+use crate::common::mock_upstream::*;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -13,10 +11,6 @@ use std::time::{Duration, Instant};
 const CLAUDE_CODE_UA: &str = "claude-cli/2.1.330 (external, cli)";
 
 /// A gate with a stored login, pointed at `mock`, plus a key.
-fn gate_for(mock: &MockUpstream, extra: Value) -> (Gate, String) {
-    logged_in(&mock.url(), extra)
-}
-
 fn claude_code_headers(key: &str) -> Vec<(&'static str, String)> {
     vec![
         ("x-api-key", key.to_string()),
@@ -84,7 +78,7 @@ fn hdr<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 #[test]
 fn claude_code_request_passes_through_byte_for_byte() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock, json!({}));
+    let (gate, key) = logged_in(&mock.url(), json!({}));
     // Unusual Unicode (escaped and raw, astral plane), a thinking signature, cache markers,
     // odd number formatting and unknown fields: all must arrive untouched.
     let body = r#"{"model":"claude-sonnet-4-6","max_tokens":1.024e3,"messages":[{"role":"user","content":[{"type":"text","text":"h\u00e9llo 𝄞 \ud83d\ude00 \u2028 ﷽","cache_control":{"type":"ephemeral","ttl":"1h"}}]},{"role":"assistant","content":[{"type":"thinking","thinking":"…","signature":"EqQBCkgIARABGAIiQL+/x=="}]}],"metadata":{"user_id":"{\"device_id\":\"abc\"}"},"future_field":{"z":1,"a":[]}}"#;
@@ -135,7 +129,7 @@ fn claude_code_request_passes_through_byte_for_byte() {
 #[test]
 fn defaults_for_clients_that_send_no_version_or_betas() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock, json!({"cloaking": {"mode": "never"}}));
+    let (gate, key) = logged_in(&mock.url(), json!({"cloaking": {"mode": "never"}}));
     let r = post(
         &gate.url("/v1/messages"),
         &[("authorization", &format!("Bearer {key}"))],
@@ -155,7 +149,7 @@ fn defaults_for_clients_that_send_no_version_or_betas() {
 #[test]
 fn other_clients_are_cloaked_as_claude_code() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock, json!({}));
+    let (gate, key) = logged_in(&mock.url(), json!({}));
     let body = r#"{"model":"claude-sonnet-4-6","system":"Be terse.","messages":[{"role":"user","content":"hi"}],"max_tokens":5}"#;
     let headers = vec![
         ("x-api-key", key.clone()),
@@ -211,8 +205,8 @@ fn other_clients_are_cloaked_as_claude_code() {
 #[test]
 fn cache_user_id_keeps_one_session_per_key_and_strict_drops_system() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(
-        &mock,
+    let (gate, key) = logged_in(
+        &mock.url(),
         json!({"cloaking": {"cache_user_id": true, "strict": true, "sensitive_words": ["acme"]}}),
     );
     let body = r#"{"model":"m","system":"secret house rules","messages":[{"role":"user","content":"about Acme"}]}"#;
@@ -233,7 +227,7 @@ fn cache_user_id_keeps_one_session_per_key_and_strict_drops_system() {
 #[test]
 fn streaming_is_relayed_event_by_event() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock, json!({}));
+    let (gate, key) = logged_in(&mock.url(), json!({}));
     let chunks = ["a", "b", "c", "d", "e", "f"];
     mock.enqueue(
         "/v1/messages",
@@ -284,7 +278,7 @@ fn streaming_is_relayed_event_by_event() {
 #[test]
 fn upstream_errors_before_the_first_byte_pass_through_without_cooldown() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock, json!({}));
+    let (gate, key) = logged_in(&mock.url(), json!({}));
     mock.enqueue(
         "/v1/messages",
         Reply::error(400, "invalid_request_error", "messages: field required")
@@ -309,7 +303,7 @@ fn upstream_errors_before_the_first_byte_pass_through_without_cooldown() {
 #[test]
 fn rate_limit_cools_the_account_down_and_is_answered_locally() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock, json!({}));
+    let (gate, key) = logged_in(&mock.url(), json!({}));
     mock.enqueue(
         "/v1/messages",
         Reply::error(429, "rate_limit_error", "Number of requests exceeded").retry_after(7),
@@ -354,7 +348,7 @@ fn rate_limit_cools_the_account_down_and_is_answered_locally() {
 #[test]
 fn overloaded_and_5xx_are_retried_before_the_first_byte() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock, json!({}));
+    let (gate, key) = logged_in(&mock.url(), json!({}));
     mock.enqueue(
         "/v1/messages",
         Reply::error(529, "overloaded_error", "Overloaded"),
@@ -411,7 +405,7 @@ fn unreachable_upstream_is_a_502_after_retries() {
 #[test]
 fn a_401_refreshes_once_and_retries_with_the_rotated_token() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock, json!({}));
+    let (gate, key) = logged_in(&mock.url(), json!({}));
     mock.enqueue(
         "/v1/messages",
         Reply::error(
@@ -556,7 +550,7 @@ fn not_logged_in_is_a_clear_503() {
 #[test]
 fn a_stream_that_breaks_ends_with_an_error_event() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock, json!({"timeouts": {"stream_idle_ms": 700}}));
+    let (gate, key) = logged_in(&mock.url(), json!({"timeouts": {"stream_idle_ms": 700}}));
     let body = r#"{"stream":true,"messages":[]}"#;
     mock.enqueue(
         "/v1/messages",
@@ -604,7 +598,7 @@ fn a_stream_that_breaks_ends_with_an_error_event() {
 #[test]
 fn a_client_that_disconnects_frees_its_worker_and_the_upstream() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock, json!({"workers": 1}));
+    let (gate, key) = logged_in(&mock.url(), json!({"workers": 1}));
     let events = sse_text_events("m", &["x"; 60]);
     mock.enqueue("/v1/messages", Reply::sse(events).delay_ms(50));
     let mut s = TcpStream::connect(gate.addr).unwrap();
@@ -626,7 +620,7 @@ fn a_client_that_disconnects_frees_its_worker_and_the_upstream() {
 #[test]
 fn count_tokens_and_telemetry() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock, json!({}));
+    let (gate, key) = logged_in(&mock.url(), json!({}));
     let body = r#"{"model":"claude-sonnet-4-6","messages":[{"role":"user","content":"count me"}]}"#;
     let r = post_with(
         &gate.url("/v1/messages/count_tokens?beta=true"),
@@ -663,7 +657,7 @@ fn count_tokens_and_telemetry() {
 #[test]
 fn a_slow_answer_keeps_its_keep_alive_connection_usable() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock, json!({"client_timeout_ms": 500}));
+    let (gate, key) = logged_in(&mock.url(), json!({"client_timeout_ms": 500}));
     mock.enqueue(
         "/v1/messages",
         Reply::message("m", "slow").delay_before_ms(1200),
@@ -700,7 +694,7 @@ fn a_slow_answer_keeps_its_keep_alive_connection_usable() {
 #[test]
 fn a_403_cools_the_account_down_for_longer() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock, json!({}));
+    let (gate, key) = logged_in(&mock.url(), json!({}));
     mock.enqueue(
         "/v1/messages",
         Reply::error(
@@ -726,8 +720,8 @@ fn a_403_cools_the_account_down_for_longer() {
 #[test]
 fn a_long_stream_that_keeps_flowing_completes() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(
-        &mock,
+    let (gate, key) = logged_in(
+        &mock.url(),
         json!({"timeouts": {"stream_idle_ms": 600, "response_ms": 600}, "client_timeout_ms": 600}),
     );
     let chunks = ["t"; 12];
@@ -760,7 +754,7 @@ fn a_long_stream_that_keeps_flowing_completes() {
 #[test]
 fn a_client_that_stops_reading_is_cut_by_the_write_timeout() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock, json!({"workers": 1, "client_timeout_ms": 500}));
+    let (gate, key) = logged_in(&mock.url(), json!({"workers": 1, "client_timeout_ms": 500}));
     let big = "x".repeat(16 * 1024);
     let chunks: Vec<&str> = std::iter::repeat_n(big.as_str(), 2000).collect(); // ~32 MB
     mock.enqueue("/v1/messages", Reply::sse(sse_text_events("m", &chunks)));

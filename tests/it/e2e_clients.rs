@@ -12,11 +12,11 @@
 //! `make test` sets `CLAUDEGATE_E2E_REQUIRED=1`, which turns that into a failure. Every client
 //! process runs in its own process group and is killed at [`DEADLINE`].
 
-mod common;
-
-use common::gate::{Gate, Setup, TempDir};
-use common::mock_upstream::{sse_tool_use_events, MockUpstream, Recorded, Reply};
-use common::run::{e2e_dir, installed, pinned_npm, pinned_pip, repo, run_with_deadline, Run};
+use crate::common::gate::{Gate, Setup, TempDir};
+use crate::common::mock_upstream::{sse_tool_use_events, MockUpstream, Recorded, Reply};
+use crate::common::run::{
+    e2e_dir, installed, pinned_npm, pinned_pip, repo, run_with_deadline, Run,
+};
 use serde_json::{json, Value};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};

@@ -1,9 +1,7 @@
 //! The command line: help, version, bad usage, key management and config errors, all by
 //! running the real binary.
 
-mod common;
-
-use common::gate::*;
+use crate::common::gate::*;
 use serde_json::json;
 use std::process::{Command, Stdio};
 

@@ -2,11 +2,9 @@
 //! and `GET /metrics` checked with a real Prometheus text parser (`prometheus_client`, pinned
 //! in tests/e2e/requirements.txt and installed into target/e2e/venv by tests/e2e/install.sh).
 
-mod common;
-
-use common::gate::*;
-use common::mock_upstream::*;
-use common::run::{e2e_dir, installed, repo};
+use crate::common::gate::*;
+use crate::common::mock_upstream::*;
+use crate::common::run::{e2e_dir, installed, repo};
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -52,19 +50,6 @@ fn sample(families: &[Value], name: &str, labels: &[(&str, &str)]) -> Option<f64
                     .all(|(k, v)| s["labels"][*k].as_str() == Some(*v))
         })
         .and_then(|s| s["value"].as_f64())
-}
-
-fn gate_for(mock: &MockUpstream, extra: Value) -> (Gate, String) {
-    let mut config = upstream_config(&mock.url());
-    merge(&mut config, &extra);
-    let setup = Setup::new(config);
-    setup.store_login(oauth_login(
-        "sk-ant-oat01-ops",
-        "sk-ant-ort01-ops",
-        8 * 3600,
-    ));
-    let key = setup.add_key("app", &[]);
-    (Gate::spawn(setup), key)
 }
 
 fn messages_body(stream: bool) -> String {
@@ -113,7 +98,7 @@ fn mode(path: &Path) -> u32 {
 #[test]
 fn audit_lines_carry_the_fields_and_no_secrets() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock, json!({}));
+    let (gate, key) = logged_in(&mock.url(), json!({}));
     anthropic(&gate, &key, false);
     anthropic(&gate, &key, true);
     let chat = post(
@@ -173,7 +158,7 @@ fn audit_lines_carry_the_fields_and_no_secrets() {
         "PROMPT-CANARY",
         &key,
         "cgk_wrong_secret_value",
-        "sk-ant-oat01-ops",
+        "sk-ant-oat01-stored",
     ] {
         assert!(!text.contains(secret), "the audit log holds {secret:?}");
     }
@@ -184,7 +169,10 @@ fn audit_lines_carry_the_fields_and_no_secrets() {
 #[test]
 fn audit_log_rotates_by_size_and_keeps_n() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock, json!({"audit": {"max_bytes": 1024, "keep": 2}}));
+    let (gate, key) = logged_in(
+        &mock.url(),
+        json!({"audit": {"max_bytes": 1024, "keep": 2}}),
+    );
     for _ in 0..30 {
         let r = get(&gate.url("/v1/models"), &[("x-api-key", &key)]);
         assert_eq!(r.status, 200);
@@ -214,7 +202,7 @@ fn audit_log_rotates_by_size_and_keeps_n() {
 #[test]
 fn audit_disabled_writes_nothing() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock, json!({"audit": {"enabled": false}}));
+    let (gate, key) = logged_in(&mock.url(), json!({"audit": {"enabled": false}}));
     anthropic(&gate, &key, false);
     get(&gate.url("/v1/models"), &[("x-api-key", &key)]);
     std::thread::sleep(Duration::from_millis(300));
@@ -301,7 +289,7 @@ fn usage_totals_per_key_with_since() {
 #[test]
 fn usage_reads_what_the_server_wrote() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock, json!({}));
+    let (gate, key) = logged_in(&mock.url(), json!({}));
     let r = anthropic(&gate, &key, false).json();
     let lines = audit_lines(&gate, 1);
     assert_eq!(lines[0]["input_tokens"], r["usage"]["input_tokens"]);
@@ -320,14 +308,14 @@ fn usage_reads_what_the_server_wrote() {
 #[test]
 fn metrics_need_a_key_unless_public() {
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock, json!({}));
+    let (gate, key) = logged_in(&mock.url(), json!({}));
     let r = get(&gate.url("/metrics"), &[]);
     r.assert_openai_error(401);
     let r = get(&gate.url("/metrics"), &[("x-api-key", &key)]);
     assert_eq!(r.status, 200);
     assert!(r.header("content-type").unwrap().starts_with("text/plain"));
 
-    let (public, _) = gate_for(&mock, json!({"metrics": {"public": true}}));
+    let (public, _) = logged_in(&mock.url(), json!({"metrics": {"public": true}}));
     let r = get(&public.url("/metrics"), &[]);
     assert_eq!(r.status, 200, "{r:?}");
     assert!(r.body.contains("# TYPE claudegate_requests_total counter"));
@@ -339,7 +327,7 @@ fn metrics_parse_and_count_traffic() {
         return;
     };
     let mock = MockUpstream::start();
-    let (gate, key) = gate_for(&mock, json!({}));
+    let (gate, key) = logged_in(&mock.url(), json!({}));
     let a = anthropic(&gate, &key, false).json();
     anthropic(&gate, &key, true);
     assert_eq!(get(&gate.url("/v1/models"), &[]).status, 401);

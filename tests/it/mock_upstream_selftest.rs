@@ -1,8 +1,6 @@
-//! Self-test of the mock Anthropic upstream (`tests/common/mock_upstream.rs`).
+//! Self-test of the mock Anthropic upstream (`tests/it/common/mock_upstream.rs`).
 
-mod common;
-
-use common::mock_upstream::*;
+use crate::common::mock_upstream::*;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

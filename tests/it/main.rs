@@ -1,0 +1,25 @@
+//! The integration tests, compiled as one crate so the shared harness ([`common`]: the real
+//! binary started on a free port, the mock Anthropic upstream, the e2e client runner) builds
+//! once. Each module holds the tests of one area; `cargo test --test it <module>::` runs one.
+
+mod common;
+
+mod architecture;
+mod arm;
+mod cli;
+mod cli_backend;
+mod complete;
+mod e2e_clients;
+mod e2e_openai;
+mod faults;
+mod fetch;
+mod install;
+mod login;
+mod mock_upstream_selftest;
+mod openai;
+mod ops;
+mod passthrough;
+mod robustness;
+mod server;
+mod tiny_http_defects;
+mod tls;
