@@ -4,7 +4,6 @@
 //! This module owns everything between "a prompt, a system prompt and a model" and "the
 //! answer": the argv, the environment, the throwaway working directory, the concurrency slots,
 //! the wall-clock kill, parsing the CLI's JSON lines and mapping its failures to HTTP statuses.
-//! It also flattens an OpenAI chat request into one prompt ([`flatten_chat`]).
 //!
 //! # The lock-down (measured on Claude Code 2.1.330, the version the tests pin)
 //! `claude -p` is an agent: by default it runs shell commands, reads files, spawns MCP servers,
@@ -80,14 +79,13 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::anthropic::event::Event;
 use crate::anthropic::usage::Usage;
 use crate::backends::{Answer, Completion};
 use crate::base::error::{ApiError, ErrorKind};
 use crate::config::CliConfig;
-use crate::openai::TranslateError;
 
 /// The system prompt when the caller gives none (replaces Claude Code's agent prompt, which
 /// describes the host and its tools).
@@ -1138,277 +1136,13 @@ impl Relay {
 /// Redacted, single-line and at most [`MAX_DETAIL`] characters.
 fn short(text: &str) -> String {
     let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let clean = redact(&one_line);
+    let clean = crate::base::redact::redact(&one_line);
     if clean.chars().count() > MAX_DETAIL {
         let cut: String = clean.chars().take(MAX_DETAIL).collect();
         format!("{cut}…")
     } else {
         clean
     }
-}
-
-/// Replaces anything token-like: `sk-ant-…`, the word after `Bearer`, and any run of token
-/// characters with a part of 16+ characters mixing letters and digits (or any 32+ part).
-pub fn redact(text: &str) -> String {
-    let is_tok = |c: char| c.is_ascii_alphanumeric() || "-_+/=.~".contains(c);
-    let mut out = String::with_capacity(text.len());
-    let mut after_bearer = false;
-    let mut rest = text;
-    while let Some(start) = rest.find(is_tok) {
-        out.push_str(&rest[..start]);
-        let tail = &rest[start..];
-        let len = tail.find(|c: char| !is_tok(c)).unwrap_or(tail.len());
-        let run = &tail[..len];
-        let secret = after_bearer || run.contains("sk-ant-") || looks_random(run);
-        after_bearer = run.eq_ignore_ascii_case("bearer");
-        out.push_str(if secret { "[redacted]" } else { run });
-        rest = &tail[len..];
-        // `Bearer` and its token are separated by exactly the whitespace we skip here.
-        if after_bearer {
-            let ws = rest.len() - rest.trim_start_matches([' ', '\t']).len();
-            out.push_str(&rest[..ws]);
-            rest = &rest[ws..];
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// A random-looking run: some part (between `-_./+=~`) is long and mixes letters and digits.
-fn looks_random(run: &str) -> bool {
-    run.split(['-', '_', '.', '/', '+', '=', '~']).any(|part| {
-        let letters = part.chars().any(|c| c.is_ascii_alphabetic());
-        let digits = part.chars().any(|c| c.is_ascii_digit());
-        part.len() >= 32 || (part.len() >= 16 && letters && digits)
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// OpenAI chat → one prompt
-// ---------------------------------------------------------------------------------------------
-
-/// Parameters accepted without effect on this backend (as on the OAuth backend).
-const IGNORED_PARAMS: &[&str] = &[
-    "user",
-    "safety_identifier",
-    "seed",
-    "store",
-    "metadata",
-    "service_tier",
-    "prompt_cache_key",
-    // Without tools there is nothing to run in parallel.
-    "parallel_tool_calls",
-];
-
-/// Flattens an OpenAI chat request into one prompt plus system, for the CLI backend.
-///
-/// - `system` and `developer` messages become the system prompt (joined by a blank line, in
-///   order). A lone user message is the prompt verbatim; a conversation is written out as
-///   `User: …` / `Assistant: …` paragraphs in order (`User (name): …` when a message has a
-///   `name`), so nothing the client sent is dropped.
-/// - The last message must be the user's: the CLI cannot continue an assistant turn.
-/// - Refused with a [`TranslateError`] naming the parameter: tools, tool and function
-///   messages, assistant `tool_calls`, non-text content parts (images, files, audio),
-///   `n` ≠ 1, `response_format` other than `text`, `reasoning_effort`, `stop`, sampling
-///   parameters (`temperature`, `top_p`, `top_k`: the CLI has no way to set them),
-///   log probabilities, penalties, audio, predictions, web search and unknown parameters.
-/// - Accepted without effect: `max_tokens` / `max_completion_tokens` (checked; the CLI uses its
-///   own output limit), `stream_options`, and [`IGNORED_PARAMS`].
-///
-/// Returns the request (its `model` is the client's, checked later against
-/// `cli.allowed_models`), whether the client asked for a stream, and the client's model name.
-pub fn flatten_chat(req: &Value) -> Result<(CliRequest, bool, String), TranslateError> {
-    fn bad(param: impl Into<String>, message: impl Into<String>) -> TranslateError {
-        TranslateError::new(param, message)
-    }
-    let req = req
-        .as_object()
-        .ok_or_else(|| bad("body", "the request body must be a JSON object"))?;
-    // `null` means absent, as on the OAuth backend.
-    let p: Map<String, Value> = req
-        .iter()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    refuse_chat_params(&p)?;
-    let model = match p.get("model").and_then(Value::as_str) {
-        Some(m) if !m.is_empty() => m.to_string(),
-        _ => return Err(bad("model", "`model` is required (a model id or alias)")),
-    };
-    let stream = match p.get("stream") {
-        None => false,
-        Some(v) => v
-            .as_bool()
-            .ok_or_else(|| bad("stream", "`stream` must be a boolean"))?,
-    };
-    let msgs = match p.get("messages").and_then(Value::as_array) {
-        Some(m) if !m.is_empty() => m,
-        _ => return Err(bad("messages", "`messages` must be a non-empty array")),
-    };
-
-    let mut system: Vec<String> = Vec::new();
-    let mut turns: Vec<(&str, Option<&str>, String)> = Vec::new();
-    for (i, m) in msgs.iter().enumerate() {
-        let at = |k: &str| format!("messages[{i}].{k}");
-        let role = m["role"]
-            .as_str()
-            .ok_or_else(|| bad(at("role"), "each message needs a `role`"))?;
-        match role {
-            "system" | "developer" | "user" | "assistant" => {}
-            "tool" | "function" => {
-                return Err(bad(
-                    at("role"),
-                    format!(
-                        "`{role}` messages are not supported: the claude-cli backend has no tools"
-                    ),
-                ))
-            }
-            other => return Err(bad(at("role"), format!("unknown role `{other}`"))),
-        }
-        for key in ["tool_calls", "function_call", "audio"] {
-            if m.get(key).is_some_and(|v| !v.is_null()) {
-                return Err(bad(
-                    at(key),
-                    format!(
-                        "`{key}` is not supported: the claude-cli backend has no tools or audio"
-                    ),
-                ));
-            }
-        }
-        let text = content_text(&m["content"], i)?;
-        match role {
-            "system" | "developer" => system.push(text),
-            _ => turns.push((role, m["name"].as_str(), text)),
-        }
-    }
-    let last = msgs.len() - 1;
-    match turns.last() {
-        None => return Err(bad("messages", "at least one user message is needed")),
-        Some((role, _, _)) if *role != "user" || msgs[last]["role"] != "user" => {
-            return Err(bad(
-                format!("messages[{last}].role"),
-                "the last message must be the user's: the claude-cli backend cannot continue an \
-                 assistant turn",
-            ))
-        }
-        _ => {}
-    }
-    let prompt = match turns.as_slice() {
-        [(_, None, text)] => text.clone(),
-        _ => turns
-            .iter()
-            .map(|(role, name, text)| {
-                let label = if *role == "user" { "User" } else { "Assistant" };
-                match name {
-                    Some(n) if !n.is_empty() => format!("{label} ({n}): {text}"),
-                    _ => format!("{label}: {text}"),
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n\n"),
-    };
-    let system = (!system.is_empty()).then(|| system.join("\n\n"));
-    Ok((
-        CliRequest {
-            prompt,
-            system,
-            model: Some(model.clone()),
-        },
-        stream,
-        model,
-    ))
-}
-
-/// A message's text: a string, or an array of `text` parts (joined by newlines).
-fn content_text(content: &Value, i: usize) -> Result<String, TranslateError> {
-    match content {
-        Value::Null => Ok(String::new()),
-        Value::String(s) => Ok(s.clone()),
-        Value::Array(parts) => {
-            let mut texts = Vec::new();
-            for (j, part) in parts.iter().enumerate() {
-                let kind = part["type"].as_str().unwrap_or("");
-                if kind != "text" {
-                    return Err(TranslateError::new(
-                        format!("messages[{i}].content[{j}].type"),
-                        format!(
-                            "content part `{kind}` is not supported by the claude-cli backend: \
-                             text only (no images, files or audio)"
-                        ),
-                    ));
-                }
-                let text = part["text"].as_str().ok_or_else(|| {
-                    TranslateError::new(
-                        format!("messages[{i}].content[{j}].text"),
-                        "a text part needs a string `text`",
-                    )
-                })?;
-                texts.push(text);
-            }
-            Ok(texts.join("\n"))
-        }
-        _ => Err(TranslateError::new(
-            format!("messages[{i}].content"),
-            "`content` must be a string or an array of parts",
-        )),
-    }
-}
-
-/// Refuses what the CLI cannot honour, and anything unknown.
-fn refuse_chat_params(p: &Map<String, Value>) -> Result<(), TranslateError> {
-    const NO_TOOLS: &str = "the claude-cli backend runs Claude Code with every tool turned off";
-    for (k, v) in p {
-        let refused: Option<String> = match k.as_str() {
-            "model" | "messages" | "stream" | "stream_options" => None,
-            "max_tokens" | "max_completion_tokens" => v
-                .as_u64()
-                .is_none_or(|n| n < 1)
-                .then(|| format!("`{k}` must be a positive integer")),
-            k if IGNORED_PARAMS.contains(&k) => None,
-            "tools" => (!v.as_array().is_some_and(Vec::is_empty))
-                .then(|| format!("`tools` are not supported: {NO_TOOLS}")),
-            "tool_choice" => (v.as_str() != Some("none") && v.as_str() != Some("auto"))
-                .then(|| format!("`tool_choice` is not supported: {NO_TOOLS}")),
-            "functions" | "function_call" => Some(format!(
-                "legacy function calling is not supported: {NO_TOOLS}"
-            )),
-            "n" => (v.as_u64() != Some(1))
-                .then(|| "only `n: 1` is supported: each request yields one choice".into()),
-            "response_format" => (v["type"] != "text").then(|| {
-                "only `response_format: {\"type\": \"text\"}` is supported by the claude-cli \
-                 backend"
-                    .into()
-            }),
-            "temperature" | "top_p" | "top_k" => Some(format!(
-                "`{k}` is not supported by the claude-cli backend: Claude Code has no way to set \
-                 sampling parameters"
-            )),
-            "stop" => (!v.as_array().is_some_and(Vec::is_empty))
-                .then(|| "`stop` is not supported by the claude-cli backend".into()),
-            "reasoning_effort" => {
-                Some("`reasoning_effort` is not supported by the claude-cli backend".into())
-            }
-            "logprobs" => (v.as_bool() != Some(false))
-                .then(|| "log probabilities are not available from Anthropic models".into()),
-            "top_logprobs" => (v.as_u64() != Some(0))
-                .then(|| "log probabilities are not available from Anthropic models".into()),
-            "logit_bias" => (!v.as_object().is_some_and(Map::is_empty))
-                .then(|| "`logit_bias` is not supported by Anthropic models".into()),
-            "frequency_penalty" | "presence_penalty" => (v.as_f64() != Some(0.0)).then(|| {
-                "frequency and presence penalties are not supported by Anthropic models".into()
-            }),
-            "modalities" => (v != &json!(["text"]))
-                .then(|| "only text output is supported (`modalities: [\"text\"]`)".into()),
-            "audio" => Some("audio output is not supported".into()),
-            "prediction" => Some("predicted outputs are not supported".into()),
-            "web_search_options" => Some("web search is not supported on this backend".into()),
-            _ => Some(format!("unrecognized request argument `{k}`")),
-        };
-        if let Some(why) = refused {
-            return Err(TranslateError::new(k.as_str(), why));
-        }
-    }
-    Ok(())
 }
 
 /// The integration tests' mock Anthropic upstream, reused by the real-CLI unit tests below.
@@ -1892,27 +1626,6 @@ exit {rc}
     }
 
     #[test]
-    fn redaction_keeps_ordinary_text() {
-        assert_eq!(
-            redact("model claude-3-5-haiku-20241022 at 127.0.0.1:8080 session 0b6c6c1e-6f1a-4c3e-9f0a-2d4b8e1f7a90"),
-            "model claude-3-5-haiku-20241022 at 127.0.0.1:8080 session 0b6c6c1e-6f1a-4c3e-9f0a-2d4b8e1f7a90"
-        );
-        assert_eq!(redact("key sk-ant-api03-x_y-z."), "key [redacted]");
-        assert_eq!(
-            redact("Authorization: Bearer abc.def"),
-            "Authorization: Bearer [redacted]"
-        );
-        assert_eq!(
-            redact("tok ghp_0123456789abcdefABCDEF0123"),
-            "tok [redacted]"
-        );
-        assert_eq!(
-            redact("/tmp/claudegate-cli-0a1b/work"),
-            "/tmp/claudegate-cli-0a1b/work"
-        );
-    }
-
-    #[test]
     fn models_are_checked_before_anything_runs() {
         let fake = Fake::ok("x");
         let b = fake.backend();
@@ -2065,111 +1778,6 @@ exit {rc}
     }
 
     // --- flatten_chat -----------------------------------------------------------------------
-
-    #[test]
-    fn chat_requests_flatten_faithfully() {
-        let (r, stream, model) = flatten_chat(&json!({
-            "model": "sonnet", "stream": true, "max_tokens": 100, "user": "u",
-            "messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi"}]
-        }))
-        .unwrap();
-        assert_eq!(
-            r,
-            CliRequest {
-                prompt: "Hi".into(),
-                system: Some("Be terse.".into()),
-                model: Some("sonnet".into())
-            }
-        );
-        assert!(stream);
-        assert_eq!(model, "sonnet");
-
-        let (r, stream, _) = flatten_chat(&json!({
-            "model": "opus",
-            "messages": [
-                {"role": "developer", "content": [{"type": "text", "text": "A"}]},
-                {"role": "user", "content": "one", "name": "ann"},
-                {"role": "assistant", "content": "two"},
-                {"role": "system", "content": "B"},
-                {"role": "user", "content": [{"type": "text", "text": "three"}, {"type": "text", "text": "four"}]}
-            ]
-        }))
-        .unwrap();
-        assert!(!stream);
-        assert_eq!(r.system.as_deref(), Some("A\n\nB"));
-        assert_eq!(
-            r.prompt,
-            "User (ann): one\n\nAssistant: two\n\nUser: three\nfour"
-        );
-    }
-
-    #[test]
-    fn chat_requests_the_cli_cannot_honour_are_refused_by_name() {
-        let base = json!({"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]});
-        let with = |k: &str, v: Value| {
-            let mut b = base.clone();
-            b[k] = v;
-            b
-        };
-        for (body, param) in [
-            (
-                with(
-                    "tools",
-                    json!([{"type": "function", "function": {"name": "f"}}]),
-                ),
-                "tools",
-            ),
-            (with("tool_choice", json!("required")), "tool_choice"),
-            (with("n", json!(2)), "n"),
-            (
-                with("response_format", json!({"type": "json_object"})),
-                "response_format",
-            ),
-            (with("temperature", json!(0.2)), "temperature"),
-            (with("stop", json!(["x"])), "stop"),
-            (with("reasoning_effort", json!("high")), "reasoning_effort"),
-            (with("logprobs", json!(true)), "logprobs"),
-            (with("max_tokens", json!(0)), "max_tokens"),
-            (with("frobnicate", json!(1)), "frobnicate"),
-            (with("model", json!("")), "model"),
-            (
-                json!({"model": "sonnet", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x"}}]}]}),
-                "messages[0].content[0].type",
-            ),
-            (
-                json!({"model": "sonnet", "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": null, "tool_calls": [{"id": "c"}]}, {"role": "tool", "tool_call_id": "c", "content": "r"}]}),
-                "messages[1].tool_calls",
-            ),
-            (
-                json!({"model": "sonnet", "messages": [{"role": "user", "content": "a"}, {"role": "tool", "content": "r"}]}),
-                "messages[1].role",
-            ),
-            (
-                json!({"model": "sonnet", "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "prefill"}]}),
-                "messages[1].role",
-            ),
-            (
-                json!({"model": "sonnet", "messages": [{"role": "system", "content": "s"}]}),
-                "messages",
-            ),
-            (json!({"model": "sonnet", "messages": []}), "messages"),
-        ] {
-            let err = flatten_chat(&body).unwrap_err();
-            assert_eq!(err.param.as_deref(), Some(param), "{body} → {err:?}");
-        }
-        // Neutral values are fine.
-        for (k, v) in [
-            ("tool_choice", json!("none")),
-            ("tools", json!([])),
-            ("n", json!(1)),
-            ("response_format", json!({"type": "text"})),
-            ("stream_options", json!({"include_usage": true})),
-            ("parallel_tool_calls", json!(false)),
-            ("temperature", Value::Null),
-        ] {
-            flatten_chat(&with(k, v)).unwrap();
-        }
-    }
 
     // --- The real CLI -------------------------------------------------------------------------
 

@@ -2,9 +2,11 @@
 //! else may use them; they use nothing above them.
 
 pub mod alloc;
+pub mod base64;
 pub mod clock;
 pub mod error;
 pub mod fsutil;
 pub mod ids;
 pub mod jsonspan;
 pub mod log;
+pub mod redact;

@@ -9,6 +9,7 @@
 //! tested with golden files under `tests/golden/`.
 
 pub mod chat;
+pub mod prompt;
 pub mod responses;
 
 use serde_json::{json, Value};

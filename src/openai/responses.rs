@@ -1278,56 +1278,17 @@ fn convert_tool_choice(
 // encrypted_content
 // ---------------------------------------------------------------------------------------------
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn base64_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(B64[((n >> shift) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in s.bytes() {
-        let v = B64.iter().position(|&b| b == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
-}
-
 /// A thinking or redacted_thinking block → `encrypted_content` (see the module docs).
 fn encode_reasoning(block: &Value) -> String {
     format!(
         "{REASONING_PREFIX}{}",
-        base64_encode(block.to_string().as_bytes())
+        crate::base::base64::encode(block.to_string().as_bytes())
     )
 }
 
 /// Our `encrypted_content` → the block it carries; None for anything else.
 fn decode_reasoning(content: &str) -> Option<Value> {
-    let bytes = base64_decode(content.strip_prefix(REASONING_PREFIX)?)?;
+    let bytes = crate::base::base64::decode(content.strip_prefix(REASONING_PREFIX)?)?;
     let v: Value = serde_json::from_slice(&bytes).ok()?;
     match v["type"].as_str()? {
         "thinking" => Some(json!({
@@ -2307,26 +2268,6 @@ mod tests {
             }
         }
         assert!(failures.is_empty(), "\n{}", failures.join("\n\n"));
-    }
-
-    #[test]
-    fn base64_round_trips() {
-        for s in [
-            "",
-            "f",
-            "fo",
-            "foo",
-            "foob",
-            "fooba",
-            "foobar",
-            "ü\u{0}\u{1F600}",
-        ] {
-            let e = base64_encode(s.as_bytes());
-            assert_eq!(base64_decode(&e).as_deref(), Some(s.as_bytes()), "{s}");
-        }
-        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
-        assert_eq!(base64_encode(b"fo"), "Zm8=");
-        assert_eq!(base64_decode("not base64!"), None);
     }
 
     #[test]

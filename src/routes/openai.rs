@@ -10,6 +10,7 @@ use crate::anthropic::collector::Collector;
 use crate::anthropic::drain::{self, Ending};
 use crate::anthropic::event::Event;
 use crate::anthropic::sse::EventReader;
+use crate::backends::cli::CliRequest;
 use crate::backends::upstream;
 use crate::base::error::{ApiError, ErrorKind, Protocol};
 use crate::config::Backend;
@@ -169,14 +170,18 @@ fn oauth(
 /// event, so a failure before any output (bad model, busy, not logged in) still gets its own
 /// status.
 fn cli(state: &State, rq: Request, req: &Value, cors: &Cors) -> u16 {
-    let (cli_req, stream, client_model) = match crate::backends::cli::flatten_chat(req) {
-        Ok(x) => x,
+    let flat = match crate::openai::prompt::flatten_chat(req) {
+        Ok(f) => f,
         Err(e) => return http::fail(rq, e.into(), Protocol::OpenAi, cors),
     };
-    crate::observe::record::note_model(&client_model);
+    let cli_req = CliRequest {
+        prompt: flat.prompt,
+        system: flat.system,
+        model: Some(flat.model.clone()),
+    };
     let include_usage = req.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
-    let answer = Answer::new(Door::Chat, req, client_model, include_usage);
-    if !stream {
+    let answer = Answer::new(Door::Chat, req, flat.model, include_usage);
+    if !flat.stream {
         let mut collector = Collector::new();
         let result = state.cli.run(&cli_req, &mut |ev| {
             collector.push(ev);

@@ -183,7 +183,7 @@ pub fn load_token(path: &Path) -> Result<Option<Token>, String> {
         // serde's message may quote a value from the file, hence the redaction.
         Err(e) => Err(format!(
             "the token file {shown} is corrupt ({}); {fix}",
-            redact(&e.to_string())
+            crate::base::redact::redact(&e.to_string())
         )),
     }
 }
@@ -231,7 +231,7 @@ fn post_json(url: &str, body: &Value) -> Result<(u16, String), String> {
     let mut resp = sent.map_err(|e| {
         format!(
             "cannot reach the token endpoint {url}: {}",
-            redact(&e.to_string())
+            crate::base::redact::redact(&e.to_string())
         )
     })?;
     let status = resp.status().as_u16();
@@ -247,7 +247,7 @@ fn post_json(url: &str, body: &Value) -> Result<(u16, String), String> {
         Err(_) if !(200..300).contains(&status) => Ok((status, String::new())),
         Err(e) => Err(format!(
             "reading the token endpoint's answer (HTTP {status}) failed: {}",
-            redact(&e.to_string())
+            crate::base::redact::redact(&e.to_string())
         )),
     }
 }
@@ -310,7 +310,7 @@ fn server_reason(body: &str) -> String {
         (Some(s), None) | (None, Some(s)) => s.to_string(),
         (None, None) => return String::new(),
     };
-    let mut reason = redact(&reason);
+    let mut reason = crate::base::redact::redact(&reason);
     if reason.chars().count() > 300 {
         reason = reason.chars().take(300).collect::<String>() + "…";
     }
@@ -371,42 +371,7 @@ fn plausible_token(t: &str) -> bool {
     (20..=8192).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// Masks anything shaped like an Anthropic token (`sk-ant-…`) in text from a server or a file.
-pub fn redact(text: &str) -> String {
-    let is_token_char = |c: char| c.is_ascii_alphanumeric() || "-_.~+/=".contains(c);
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("sk-ant-") {
-        out.push_str(&rest[..i]);
-        out.push_str("sk-ant-[redacted]");
-        let tail = &rest[i + "sk-ant-".len()..];
-        let end = tail.find(|c: char| !is_token_char(c)).unwrap_or(tail.len());
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
 // --- Encodings ---------------------------------------------------------------------------------
-
-/// Base64url without padding (RFC 4648 §5), as PKCE wants.
-pub fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        // 1 input byte gives 2 output characters, 2 give 3, 3 give 4.
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
-}
 
 /// Percent-encodes everything but RFC 3986's unreserved characters (so a space is `%20`).
 pub fn percent_encode(s: &str) -> String {
@@ -487,7 +452,7 @@ impl Pkce {
         getrandom::fill(&mut verifier)
             .and_then(|()| getrandom::fill(&mut state))
             .map_err(|e| format!("the OS random number generator failed: {e}"))?;
-        let verifier = base64url(&verifier);
+        let verifier = crate::base::base64::encode_url(&verifier);
         Ok(Pkce {
             challenge: pkce_challenge(&verifier),
             verifier,
@@ -496,9 +461,9 @@ impl Pkce {
     }
 }
 
-/// The S256 code challenge of a verifier: base64url(sha256(verifier)) (RFC 7636 §4.2).
+/// The S256 code challenge of a verifier: crate::base::base64::encode_url(sha256(verifier)) (RFC 7636 §4.2).
 pub fn pkce_challenge(verifier: &str) -> String {
-    base64url(&Sha256::digest(verifier.as_bytes()))
+    crate::base::base64::encode_url(&Sha256::digest(verifier.as_bytes()))
 }
 
 /// Where the user signs in; `code=true` makes Claude's page show `code#state` when the redirect
@@ -652,9 +617,9 @@ fn handle_callback(mut stream: TcpStream, path: &str, state: &str) -> Callback {
     }
     if let Some(error) = query_param(query, "error") {
         let detail = query_param(query, "error_description")
-            .map(|d| format!(" ({})", redact(&d)))
+            .map(|d| format!(" ({})", crate::base::redact::redact(&d)))
             .unwrap_or_default();
-        let error = redact(&error);
+        let error = crate::base::redact::redact(&error);
         respond(
             &mut stream,
             400,
@@ -791,7 +756,7 @@ fn parse_pasted(input: &str) -> Result<(String, String), String> {
         if let Some(error) = query_param(query, "error") {
             return Err(format!(
                 "the pasted redirect carries an error from the sign-in page: {}",
-                redact(&error)
+                crate::base::redact::redact(&error)
             ));
         }
         let code = query_param(query, "code").filter(|c| !c.is_empty());
@@ -856,7 +821,7 @@ fn import_claude_code(path: Option<PathBuf>) -> Result<Token, String> {
     let v: Value = serde_json::from_str(&text).map_err(|e| {
         format!(
             "{shown} is not valid JSON ({}); expected Claude Code's .credentials.json",
-            redact(&e.to_string())
+            crate::base::redact::redact(&e.to_string())
         )
     })?;
     let o = &v["claudeAiOauth"];
@@ -1390,24 +1355,6 @@ mod tests {
     }
 
     #[test]
-    fn base64url_rfc4648_vectors() {
-        for (input, out) in [
-            ("", ""),
-            ("f", "Zg"),
-            ("fo", "Zm8"),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg"),
-            ("fooba", "Zm9vYmE"),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64url(input.as_bytes()), out, "{input:?}");
-        }
-        // The URL-safe alphabet: standard base64 gives "+/8=" here.
-        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
-        assert_eq!(base64url(&[0xff; 3]), "____");
-    }
-
-    #[test]
     fn percent_encoding_round_trips() {
         assert_eq!(
             percent_encode("http://localhost:54545/callback"),
@@ -1476,7 +1423,7 @@ mod tests {
             116, 24, 223, 180, 151, 153, 224, 37, 79, 250, 96, 125, 216, 173, 187, 186, 22, 212,
             37, 77, 105, 214, 191, 240, 91, 88, 5, 88, 83, 132, 141, 121,
         ];
-        let verifier = base64url(&octets);
+        let verifier = crate::base::base64::encode_url(&octets);
         assert_eq!(verifier, "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk");
         assert_eq!(
             pkce_challenge(&verifier),
@@ -1799,11 +1746,6 @@ mod tests {
         let t = oauth_token();
         let shown = format!("{t:?} {:?}", LoginMode::Token(t.access_token.clone()));
         assert!(!shown.contains("sk-ant-"), "{shown}");
-        assert_eq!(
-            redact("a sk-ant-oat01-xyz_1.2 b sk-ant-"),
-            "a sk-ant-[redacted] b sk-ant-[redacted]"
-        );
-        assert_eq!(redact("nothing here"), "nothing here");
     }
 
     #[test]

@@ -1,0 +1,88 @@
+//! Base64 (RFC 4648): the standard alphabet with padding, for the Responses door's
+//! `encrypted_content`, and the URL-safe alphabet without padding, for OAuth PKCE. Small
+//! enough that a crate would cost more than it saves.
+
+const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Standard base64 with `=` padding (RFC 4648 §4).
+pub fn encode(bytes: &[u8]) -> String {
+    encode_with(bytes, STANDARD, true)
+}
+
+/// URL-safe base64 without padding (RFC 4648 §5), as PKCE (RFC 7636) and JWTs use it.
+pub fn encode_url(bytes: &[u8]) -> String {
+    encode_with(bytes, URL_SAFE, false)
+}
+
+fn encode_with(bytes: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        // 1 input byte gives 2 output characters, 2 give 3, 3 give 4.
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else if pad {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Decodes standard base64 (padding optional); `None` for any character outside the alphabet.
+pub fn decode(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim_end_matches('=');
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes() {
+        let v = STANDARD.iter().position(|&b| b == c)? as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The test vectors of RFC 4648 §10, both alphabets.
+    #[test]
+    fn rfc4648_vectors() {
+        for (input, std, url) in [
+            ("", "", ""),
+            ("f", "Zg==", "Zg"),
+            ("fo", "Zm8=", "Zm8"),
+            ("foo", "Zm9v", "Zm9v"),
+            ("foob", "Zm9vYg==", "Zm9vYg"),
+            ("fooba", "Zm9vYmE=", "Zm9vYmE"),
+            ("foobar", "Zm9vYmFy", "Zm9vYmFy"),
+        ] {
+            assert_eq!(encode(input.as_bytes()), std, "{input:?}");
+            assert_eq!(encode_url(input.as_bytes()), url, "{input:?}");
+            assert_eq!(decode(std).as_deref(), Some(input.as_bytes()), "{std}");
+        }
+        // The alphabets differ only in their last two characters.
+        assert_eq!(encode(&[0xfb, 0xff]), "+/8=");
+        assert_eq!(encode_url(&[0xfb, 0xff]), "-_8");
+        assert_eq!(encode_url(&[0xff; 3]), "____");
+        assert_eq!(decode("not base64!"), None);
+        let text = "thinking ✓ with unicode";
+        assert_eq!(
+            decode(&encode(text.as_bytes())).as_deref(),
+            Some(text.as_bytes())
+        );
+    }
+}
