@@ -302,10 +302,13 @@ pub fn render(g: &Gauges) -> String {
         g.cooldown_until
     );
 
-    let gauge = |out: &mut String, name: &str, help: &str, v: String| {
-        header(out, name, "gauge", help);
+    // One unlabelled sample with its header.
+    let single = |out: &mut String, name: &str, kind: &str, help: &str, v: String| {
+        header(out, name, kind, help);
         let _ = writeln!(out, "{name} {v}");
     };
+    let gauge =
+        |out: &mut String, name: &str, help: &str, v: String| single(out, name, "gauge", help, v);
     let streams = m.streams.load(Ordering::Relaxed).max(0);
     gauge(
         &mut out,
@@ -332,27 +335,19 @@ pub fn render(g: &Gauges) -> String {
         g.jobs.saturating_sub(g.workers).to_string(),
     );
 
-    header(
+    single(
         &mut out,
         "claudegate_queue_rejections_total",
         "counter",
         "Requests refused with 503 because every worker was busy and the queue was full.",
+        m.queue_rejections.load(Ordering::Relaxed).to_string(),
     );
-    let _ = writeln!(
-        out,
-        "claudegate_queue_rejections_total {}",
-        m.queue_rejections.load(Ordering::Relaxed)
-    );
-    header(
+    single(
         &mut out,
         "claudegate_audit_lines_dropped_total",
         "counter",
         "Audit log lines dropped because the writer fell behind.",
-    );
-    let _ = writeln!(
-        out,
-        "claudegate_audit_lines_dropped_total {}",
-        m.audit_dropped.load(Ordering::Relaxed)
+        m.audit_dropped.load(Ordering::Relaxed).to_string(),
     );
 
     // Last seen anthropic-ratelimit-unified-{5h,7d}-{utilization,reset}; absent until seen.
