@@ -250,7 +250,7 @@ fn run(args: Args) -> Result<(), String> {
     }
     let explicit = args.config.is_some()
         || std::env::var_os("CLAUDEGATE_CONFIG").is_some_and(|v| !v.is_empty());
-    let path = config::locate(args.config.as_deref());
+    let path = config::load::locate(args.config.as_deref());
     let mut config = config::Config::load(&path, explicit).map_err(|e| e.to_string())?;
     if args.ca_file.is_some() {
         config.upstream.ca_file = args.ca_file.clone();

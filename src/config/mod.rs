@@ -4,8 +4,6 @@
 
 pub mod load;
 
-pub use load::{locate, ConfigError};
-
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;

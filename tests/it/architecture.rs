@@ -208,6 +208,19 @@ fn paths_at(code: &str, anchor: &str) -> Vec<(usize, Vec<String>)> {
     out
 }
 
+/// The child modules a file declares with `mod name;` (files of their own).
+fn file_children(code: &str) -> Vec<String> {
+    code.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let l = l.strip_prefix("pub ").unwrap_or(l);
+            let l = l.strip_prefix("pub(crate) ").unwrap_or(l);
+            let name = l.strip_prefix("mod ")?.strip_suffix(';')?;
+            name.bytes().all(is_ident_byte).then(|| name.to_string())
+        })
+        .collect()
+}
+
 /// Inline modules (`mod tests { … }`): the byte span of each body and its name.
 fn inline_modules(code: &str) -> Vec<(std::ops::Range<usize>, String)> {
     let b = code.as_bytes();
@@ -302,6 +315,22 @@ fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
             full.extend(segs.iter().cloned());
             if let Some(target) = resolve(&modules, &full) {
                 uses.insert(target);
+            }
+        }
+        // In a module's own file, `child::…` (a child declared with `mod child;`) is a use of
+        // that child too: `pub use child::Item` makes the parent depend on it.
+        for child in file_children(&code) {
+            let anchor = format!("{child}::");
+            let full = |tail: &[String]| {
+                let mut p = own.clone();
+                p.push(child.clone());
+                p.extend(tail.iter().cloned());
+                p
+            };
+            for segs in paths_after(&code, &anchor) {
+                if let Some(target) = resolve(&modules, &full(&segs)) {
+                    uses.insert(target);
+                }
             }
         }
         uses.remove(&module);
@@ -478,6 +507,20 @@ fn the_checker_catches_an_upward_use_and_a_cycle() {
     let problems = violations(&dir, &layers);
     assert!(
         problems.contains(&"import cycle among: top::a, top::b".to_string()),
+        "{problems:?}"
+    );
+
+    // A parent that re-exports from a child (`pub use b::Thing;`) while the child uses the
+    // parent's items is a cycle too.
+    write("top/b.rs", "use super::Shared;\npub struct Thing;\n");
+    write(
+        "top/mod.rs",
+        "pub mod a;\npub mod b;\npub use b::Thing;\npub struct Shared;\n",
+    );
+    write("top/a.rs", "\n");
+    let problems = violations(&dir, &layers);
+    assert!(
+        problems.contains(&"import cycle among: top, top::b".to_string()),
         "{problems:?}"
     );
     let _ = fs::remove_dir_all(&dir);
