@@ -1,12 +1,11 @@
 //! claudegate: one static binary that turns your own Claude subscription into a secured HTTP
-//! API for your own apps. This file parses the command line (lexopt) and dispatches commands;
-//! the modules themselves live in the library (`src/lib.rs`).
+//! API for your own apps. This file parses the command line (lexopt), loads the configuration
+//! and dispatches: `serve` to the server, every other command to `claudegate::commands`. The
+//! modules themselves live in the library (`src/lib.rs`).
 
-use claudegate::backends::oauth::token as oauth;
 use claudegate::backends::upstream;
-use claudegate::base::{clock, fsutil};
-use claudegate::guard::{keys, limits};
-use claudegate::observe::audit;
+use claudegate::base::clock;
+use claudegate::commands::{keys, login, usage};
 use claudegate::{config, server};
 use lexopt::prelude::*;
 use std::path::PathBuf;
@@ -56,7 +55,7 @@ OPTIONS:
 /// What the user asked for.
 enum Command {
     Serve,
-    Login(oauth::LoginMode),
+    Login(login::LoginMode),
     Logout,
     Status,
     KeysAdd {
@@ -132,7 +131,7 @@ fn parse_login(
     p: &mut lexopt::Parser,
     config: &mut Option<PathBuf>,
 ) -> Result<Command, lexopt::Error> {
-    use oauth::LoginMode;
+    use login::LoginMode;
     let mut mode: Option<LoginMode> = None;
     while let Some(arg) = p.next()? {
         let chosen = match arg {
@@ -256,79 +255,15 @@ fn run(args: Args) -> Result<(), String> {
         config.upstream.ca_file = args.ca_file.clone();
     }
     upstream::init_tls(config.upstream.ca_file.as_deref())?;
-    let data_dir = config.data_dir();
-    let keys_path = keys::file_path(&data_dir);
     match args.command {
         Command::Serve => server::run(config),
-        Command::Login(mode) => oauth::cmd_login(&config, mode),
-        Command::Logout => oauth::cmd_logout(&config),
-        Command::Status => oauth::cmd_status(&config),
-        Command::KeysAdd { label, rpm, daily } => {
-            fsutil::ensure_private_dir(&data_dir)
-                .map_err(|e| format!("cannot create data_dir {}: {e}", data_dir.display()))?;
-            let secret = keys::add(&keys_path, &label, rpm, daily)?;
-            // The secret alone on stdout, so `KEY=$(claudegate keys add app)` works.
-            println!("{secret}");
-            eprintln!("claudegate: key {label:?} minted; the secret above is shown only once");
-            Ok(())
-        }
-        Command::KeysList => {
-            let file = keys::load(&keys_path)?;
-            let usage = limits::read_usage(&limits::usage_path(&data_dir));
-            if file.keys.is_empty() {
-                println!("no keys (mint one with `claudegate keys add LABEL`)");
-                return Ok(());
-            }
-            let limit = |own: Option<u32>, default: u32| match (own, default) {
-                (Some(0), _) | (None, 0) => "none".to_string(),
-                (Some(n), _) => n.to_string(),
-                (None, n) => format!("{n} (default)"),
-            };
-            println!(
-                "{:<24} {:<12} {:<14} {:<14} {:<21} LAST USED",
-                "LABEL", "KEY", "RPM", "DAILY", "CREATED"
-            );
-            for k in &file.keys {
-                let last = usage
-                    .keys
-                    .get(&k.label)
-                    .filter(|u| u.last_used > 0)
-                    .map_or("never".to_string(), |u| clock::rfc3339(u.last_used));
-                println!(
-                    "{:<24} {:<12} {:<14} {:<14} {:<21} {last}",
-                    k.label,
-                    k.hint,
-                    limit(k.rpm, config.limits.per_key_rpm),
-                    limit(k.daily, config.limits.per_key_daily),
-                    k.created
-                );
-            }
-            Ok(())
-        }
-        Command::KeysRevoke { label } => {
-            if keys::revoke(&keys_path, &label)? {
-                println!("revoked key {label:?}");
-                Ok(())
-            } else {
-                Err(format!(
-                    "no key labelled {label:?} (see `claudegate keys list`)"
-                ))
-            }
-        }
-        Command::Usage { since } => {
-            let path = audit::log_path(&config.audit, &data_dir);
-            if !config.audit.enabled {
-                eprintln!(
-                    "claudegate: note: audit.enabled is false, so new requests are not logged"
-                );
-            }
-            let totals = audit::totals(&path, since);
-            if totals.is_empty() {
-                eprintln!("claudegate: no audited requests in {}", path.display());
-            }
-            print!("{}", audit::usage_table(&totals));
-            Ok(())
-        }
+        Command::Login(mode) => login::login(&config, mode),
+        Command::Logout => login::logout(&config),
+        Command::Status => login::status(&config),
+        Command::KeysAdd { label, rpm, daily } => keys::add(&config, &label, rpm, daily),
+        Command::KeysList => keys::list(&config),
+        Command::KeysRevoke { label } => keys::revoke(&config, &label),
+        Command::Usage { since } => usage::run(&config, since),
         Command::Help | Command::Version => Ok(()),
     }
 }

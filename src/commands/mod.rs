@@ -1,1 +1,10 @@
-//! The command-line subcommands other than `serve`: what `src/main.rs` dispatches to.
+//! The command-line subcommands other than `serve`: what `src/main.rs` dispatches to once it has
+//! parsed the command line and loaded the configuration. Each runs to completion without a
+//! server, prints its result, and returns an error message for `main` to print.
+//!
+//! [`login`] is `login`, `logout` and `status`; [`keys`] is `keys add`, `keys list` and
+//! `keys revoke`; [`usage`] is `usage`.
+
+pub mod keys;
+pub mod login;
+pub mod usage;

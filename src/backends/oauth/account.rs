@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::anthropic::usage::Usage;
-use crate::backends::oauth::token::{self as oauth, RefreshError, Token, TokenKind};
+use crate::backends::oauth::token::{self, RefreshError, Token, TokenKind};
 use crate::base::clock;
 use crate::base::error::{ApiError, ErrorKind};
 use crate::base::log;
@@ -169,7 +169,7 @@ fn file_stamp(path: &PathBuf) -> Option<(u64, i64, i64)> {
 impl Account {
     /// Loads the stored login (absent is fine: requests then get a clear "not logged in").
     pub fn load(cfg: OauthConfig, path: PathBuf) -> Result<Account, String> {
-        let token = oauth::load_token(&path)?;
+        let token = token::load_token(&path)?;
         let needs_login = token.as_ref().and_then(|t| t.needs_login.clone());
         let last_refresh = token.as_ref().and_then(|t| t.last_refresh);
         Ok(Account {
@@ -213,7 +213,7 @@ impl Account {
             }
         }
         let stamp = file_stamp(&self.path);
-        match oauth::load_token(&self.path) {
+        match token::load_token(&self.path) {
             Ok(token) => {
                 let mut slot = lock(&self.slot);
                 let changed = slot.token.as_ref().map(|t| &t.access_token)
@@ -248,7 +248,7 @@ impl Account {
             slot.unsaved = false;
             return;
         };
-        match oauth::save_token(&self.path, token) {
+        match token::save_token(&self.path, token) {
             Ok(()) => {
                 slot.unsaved = false;
                 slot.stamp = file_stamp(&self.path);
@@ -383,7 +383,7 @@ impl Account {
                     1000 * attempt + crate::base::ids::jitter(250),
                 ));
             }
-            match oauth::refresh(&self.cfg, &old) {
+            match token::refresh(&self.cfg, &old) {
                 Ok(new) => {
                     // A `claudegate login` that wrote a new login meanwhile wins: never
                     // overwrite it with the refreshed old one.
@@ -396,7 +396,7 @@ impl Account {
                     }
                     // Persist first: the old refresh token is already spent, so losing the new
                     // one would mean a new login.
-                    let saved = oauth::save_token(&self.path, &new);
+                    let saved = token::save_token(&self.path, &new);
                     if let Err(e) = &saved {
                         log::info(&format!(
                             "refreshed the Claude token but could not save it: {e}; retrying \
@@ -464,7 +464,7 @@ impl Account {
         let mut slot = lock(&self.slot);
         if let Some(t) = slot.token.as_mut() {
             t.needs_login = Some(why.to_string());
-            if oauth::save_token(&self.path, t).is_ok() {
+            if token::save_token(&self.path, t).is_ok() {
                 slot.stamp = file_stamp(&self.path);
                 slot.unsaved = false;
             }
@@ -702,7 +702,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cg-account-{name}-{}", std::process::id()));
         std::fs::remove_dir_all(&dir).ok();
         let path = dir.join("token.json");
-        oauth::save_token(&path, &token("old")).unwrap();
+        token::save_token(&path, &token("old")).unwrap();
         let account = Account::load(crate::config::Config::default().oauth, path.clone()).unwrap();
         {
             let mut slot = lock(&account.slot);
@@ -714,7 +714,7 @@ mod tests {
     }
 
     fn stored(path: &std::path::Path) -> String {
-        oauth::load_token(path).unwrap().unwrap().access_token
+        token::load_token(path).unwrap().unwrap().access_token
     }
 
     #[test]
@@ -732,7 +732,7 @@ mod tests {
     #[test]
     fn a_login_stored_meanwhile_wins_over_an_unsaved_refreshed_token() {
         let (account, path) = unsaved_account("login");
-        oauth::save_token(&path, &token("new-login")).unwrap();
+        token::save_token(&path, &token("new-login")).unwrap();
         account.reload(true);
         account.reload(true);
         assert_eq!(

@@ -13,6 +13,7 @@
 
 pub mod account;
 pub mod cloak;
+pub mod login;
 pub mod token;
 
 use std::time::Duration;
