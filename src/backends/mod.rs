@@ -1,11 +1,13 @@
 //! The backends: what turns an Anthropic request into an Anthropic answer. The OAuth backend
 //! ([`oauth`]) calls the Messages API with the account's token; the CLI backend ([`cli`]) runs
 //! a locked-down `claude -p`. [`upstream`] is the HTTP client both the OAuth backend and its
-//! token endpoint use.
+//! token endpoint use. The page fetcher ([`web`]) is a backend of its own kind: it fetches
+//! public web pages for `/v1/fetch`, behind its address guard.
 
 pub mod cli;
 pub mod oauth;
 pub mod upstream;
+pub mod web;
 
 use crate::anthropic::usage::Usage;
 

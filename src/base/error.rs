@@ -27,6 +27,8 @@ pub enum ErrorKind {
     MethodNotAllowed,
     Timeout,
     TooLarge,
+    /// What came back is of a kind this route does not serve (`/v1/fetch`: a non-text page).
+    UnsupportedMediaType,
     RateLimited,
     Internal,
     NotImplemented,
@@ -57,6 +59,7 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::Timeout => 408,
             ErrorKind::TooLarge => 413,
+            ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::RateLimited => 429,
             ErrorKind::Internal => 500,
             ErrorKind::NotImplemented => 501,
@@ -69,7 +72,9 @@ impl ErrorKind {
     /// Anthropic's `error.type` for this kind.
     fn anthropic_type(self) -> &'static str {
         match self {
-            ErrorKind::InvalidRequest | ErrorKind::MethodNotAllowed => "invalid_request_error",
+            ErrorKind::InvalidRequest
+            | ErrorKind::MethodNotAllowed
+            | ErrorKind::UnsupportedMediaType => "invalid_request_error",
             ErrorKind::Authentication => "authentication_error",
             ErrorKind::NotFound => "not_found_error",
             ErrorKind::Timeout => "timeout_error",
@@ -93,6 +98,7 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => ("invalid_request_error", "method_not_allowed"),
             ErrorKind::Timeout => ("invalid_request_error", "request_timeout"),
             ErrorKind::TooLarge => ("invalid_request_error", "request_too_large"),
+            ErrorKind::UnsupportedMediaType => ("invalid_request_error", "unsupported_media_type"),
             ErrorKind::RateLimited => ("rate_limit_error", "rate_limit_exceeded"),
             ErrorKind::Internal => ("server_error", "internal_error"),
             ErrorKind::NotImplemented => ("server_error", "not_implemented"),
@@ -214,7 +220,7 @@ impl ApiError {
     }
 
     /// The status in `protocol`: the relay protocol answers only its fixed set of statuses
-    /// (400, 401, 404, 413, 429, 5xx of our own), so an upstream status becomes its kind's.
+    /// (400, 401, 404, 408, 413, 415, 429, 5xx of our own), so an upstream status becomes its kind's.
     pub fn status_in(&self, protocol: Protocol) -> u16 {
         match protocol {
             Protocol::Relay => self.kind.status(),
@@ -308,6 +314,19 @@ mod tests {
         assert_eq!(o["error"]["message"], "nope");
         assert_eq!(o["error"]["code"], "invalid_api_key");
         assert_eq!(e.status(), 401);
+    }
+
+    #[test]
+    fn unsupported_media_type_is_415_in_every_shape() {
+        let e = ApiError::new(ErrorKind::UnsupportedMediaType, "not text");
+        assert_eq!(e.status(), 415);
+        assert_eq!(e.status_in(Protocol::Relay), 415);
+        let a: serde_json::Value = serde_json::from_slice(&e.body(Protocol::Anthropic)).unwrap();
+        assert_eq!(a["error"]["type"], "invalid_request_error");
+        let o: serde_json::Value = serde_json::from_slice(&e.body(Protocol::OpenAi)).unwrap();
+        assert_eq!(o["error"]["code"], "unsupported_media_type");
+        let r: serde_json::Value = serde_json::from_slice(&e.body(Protocol::Relay)).unwrap();
+        assert_eq!(r, serde_json::json!({"ok": false, "error": "not text"}));
     }
 
     #[test]

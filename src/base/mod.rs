@@ -3,6 +3,7 @@
 
 pub mod alloc;
 pub mod base64;
+pub mod bucket;
 pub mod clock;
 pub mod error;
 pub mod fsutil;

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::base::bucket::{Bucket, Rate, Table};
 use crate::base::clock;
 use crate::config::LimitsConfig;
 use crate::guard::keys::KeyInfo;
@@ -28,33 +29,6 @@ pub struct Refusal {
     pub retry_after: u64,
 }
 
-/// A token bucket: `capacity` tokens, refilled continuously at `per_sec`.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
-}
-
-impl Bucket {
-    fn full(capacity: f64, now: Instant) -> Bucket {
-        Bucket {
-            tokens: capacity,
-            updated: now,
-        }
-    }
-
-    fn refill(&mut self, capacity: f64, per_sec: f64, now: Instant) {
-        let dt = now.saturating_duration_since(self.updated).as_secs_f64();
-        self.tokens = (self.tokens + dt * per_sec).min(capacity);
-        self.updated = now;
-    }
-
-    /// Seconds until one whole token is available.
-    fn wait_secs(&self, per_sec: f64) -> u64 {
-        (((1.0 - self.tokens) / per_sec).ceil() as u64).max(1)
-    }
-}
-
 #[derive(Debug, Default)]
 struct KeyState {
     bucket: Option<(u32, Bucket)>,
@@ -67,7 +41,7 @@ struct Inner {
     global_today: u64,
     keys: HashMap<String, KeyState>,
     in_flight: u32,
-    ips: HashMap<IpAddr, Bucket>,
+    ips: Table<IpAddr>,
     dirty: bool,
 }
 
@@ -137,6 +111,7 @@ impl Limits {
                 (label, state)
             })
             .collect();
+        let ips = Table::new(cfg.ip_table_size);
         Limits {
             cfg,
             state_path,
@@ -145,7 +120,7 @@ impl Limits {
                 global_today: if same_day { saved.global } else { 0 },
                 keys,
                 in_flight: 0,
-                ips: HashMap::new(),
+                ips,
                 dirty: false,
             }),
         }
@@ -205,23 +180,21 @@ impl Limits {
         }
         let rpm = key.rpm.unwrap_or(cfg.per_key_rpm);
         if rpm > 0 {
-            let (capacity, per_sec) = (f64::from(rpm), f64::from(rpm) / 60.0);
+            let rate = Rate::per_minute(rpm);
             let bucket = match &mut ks.bucket {
                 Some((r, b)) if *r == rpm => b,
-                slot => &mut slot.insert((rpm, Bucket::full(capacity, now))).1,
+                slot => &mut slot.insert((rpm, Bucket::full(rate, now))).1,
             };
-            bucket.refill(capacity, per_sec, now);
-            if bucket.tokens < 1.0 {
+            if let Err(wait) = bucket.take(rate, now) {
                 return Err(Refusal {
                     limit: "limits.per_key_rpm",
                     message: format!(
                         "key {:?} is over its {rpm} requests per minute (per-key rate limit)",
                         key.label
                     ),
-                    retry_after: bucket.wait_secs(per_sec),
+                    retry_after: wait,
                 });
             }
-            bucket.tokens -= 1.0;
         }
         ks.today += 1;
         inner.global_today += 1;
@@ -236,36 +209,15 @@ impl Limits {
         if per_min == 0 {
             return None;
         }
-        let (capacity, per_sec) = (f64::from(per_min), f64::from(per_min) / 60.0);
-        let now = Instant::now();
+        let rate = Rate::per_minute(per_min);
         let mut inner = self.lock();
-        let ips = &mut inner.ips;
-        if !ips.contains_key(&ip) && ips.len() >= self.cfg.ip_table_size {
-            // A fully refilled bucket carries no information: forget those first, then the
-            // longest-quiet IP, so a flood of addresses cannot grow the table.
-            ips.retain(|_, b| {
-                b.refill(capacity, per_sec, now);
-                b.tokens < capacity
-            });
-            if ips.len() >= self.cfg.ip_table_size {
-                if let Some(oldest) = ips.iter().min_by_key(|(_, b)| b.updated).map(|(ip, _)| *ip) {
-                    ips.remove(&oldest);
-                }
-            }
-        }
-        let bucket = ips.entry(ip).or_insert(Bucket::full(capacity, now));
-        bucket.refill(capacity, per_sec, now);
-        if bucket.tokens < 1.0 {
-            return Some(Refusal {
-                limit: "limits.auth_failures_per_minute",
-                message:
-                    "too many failed authentication attempts from this address; check the API key"
-                        .into(),
-                retry_after: bucket.wait_secs(per_sec),
-            });
-        }
-        bucket.tokens -= 1.0;
-        None
+        let wait = inner.ips.take(&ip, rate, Instant::now()).err()?;
+        Some(Refusal {
+            limit: "limits.auth_failures_per_minute",
+            message: "too many failed authentication attempts from this address; check the API key"
+                .into(),
+            retry_after: wait,
+        })
     }
 
     /// Number of IPs in the failure table.

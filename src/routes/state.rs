@@ -2,10 +2,13 @@
 //! each worker.
 
 use std::sync::atomic::AtomicUsize;
+use std::sync::Mutex;
 
 use crate::anthropic::catalogue::Catalogue;
 use crate::backends::cli::CliBackend;
 use crate::backends::oauth::OauthBackend;
+use crate::backends::web::Fetcher;
+use crate::base::bucket::Table;
 use crate::config::Config;
 use crate::guard::budget::BodyBudget;
 use crate::guard::keys::KeyStore;
@@ -20,7 +23,9 @@ pub struct State {
     pub models: Catalogue,
     pub oauth: OauthBackend,
     pub cli: CliBackend,
-    pub fetcher: crate::routes::fetch::Fetcher,
+    pub fetcher: Fetcher,
+    /// Each key's `/v1/fetch` bucket (`fetch.rpm`), apart from the model limits.
+    pub fetch_buckets: Mutex<Table<String>>,
     pub audit: crate::observe::audit::AuditLog,
     /// Requests handed to the worker pool and not finished yet (queued or running). Counting
     /// them makes "busy" exact: a request is refused only when every worker is occupied and

@@ -165,7 +165,10 @@ pub fn run(config: Config) -> Result<(), String> {
     let state = Arc::new(State {
         keys,
         oauth,
-        fetcher: crate::routes::fetch::Fetcher::new(config.fetch.clone()),
+        fetcher: crate::backends::web::Fetcher::new(&config.fetch),
+        fetch_buckets: std::sync::Mutex::new(crate::base::bucket::Table::new(
+            crate::routes::fetch::MAX_BUCKETS,
+        )),
         cli: crate::backends::cli::CliBackend::new(config.cli.clone()),
         audit,
         limits: Limits::new(config.limits.clone(), limits::usage_path(&data_dir)),
@@ -424,9 +427,7 @@ fn route(
     // Page fetches have their own bucket (`fetch.rpm`) and never spend the model limits.
     if route == Route::Fetch {
         let Some(rq) = slot.take() else { return 500 };
-        return state
-            .fetcher
-            .handle(state.config.max_body_bytes, &state.bodies, rq, &key, cors);
+        return crate::routes::fetch::handle(state, rq, &key, cors);
     }
 
     let _slot_guard = if route.uses_backend() {
