@@ -277,8 +277,9 @@ impl Config {
                 return Err(bad("cli.env", "has an invalid variable name"));
             }
         }
-        if !(1..=2_000_000).contains(&self.fetch.max_bytes) {
-            return Err(bad("fetch.max_bytes", "must be between 1 and 2000000"));
+        if !(1..=FETCH_MAX_BYTES_LIMIT).contains(&self.fetch.max_bytes) {
+            let why = format!("must be between 1 and {FETCH_MAX_BYTES_LIMIT}");
+            return Err(bad("fetch.max_bytes", &why));
         }
         if !(100..=600_000).contains(&self.fetch.timeout_ms) {
             return Err(bad("fetch.timeout_ms", "must be between 100 and 600000"));

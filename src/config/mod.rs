@@ -10,6 +10,10 @@ use std::path::PathBuf;
 
 use crate::base::log::Level;
 
+/// The largest page `/v1/fetch` reads (2 MB): the ceiling of both `fetch.max_bytes` and a
+/// request's own `max_bytes`.
+pub const FETCH_MAX_BYTES_LIMIT: u64 = 2_000_000;
+
 /// The whole configuration. Field docs give each key's meaning and default.
 #[derive(Clone, Debug, Serialize)]
 pub struct Config {

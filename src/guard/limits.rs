@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use crate::base::bucket::{Bucket, Rate, Table};
 use crate::base::clock;
+use crate::base::error::{ApiError, ErrorKind};
 use crate::config::LimitsConfig;
 use crate::guard::keys::KeyInfo;
 
@@ -27,6 +28,13 @@ pub struct Refusal {
     pub message: String,
     /// Seconds until trying again can succeed (at least 1).
     pub retry_after: u64,
+}
+
+/// A refusal as the caller's error: 429 with `Retry-After`.
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> ApiError {
+        ApiError::new(ErrorKind::RateLimited, r.message).retry_after(r.retry_after)
+    }
 }
 
 #[derive(Debug, Default)]

@@ -30,12 +30,10 @@ use tiny_http::Request;
 use crate::backends::web::{self, Page};
 use crate::base::bucket::{Rate, Table};
 use crate::base::error::{ApiError, ErrorKind, Protocol};
+use crate::config::FETCH_MAX_BYTES_LIMIT;
 use crate::guard::keys::KeyInfo;
 use crate::http::{self, Cors, Reply};
 use crate::routes::state::State;
-
-/// The largest `max_bytes` a request may ask for (2 MB).
-pub const MAX_BYTES_LIMIT: u64 = 2_000_000;
 
 /// Most keys with a fetch bucket kept in memory (keys come from the key file, so this is only
 /// reached after many revocations; full buckets are forgotten first).
@@ -71,11 +69,12 @@ impl FetchRequest {
             None | Some(serde_json::Value::Null) => return Err(bad("url is required".into())),
             Some(_) => return Err(bad("url must be a string".into())),
         };
-        let range = || format!("max_bytes must be an integer between 1 and {MAX_BYTES_LIMIT}");
+        let range =
+            || format!("max_bytes must be an integer between 1 and {FETCH_MAX_BYTES_LIMIT}");
         let max_bytes = match obj.get("max_bytes") {
             None | Some(serde_json::Value::Null) => None,
             Some(n) => match n.as_u64() {
-                Some(n) if (1..=MAX_BYTES_LIMIT).contains(&n) => Some(n),
+                Some(n) if (1..=FETCH_MAX_BYTES_LIMIT).contains(&n) => Some(n),
                 _ => return Err(bad(range())),
             },
         };

@@ -434,9 +434,7 @@ fn route(
         match state.limits.admit(&key) {
             Ok(guard) => Some(guard),
             Err(refusal) => {
-                let err = ApiError::new(ErrorKind::RateLimited, refusal.message)
-                    .retry_after(refusal.retry_after);
-                return finish(slot, Reply::error(&err, protocol), cors);
+                return finish(slot, Reply::error(&refusal.into(), protocol), cors);
             }
         }
     } else {
@@ -550,9 +548,7 @@ fn authenticate(state: &State, rq: &Request) -> Result<KeyInfo, ApiError> {
         }
     }
     if let Some(refusal) = state.limits.auth_failure(http::client_ip(rq)) {
-        return Err(
-            ApiError::new(ErrorKind::RateLimited, refusal.message).retry_after(refusal.retry_after)
-        );
+        return Err(refusal.into());
     }
     let message = if presented.is_empty() {
         "missing API key: send it as `Authorization: Bearer <key>` or `x-api-key: <key>`"
