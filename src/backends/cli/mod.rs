@@ -1147,7 +1147,7 @@ fn short(text: &str) -> String {
 
 /// The integration tests' mock Anthropic upstream, reused by the real-CLI unit tests below.
 #[cfg(test)]
-#[path = "../../tests/it/common/mock_upstream.rs"]
+#[path = "../../../tests/it/common/mock_upstream.rs"]
 mod mock_upstream;
 
 #[cfg(test)]
