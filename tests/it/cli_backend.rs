@@ -18,6 +18,11 @@ use crate::common::mock_upstream::{
     parse_sse, sse_text_events, sse_tool_use_events, MockUpstream, Recorded, Reply,
 };
 use crate::common::run::{e2e_dir, installed};
+use claudegate::anthropic::collector::Collector;
+use claudegate::anthropic::event::Event;
+use claudegate::backends::cli::{CliAnswer, CliBackend, CliError, CliRequest};
+use claudegate::config::Config;
+use claudegate::openai::chat::{completion, ChatStream};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -93,6 +98,28 @@ impl World {
             .iter()
             .map(|r| format!("{} {}\n{}\n", r.method, r.path, r.body_text()))
             .collect()
+    }
+
+    /// The library's CLI backend on this world's `cli` section, called without the HTTP around
+    /// it (to see the events the real CLI's output becomes).
+    fn backend(&self) -> CliBackend {
+        let config = json!({"backend": "claude-cli", "cli": self.cli_config(true)});
+        CliBackend::new(Config::from_value(&config).expect("a valid config").cli)
+    }
+
+    /// What every request the CLI sends upstream must look like: no tool offered, Claude Code's
+    /// agent prompt replaced, the home path nowhere.
+    fn assert_locked_down(&self, r: &Recorded) {
+        assert_eq!(r.json()["tools"], json!([]), "no tools offered upstream");
+        let text = r.body_text();
+        assert!(
+            !text.contains("You are an interactive agent"),
+            "Claude Code's agent prompt is replaced"
+        );
+        assert!(
+            !text.contains(&self.home.path().display().to_string()),
+            "the home path never goes upstream"
+        );
     }
 
     /// A canary path outside the home (it must never appear).
@@ -223,19 +250,10 @@ fn a_completion_works_and_reports_the_real_model() {
     assert_eq!(v["model"], REAL_MODEL, "the id the CLI really used");
     let reqs = w.messages();
     assert_eq!(reqs.len(), 1, "one upstream call");
-    let body = reqs[0].json();
-    assert_eq!(body["tools"], json!([]), "no tools offered upstream");
+    w.assert_locked_down(&reqs[0]);
     let text = reqs[0].body_text();
     assert!(text.contains("You are terse."), "system passed verbatim");
     assert!(text.contains("Name 2 colors as JSON."));
-    assert!(
-        !text.contains("You are an interactive agent"),
-        "Claude Code's agent prompt is replaced"
-    );
-    assert!(
-        !text.contains(&w.home.path().display().to_string()),
-        "the home path never goes upstream"
-    );
     assert_eq!(
         reqs[0].header("authorization"),
         Some("Bearer cg-test-upstream-token")
@@ -654,4 +672,95 @@ fn an_expired_login_answers_503_with_how_to_log_in() {
             "the host's own login was used"
         );
     }
+}
+
+// --- The backend called directly ----------------------------------------------------------------
+
+/// Runs `req` on `backend` and collects the events it passed on.
+fn run(backend: &CliBackend, req: &CliRequest) -> (Result<CliAnswer, CliError>, Vec<Event>) {
+    let mut events = Vec::new();
+    let out = backend.run(req, &mut |e| {
+        events.push(e.clone());
+        true
+    });
+    (out, events)
+}
+
+#[test]
+fn the_real_clis_events_drive_the_chat_translator_and_only_the_prompt_goes_up() {
+    let Some(w) =
+        World::new("the_real_clis_events_drive_the_chat_translator_and_only_the_prompt_goes_up")
+    else {
+        return;
+    };
+    let secret = w.canary("secret.txt");
+    std::fs::write(&secret, "CANARY-SECRET-7f3a").unwrap();
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::sse(sse_text_events("claude-real-model-9", &["Hel", "lo!"])),
+    );
+    let req = CliRequest {
+        prompt: format!("summarise @{} please", secret.display()),
+        system: Some("SYSTEM-MARKER".into()),
+        model: Some("haiku".into()),
+    };
+    let (out, events) = run(&w.backend(), &req);
+    let a = out.unwrap();
+    assert_eq!(a.text, "Hello!");
+    assert_eq!(a.model, "claude-real-model-9");
+    assert_eq!(events.first().unwrap().name, "message_start");
+    assert_eq!(events.last().unwrap().name, "message_stop");
+    // The events drive the OpenAI chat translator unchanged, streamed and collected.
+    let mut chat = ChatStream::new("id".into(), 0, "haiku".into(), true);
+    let mut chunks: Vec<Value> = events.iter().flat_map(|e| chat.on_event(e)).collect();
+    chunks.extend(chat.finish());
+    let streamed: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(streamed, "Hello!");
+    assert!(chunks
+        .iter()
+        .any(|c| c["choices"][0]["finish_reason"] == "stop"));
+    let mut c = Collector::new();
+    events.iter().for_each(|e| c.push(e));
+    let done = completion(&c.message(), "id", 0, "haiku");
+    assert_eq!(done["choices"][0]["message"]["content"], "Hello!");
+
+    let reqs = w.messages();
+    assert_eq!(reqs.len(), 1);
+    w.assert_locked_down(&reqs[0]);
+    let text = reqs[0].body_text();
+    assert!(
+        !text.contains("CANARY-SECRET"),
+        "the @file was read: {text}"
+    );
+    assert!(text.contains("SYSTEM-MARKER"), "system passed verbatim");
+}
+
+#[test]
+fn the_real_cli_sends_a_neutralised_slash_command_as_text() {
+    let Some(w) = World::new("the_real_cli_sends_a_neutralised_slash_command_as_text") else {
+        return;
+    };
+    let req = CliRequest {
+        prompt: "/heapdump".into(),
+        system: None,
+        model: None,
+    };
+    let a = run(&w.backend(), &req).0.unwrap();
+    assert!(!a.text.contains("isn't available"), "{}", a.text);
+    let reqs = w.messages();
+    assert_eq!(reqs.len(), 1, "the prompt went upstream as text");
+    // Sent with the zero-width space in front, as JSON escapes it or verbatim.
+    let body = reqs[0].body_text();
+    assert!(
+        body.contains("\\u200b/heapdump") || body.contains("\u{200B}/heapdump"),
+        "{body}"
+    );
+    let dumps: Vec<PathBuf> = walk(w.home.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("heapsnapshot"))
+        .collect();
+    assert!(dumps.is_empty(), "a heap dump was written: {dumps:?}");
 }

@@ -1,0 +1,85 @@
+//! The private call directory: one fresh, owner-only directory per CLI call, which is the
+//! CLI's working directory, its temp directory and the home of the system prompt file.
+//!
+//! **Working directory**: a fresh directory `<tmp>/claudegate-cli-<random>/` (mode 0700,
+//! outside `cli.home`; git may not search above it) holding an empty `work/` (the cwd), `tmp/`
+//! (the CLI's temp files and its messaging socket) and the system prompt file. It is removed
+//! when the call ends, whatever way it ends.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+/// `<tmp>/claudegate-cli-<random>/` with `work/` (cwd) and `tmp/`; removed by [`CallDir::cleanup`]
+/// or, failing that, on drop.
+pub(super) struct CallDir {
+    pub(super) root: PathBuf,
+}
+
+impl CallDir {
+    pub(super) fn create(home: &Path) -> std::io::Result<CallDir> {
+        // The system temp dir, unless it lies inside cli.home (then the CLI's cwd would sit
+        // under the home whose settings and CLAUDE.md files we keep out).
+        let mut base = std::env::temp_dir();
+        if base.starts_with(home) || !base.is_absolute() {
+            base = PathBuf::from("/tmp");
+        }
+        let mut last = None;
+        for _ in 0..8 {
+            let salt = crate::base::ids::random::<8>().map_err(std::io::Error::other)?;
+            let root = base.join(format!("claudegate-cli-{}", crate::base::ids::hex(&salt)));
+            match std::fs::DirBuilder::new().mode(0o700).create(&root) {
+                Ok(()) => {
+                    let dir = CallDir { root };
+                    for sub in [dir.work(), dir.tmp()] {
+                        std::fs::DirBuilder::new().mode(0o700).create(sub)?;
+                    }
+                    return Ok(dir);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no free name")))
+    }
+
+    pub(super) fn work(&self) -> PathBuf {
+        self.root.join("work")
+    }
+
+    pub(super) fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    pub(super) fn system_file(&self) -> PathBuf {
+        self.root.join("system.txt")
+    }
+
+    /// Writes the system prompt file (mode 0600) that `--system-prompt-file` names.
+    pub(super) fn write_system_prompt(&self, text: &str) -> std::io::Result<()> {
+        crate::base::fsutil::write_private(&self.system_file(), text.as_bytes())
+    }
+
+    /// Removes the directory and the per-project folder the CLI may keep for its cwd under
+    /// `~/.claude/projects/` (named after the cwd, so it is ours alone).
+    pub(super) fn cleanup(&self, home: &Path) {
+        let slug: String = self
+            .work()
+            .to_string_lossy()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let project = home.join(".claude/projects").join(slug);
+        if project.is_dir() {
+            std::fs::remove_dir_all(project).ok();
+        }
+        std::fs::remove_dir_all(&self.root).ok();
+    }
+}
+
+impl Drop for CallDir {
+    fn drop(&mut self) {
+        if self.root.exists() {
+            std::fs::remove_dir_all(&self.root).ok();
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! What a caller sees of one CLI call: the request, the answer, and the error with the HTTP
+//! status it answers with (and its conversion into the one error type, [`ApiError`]).
+
+use crate::anthropic::usage::Usage;
+use crate::base::error::{ApiError, ErrorKind};
+
+/// One request for the CLI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CliRequest {
+    /// The user's text; goes to the CLI on stdin.
+    pub prompt: String,
+    /// The system prompt; `None` → [`NEUTRAL_SYSTEM`](super::NEUTRAL_SYSTEM). Passed verbatim
+    /// (also when empty).
+    pub system: Option<String>,
+    /// One of `cli.allowed_models`; `None` (or empty) → `cli.default_model`.
+    pub model: Option<String>,
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CliAnswer {
+    /// The model id the CLI actually used (e.g. `claude-sonnet-5-5` for `sonnet`), without a
+    /// `[1m]` suffix.
+    pub model: String,
+    pub text: String,
+    pub usage: Usage,
+    /// Wall time of the whole call, CLI start-up included.
+    pub duration_ms: u64,
+}
+
+/// Why a call failed; [`CliError::status`] is the HTTP status to answer with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CliError {
+    /// 400: model not allowed or looks like a flag, empty prompt.
+    BadRequest(String),
+    /// 429: every CLI slot stayed busy for `cli.queue_wait_ms`; retry after this many seconds.
+    Busy { retry_after: u64 },
+    /// 429: the upstream rate-limited the account.
+    RateLimited(String),
+    /// 503: Claude Code on this host is not logged in (the message says how to log in).
+    NotLoggedIn(String),
+    /// 504: the wall-clock limit `cli.timeout_ms` passed; the CLI was killed and reaped.
+    Timeout,
+    /// 502: anything else. Never carries a token or key from the CLI's output.
+    Failed(String),
+}
+
+impl CliError {
+    pub fn status(&self) -> u16 {
+        match self {
+            CliError::BadRequest(_) => 400,
+            CliError::Busy { .. } | CliError::RateLimited(_) => 429,
+            CliError::NotLoggedIn(_) => 503,
+            CliError::Timeout => 504,
+            CliError::Failed(_) => 502,
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            CliError::BadRequest(m)
+            | CliError::RateLimited(m)
+            | CliError::NotLoggedIn(m)
+            | CliError::Failed(m) => m.clone(),
+            CliError::Busy { retry_after } => format!(
+                "all Claude Code CLI slots are busy (cli.max_concurrent); retry in {retry_after} s"
+            ),
+            CliError::Timeout => {
+                "the Claude Code CLI did not finish within cli.timeout_ms and was stopped".into()
+            }
+        }
+    }
+}
+
+/// A CLI failure as the caller's error (its protocol picks the body's shape).
+impl From<CliError> for ApiError {
+    fn from(e: CliError) -> ApiError {
+        let kind = match e.status() {
+            400 => ErrorKind::InvalidRequest,
+            429 => ErrorKind::RateLimited,
+            503 => ErrorKind::Unavailable,
+            504 => ErrorKind::GatewayTimeout,
+            _ => ErrorKind::BadGateway,
+        };
+        let err = ApiError::new(kind, e.message());
+        match e {
+            CliError::Busy { retry_after } => err.retry_after(retry_after),
+            CliError::RateLimited(_) => err.retry_after(60),
+            _ => err,
+        }
+    }
+}

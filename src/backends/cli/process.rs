@@ -1,0 +1,258 @@
+//! The CLI as a child process: spawning it, feeding it the prompt, reading its stdout line by
+//! line and the tail of its stderr on threads, the wall-clock deadline, and killing its whole
+//! process group whatever way the call ends.
+//!
+//! **Process handling**: the CLI runs in its own process group. On the wall-clock timeout, or
+//! when the streaming client goes away, the whole group gets SIGKILL (the CLI starts helpers of
+//! its own: `sh -c "ps aux | …"`, ripgrep, git), then the CLI is reaped. The group is killed
+//! before the leader is reaped, so its id cannot have been reused. After a normal exit the
+//! group is killed too, so nothing the CLI started outlives the call.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use crate::backends::cli::interface::CliError;
+
+/// Longest stdout line accepted from the CLI (an answer arrives as one JSON line, twice).
+const MAX_LINE: u64 = 64 << 20;
+/// stderr kept for error messages: the tail, at most this many bytes.
+const MAX_STDERR: usize = 16 << 10;
+/// After stdout closes, how long the CLI may take to exit before it is killed.
+const EXIT_GRACE: Duration = Duration::from_secs(5);
+
+/// How a CLI that ran to its end ended: its exit status and the tail of its stderr.
+pub(super) struct Exit {
+    pub(super) status: ExitStatus,
+    pub(super) stderr: String,
+}
+
+/// Spawns `cmd` (the CLI named `binary` in `cli.binary`), writes `prompt` to its stdin and
+/// hands each stdout line to `on_line` until stdout closes, `deadline` passes or `on_line`
+/// returns false (the client went away); always leaves the process group killed and the CLI
+/// reaped.
+pub(super) fn supervise(
+    cmd: &mut Command,
+    binary: &str,
+    prompt: Vec<u8>,
+    deadline: Instant,
+    on_line: &mut dyn FnMut(&str) -> bool,
+) -> Result<Exit, CliError> {
+    let mut child = cmd.spawn().map_err(|e| {
+        CliError::Failed(format!(
+            "cannot start the Claude Code CLI `{binary}` (cli.binary): {e}"
+        ))
+    })?;
+    let (Some(mut stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        stop(&mut child);
+        return Err(CliError::Failed("the CLI's pipes were not set up".into()));
+    };
+    // A thread, so a prompt larger than the pipe buffer cannot deadlock against stdout.
+    // Dropping `stdin` at the end closes it: the CLI waits for EOF before it starts.
+    std::thread::spawn(move || {
+        stdin.write_all(&prompt).ok();
+    });
+    let lines = read_lines(stdout);
+    let errs = read_tail(stderr);
+
+    let mut end = End::Exited;
+    loop {
+        match lines.recv_timeout(left_until(deadline)) {
+            Ok(Line::Text(line)) => {
+                if !on_line(&line) {
+                    end = End::ClientGone;
+                    break;
+                }
+            }
+            Ok(Line::TooLong) => {
+                end = End::TooLong;
+                break;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                end = End::TimedOut;
+                break;
+            }
+        }
+    }
+    // stdout closed: give the CLI a moment to finish writing its config and exit.
+    let exited =
+        end == End::Exited && exits_within(&mut child, EXIT_GRACE.min(left_until(deadline)));
+    // Kill the group in every case: the CLI itself if it is still running (timeout, client
+    // gone, or it would not exit), and whatever it left behind. The CLI is not reaped yet
+    // (a zombie at most), so the group id is still ours and cannot name a stranger.
+    kill_group(child.id());
+    if !exited {
+        child.kill().ok();
+    }
+    let status = child
+        .wait()
+        .map_err(|e| CliError::Failed(format!("waiting for the CLI: {e}")))?;
+    let stderr = errs
+        .recv_timeout(Duration::from_secs(1))
+        .unwrap_or_default();
+    match end {
+        End::TimedOut => Err(CliError::Timeout),
+        End::ClientGone => Err(CliError::Failed("client went away".into())),
+        End::TooLong => Err(CliError::Failed(
+            "the Claude Code CLI printed an oversized line".into(),
+        )),
+        End::Exited => Ok(Exit { status, stderr }),
+    }
+}
+
+/// One stdout line, or the news that a line was longer than [`MAX_LINE`].
+enum Line {
+    Text(String),
+    TooLong,
+}
+
+/// How the read loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// stdout closed (the CLI finished, or died).
+    Exited,
+    TimedOut,
+    ClientGone,
+    TooLong,
+}
+
+/// stdout, line by line, on a channel (so the caller can wait with a deadline).
+fn read_lines(stdout: impl Read + Send + 'static) -> Receiver<Line> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = BufReader::with_capacity(64 * 1024, stdout);
+        loop {
+            let mut buf = Vec::new();
+            match r.by_ref().take(MAX_LINE + 1).read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) if n as u64 > MAX_LINE => {
+                    tx.send(Line::TooLong).ok();
+                    break;
+                }
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+                    if tx.send(Line::Text(line)).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// The last [`MAX_STDERR`] bytes of stderr, delivered once the pipe closes.
+fn read_tail(stderr: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = stderr;
+        let mut tail: Vec<u8> = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    tail.extend_from_slice(&buf[..n]);
+                    if tail.len() > MAX_STDERR {
+                        tail.drain(..tail.len() - MAX_STDERR);
+                    }
+                }
+            }
+        }
+        tx.send(String::from_utf8_lossy(&tail).into_owned()).ok();
+    });
+    rx
+}
+
+/// The time left until `deadline` (zero once it has passed).
+fn left_until(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+/// Whether the child exits within `grace`, found without reaping it: its `/proc` state turns
+/// `Z`. Where `/proc` is missing, `try_wait` (which reaps) is the fallback; then the group kill
+/// that follows could only miss-hit if the pid counter wrapped around in between.
+fn exits_within(child: &mut Child, grace: Duration) -> bool {
+    let until = Instant::now() + grace;
+    let stat = format!("/proc/{}/stat", child.id());
+    loop {
+        let exited = match std::fs::read_to_string(&stat) {
+            Ok(s) => is_zombie(&s),
+            Err(_) => matches!(child.try_wait(), Ok(Some(_))),
+        };
+        if exited {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether a `/proc/<pid>/stat` text says the process has exited but is not reaped yet (state
+/// `Z`). The state follows the `(command name)`, which may itself hold spaces or `)`.
+pub(super) fn is_zombie(stat: &str) -> bool {
+    stat.rsplit_once(')')
+        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+}
+
+/// Kills and reaps a child that never got going.
+fn stop(child: &mut Child) {
+    kill_group(child.id());
+    child.kill().ok();
+    child.wait().ok();
+}
+
+/// SIGKILL to process group `pgid` (one we created with `process_group(0)`), through the
+/// shell's `kill` builtin: std has no killpg, and `/bin/sh` exists wherever the CLI can run
+/// (it starts `sh` itself). A group that is already gone is fine.
+fn kill_group(pgid: u32) {
+    Command::new("/bin/sh")
+        .args(["-c", "kill -9 -\"$1\"", "sh", &pgid.to_string()])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_is_read_after_the_last_parenthesis() {
+        assert!(is_zombie("4242 (claude) Z 1 4242 4242 0 -1"));
+        assert!(!is_zombie("4242 (claude) S 1 4242 4242 0 -1"));
+        // A command name may hold `) Z` itself; only the real state counts.
+        assert!(!is_zombie("4242 (a) Z (b) R 1 4242"));
+        assert!(is_zombie("4242 (a) R (b) Z 1 4242"));
+        assert!(!is_zombie(""));
+    }
+
+    #[test]
+    fn an_exit_is_seen_without_reaping_the_child() {
+        let mut child = Command::new("/bin/sh")
+            .args(["-c", "exit 3"])
+            .spawn()
+            .unwrap();
+        assert!(exits_within(&mut child, Duration::from_secs(5)));
+        // Not reaped by the check: the zombie still holds the pid (and so the group id).
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
+        assert!(is_zombie(&stat), "{stat}");
+        assert_eq!(child.wait().unwrap().code(), Some(3));
+        let mut sleeper = Command::new("/bin/sh")
+            .args(["-c", "exec sleep 30"])
+            .spawn()
+            .unwrap();
+        assert!(!exits_within(&mut sleeper, Duration::from_millis(100)));
+        stop(&mut sleeper);
+    }
+}
