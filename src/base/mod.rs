@@ -11,3 +11,4 @@ pub mod ids;
 pub mod jsonspan;
 pub mod log;
 pub mod redact;
+pub mod sync;

@@ -25,7 +25,7 @@ impl BodyBudget {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, u64> {
-        self.used.lock().unwrap_or_else(|p| p.into_inner())
+        crate::base::sync::lock(&self.used)
     }
 
     pub fn empty(&self) -> Reservation<'_> {

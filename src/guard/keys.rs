@@ -279,7 +279,7 @@ impl KeyStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Loaded> {
-        self.loaded.lock().unwrap_or_else(|p| p.into_inner())
+        crate::base::sync::lock(&self.loaded)
     }
 }
 

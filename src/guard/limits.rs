@@ -135,7 +135,7 @@ impl Limits {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        crate::base::sync::lock(&self.inner)
     }
 
     /// Admits one request of an authenticated key, or says which limit refuses it. Nothing is

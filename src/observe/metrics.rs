@@ -12,9 +12,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use crate::anthropic::usage::Usage;
+use crate::base::sync::lock;
 
 /// Histogram upper bounds in milliseconds (5 ms … 120 s), plus the implicit `+Inf`.
 const BUCKETS_MS: [u64; 14] = [
@@ -76,10 +77,6 @@ pub static METRICS: Metrics = Metrics {
     queue_rejections: AtomicU64::new(0),
     audit_dropped: AtomicU64::new(0),
 };
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Keeps a status label within HTTP's range, so a garbled upstream cannot invent labels.
 fn status_label(status: u16) -> u16 {

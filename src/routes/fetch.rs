@@ -138,7 +138,7 @@ fn take_token(buckets: &Mutex<Table<String>>, rpm: u32, key: &KeyInfo) -> Result
     if rpm == 0 {
         return Ok(());
     }
-    let mut buckets = buckets.lock().unwrap_or_else(|p| p.into_inner());
+    let mut buckets = crate::base::sync::lock(buckets);
     buckets
         .take(&key.label, Rate::per_minute(rpm), Instant::now())
         .map_err(|wait| {

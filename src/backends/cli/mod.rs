@@ -21,7 +21,7 @@ mod transcript;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::anthropic::event::Event;
@@ -29,6 +29,7 @@ use crate::backends::cli::calldir::CallDir;
 use crate::backends::cli::transcript::Transcript;
 use crate::backends::{Answer, Completion};
 use crate::base::error::ApiError;
+use crate::base::sync::lock;
 use crate::config::CliConfig;
 
 pub use crate::backends::cli::interface::{CliAnswer, CliError, CliRequest};
@@ -187,11 +188,6 @@ impl Drop for Slot<'_> {
         drop(busy);
         self.0.freed.notify_one();
     }
-}
-
-/// The slot count, also after a panic while it was held (the count itself is always valid).
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The name of the user claudegate runs as (for the how-to-log-in message).

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -27,6 +27,7 @@ use crate::backends::oauth::token::{self, RefreshError, Token, TokenKind};
 use crate::base::clock;
 use crate::base::error::{ApiError, ErrorKind};
 use crate::base::log;
+use crate::base::sync::lock;
 use crate::config::OauthConfig;
 
 /// How often the token file is checked for an outside change (a new login).
@@ -154,10 +155,6 @@ pub struct Account {
     gate: Mutex<Gate>,
     refreshed: Condvar,
     health: Mutex<Health>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn file_stamp(path: &PathBuf) -> Option<(u64, i64, i64)> {

@@ -89,7 +89,7 @@ impl Cloak {
         if !self.cfg.cache_user_id {
             return crate::base::ids::uuid_v4();
         }
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sessions = crate::base::sync::lock(&self.sessions);
         if sessions.len() > 10_000 {
             sessions.clear(); // labels come from the key file; this only guards against churn
         }
