@@ -6,5 +6,6 @@ pub mod complete;
 pub mod fetch;
 pub mod messages;
 pub mod openai;
+pub mod pages;
 pub mod relay;
 pub mod state;

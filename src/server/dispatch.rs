@@ -1,0 +1,278 @@
+//! Routing a request inside a worker: the routing table (404/405), authentication (401/429),
+//! the limits (429), then the route's handler. Every answer in the caller's protocol.
+
+use tiny_http::{Method, Request};
+
+use crate::base::error::{ApiError, ErrorKind, Protocol};
+use crate::guard::keys::KeyInfo;
+use crate::http::{self, Cors, Reply};
+use crate::observe::record;
+use crate::routes::openai::Door;
+use crate::routes::pages;
+use crate::routes::state::State;
+
+/// The routes we serve. Paths are matched exactly, without the query string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    Health,
+    Models,
+    Messages,
+    CountTokens,
+    ChatCompletions,
+    Responses,
+    Complete,
+    Fetch,
+    AdminAccounts,
+    Metrics,
+    EventLogging,
+}
+
+/// One row of the routing table.
+struct Row {
+    path: &'static str,
+    route: Route,
+    /// The one method the route accepts (besides `OPTIONS`, answered by the intake).
+    method: Method,
+    /// Its name in metrics and the audit log: a fixed set, so labels stay bounded.
+    name: &'static str,
+}
+
+const fn row(path: &'static str, route: Route, method: Method, name: &'static str) -> Row {
+    Row {
+        path,
+        route,
+        method,
+        name,
+    }
+}
+
+/// The routing table. Paths are matched exactly, without the query string.
+const ROUTES: &[Row] = &[
+    row("/health", Route::Health, Method::Get, "health"),
+    row("/v1/models", Route::Models, Method::Get, "models"),
+    row("/v1/messages", Route::Messages, Method::Post, "messages"),
+    row(
+        "/v1/messages/count_tokens",
+        Route::CountTokens,
+        Method::Post,
+        "count_tokens",
+    ),
+    row(
+        "/v1/chat/completions",
+        Route::ChatCompletions,
+        Method::Post,
+        "chat_completions",
+    ),
+    row("/v1/responses", Route::Responses, Method::Post, "responses"),
+    row("/v1/complete", Route::Complete, Method::Post, "complete"),
+    row("/v1/fetch", Route::Fetch, Method::Post, "fetch"),
+    row(
+        "/admin/accounts",
+        Route::AdminAccounts,
+        Method::Get,
+        "admin_accounts",
+    ),
+    row("/metrics", Route::Metrics, Method::Get, "metrics"),
+    // Claude Code posts telemetry to its base URL; accepted and dropped.
+    row(
+        "/api/event_logging/batch",
+        Route::EventLogging,
+        Method::Post,
+        "event_logging",
+    ),
+];
+
+impl Route {
+    /// Routes that spend the account's capacity go through the rate, daily and concurrency
+    /// limits; local views (models, admin, metrics) only need a key.
+    fn uses_backend(self) -> bool {
+        !matches!(
+            self,
+            Route::Health
+                | Route::Models
+                | Route::AdminAccounts
+                | Route::Metrics
+                | Route::EventLogging
+        )
+    }
+}
+
+/// The metrics/audit name of a path; unknown paths are all `other`.
+pub fn route_name(path: &str) -> &'static str {
+    ROUTES
+        .iter()
+        .find(|r| r.path == path)
+        .map_or("other", |r| r.name)
+}
+
+/// The path of a request URL, without its query string.
+pub fn path_of(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(p, _)| p)
+}
+
+/// Anthropic-shaped errors for Anthropic routes and for any request that announces itself with
+/// `anthropic-version`; OpenAI-shaped for the rest.
+pub fn protocol_of(rq: &Request, path: &str) -> Protocol {
+    if path == "/v1/complete" || path == "/v1/fetch" {
+        Protocol::Relay
+    } else if path.starts_with("/v1/messages") || http::header(rq, "anthropic-version").is_some() {
+        Protocol::Anthropic
+    } else {
+        Protocol::OpenAi
+    }
+}
+
+/// Sends `reply` through the request in `slot`; returns the status for the log line.
+fn finish(slot: &mut Option<Request>, reply: Reply, cors: &Cors) -> u16 {
+    let status = reply.status;
+    if let Some(rq) = slot.take() {
+        http::send(rq, reply, cors);
+    }
+    status
+}
+
+pub fn route(
+    state: &State,
+    slot: &mut Option<Request>,
+    path: &str,
+    protocol: Protocol,
+    cors: &Cors,
+) -> u16 {
+    let Some(rq) = slot.as_mut() else { return 500 };
+    // Debug builds only: lets the tests prove a panicking handler is answered and survived.
+    #[cfg(debug_assertions)]
+    if path == "/debug/panic" {
+        panic!("deliberate panic for the tests");
+    }
+    let found = ROUTES.iter().find(|r| r.path == path);
+    let route = match found {
+        None => {
+            let err = ApiError::new(ErrorKind::NotFound, format!("no route for {path}"));
+            return finish(slot, Reply::error(&err, protocol), cors);
+        }
+        Some(Row { method: m, .. }) if m != rq.method() => {
+            let err = ApiError::new(
+                ErrorKind::MethodNotAllowed,
+                format!("{path} accepts {m} only, not {}", rq.method()),
+            )
+            .with_header("Allow", format!("{m}, OPTIONS"));
+            return finish(slot, Reply::error(&err, protocol), cors);
+        }
+        Some(row) => row.route,
+    };
+
+    match route {
+        // Normally answered by the dispatcher; kept here so the table is complete.
+        Route::Health => {
+            return finish(slot, Reply::json(200, br#"{"status":"ok"}"#.to_vec()), cors)
+        }
+        // Telemetry is dropped unread, so it needs no key and costs nothing.
+        Route::EventLogging => return finish(slot, Reply::json(200, b"{}".to_vec()), cors),
+        Route::Metrics if state.config.metrics.public => {
+            return finish(slot, pages::metrics(state), cors)
+        }
+        _ => {}
+    }
+
+    let key = match authenticate(state, rq) {
+        Ok(key) => key,
+        Err(err) => return finish(slot, Reply::error(&err, protocol), cors),
+    };
+    record::note_key(&key.label);
+
+    // Page fetches have their own bucket (`fetch.rpm`) and never spend the model limits.
+    if route == Route::Fetch {
+        let Some(rq) = slot.take() else { return 500 };
+        return crate::routes::fetch::handle(state, rq, &key, cors);
+    }
+
+    let _slot_guard = if route.uses_backend() {
+        match state.limits.admit(&key) {
+            Ok(guard) => Some(guard),
+            Err(refusal) => {
+                return finish(slot, Reply::error(&refusal.into(), protocol), cors);
+            }
+        }
+    } else {
+        None
+    };
+
+    if state.config.backend == crate::config::Backend::ClaudeCli {
+        match route {
+            Route::Messages | Route::CountTokens | Route::Responses => {
+                let err = ApiError::new(
+                    ErrorKind::NotImplemented,
+                    format!(
+                        "{path} needs the oauth backend (backend: \"oauth\"); the claude-cli backend serves /v1/complete and text-only /v1/chat/completions"
+                    ),
+                );
+                return finish(slot, Reply::error(&err, protocol), cors);
+            }
+            _ => {}
+        }
+    }
+    let reply = match route {
+        Route::Messages | Route::CountTokens => {
+            let Some(rq) = slot.take() else { return 500 };
+            return crate::routes::messages::handle(
+                state,
+                rq,
+                &key,
+                route == Route::CountTokens,
+                cors,
+            );
+        }
+        Route::ChatCompletions | Route::Responses => {
+            let Some(rq) = slot.take() else { return 500 };
+            let door = match route {
+                Route::ChatCompletions => Door::Chat,
+                _ => Door::Responses,
+            };
+            return crate::routes::openai::handle(state, rq, &key, door, cors);
+        }
+        Route::Complete => {
+            let Some(rq) = slot.take() else { return 500 };
+            return crate::routes::complete::handle(state, rq, &key, cors);
+        }
+        Route::Metrics => pages::metrics(state),
+        Route::AdminAccounts => pages::accounts(state),
+        Route::Models => pages::models(state, protocol == Protocol::Anthropic),
+        // Answered above (health, telemetry, fetch); kept so a new route cannot fall through
+        // silently.
+        Route::Health | Route::EventLogging | Route::Fetch => {
+            let err = ApiError::new(ErrorKind::Internal, format!("{path} was not routed"));
+            Reply::error(&err, protocol)
+        }
+    };
+    finish(slot, reply, cors)
+}
+
+/// Finds a valid key in `Authorization: Bearer …` or `x-api-key`. Failures are counted per
+/// client IP; past `limits.auth_failures_per_minute` they get 429 instead of 401.
+fn authenticate(state: &State, rq: &Request) -> Result<KeyInfo, ApiError> {
+    let bearer = http::header(rq, "Authorization").and_then(|v| {
+        let (scheme, rest) = v.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+    });
+    let x_api_key = http::header(rq, "x-api-key").map(str::trim);
+    let presented: Vec<&str> = [bearer, x_api_key]
+        .into_iter()
+        .flatten()
+        .filter(|k| !k.is_empty())
+        .collect();
+    for key in &presented {
+        if let Some(info) = state.keys.authenticate(key) {
+            return Ok(info);
+        }
+    }
+    if let Some(refusal) = state.limits.auth_failure(http::client_ip(rq)) {
+        return Err(refusal.into());
+    }
+    let message = if presented.is_empty() {
+        "missing API key: send it as `Authorization: Bearer <key>` or `x-api-key: <key>`"
+    } else {
+        "invalid API key (it may have been revoked); mint one with `claudegate keys add LABEL`"
+    };
+    Err(ApiError::new(ErrorKind::Authentication, message)
+        .with_header("WWW-Authenticate", "Bearer".into()))
+}
