@@ -9,6 +9,7 @@ pub mod catalogue;
 pub mod collector;
 pub mod drain;
 pub mod event;
+pub mod models;
 pub mod sse;
 pub mod usage;
 

@@ -1,5 +1,5 @@
-//! The OpenAI-compatible front doors: shared pieces for `/v1/chat/completions` ([`chat`]) and
-//! `/v1/responses` ([`responses`]).
+//! The OpenAI-compatible front doors: `/v1/chat/completions` ([`chat`], and [`prompt`] for the
+//! CLI backend) and `/v1/responses` ([`responses`]), and what they share.
 //!
 //! Everything inside speaks Anthropic Messages. A front door translates the client's request
 //! into an Anthropic request (always `stream: true` upstream), then feeds the upstream's events
@@ -7,9 +7,18 @@
 //! non-streaming client gets the same events collected into one message first, so both paths
 //! report the same content and the same numbers. Translators do no I/O: they are pure and are
 //! tested with golden files under `tests/golden/`.
+//!
+//! Each fact the two doors share lives once: the chat parameter policy ([`params`]), the
+//! reasoning plan ([`reasoning`]), content parts and turn order ([`content`]), tool choice,
+//! JSON mode, sampling and betas ([`draft`]), and stop reasons and usage ([`answer`]).
 
+pub mod answer;
 pub mod chat;
+pub mod content;
+pub mod draft;
+pub mod params;
 pub mod prompt;
+pub mod reasoning;
 pub mod responses;
 
 use serde_json::{json, Value};

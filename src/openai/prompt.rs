@@ -1,8 +1,9 @@
 //! An OpenAI chat request flattened into one prompt and a system prompt, for a backend that
 //! takes text rather than a conversation (the CLI backend runs one `claude -p` per request).
 
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
+use super::params::{ChatRequest, CLI};
 use super::TranslateError;
 
 /// A chat request as one prompt.
@@ -18,63 +19,28 @@ pub struct Flattened {
     pub stream: bool,
 }
 
-/// Parameters accepted without effect on this backend (as on the OAuth backend).
-const IGNORED_PARAMS: &[&str] = &[
-    "user",
-    "safety_identifier",
-    "seed",
-    "store",
-    "metadata",
-    "service_tier",
-    "prompt_cache_key",
-    // Without tools there is nothing to run in parallel.
-    "parallel_tool_calls",
-];
-
 /// Flattens an OpenAI chat request into one prompt plus system, for the CLI backend.
 ///
+/// - The top-level parameters go through the chat door's one policy ([`super::params`]) for
+///   the CLI backend ([`CLI`]): what it lacks (tools, sampling parameters, stop sequences,
+///   structured output, reasoning control) is refused by name unless the value asks for
+///   nothing; `max_tokens` / `max_completion_tokens` are checked (the CLI uses its own
+///   output limit).
 /// - `system` and `developer` messages become the system prompt (joined by a blank line, in
 ///   order). A lone user message is the prompt verbatim; a conversation is written out as
 ///   `User: …` / `Assistant: …` paragraphs in order (`User (name): …` when a message has a
 ///   `name`), so nothing the client sent is dropped.
 /// - The last message must be the user's: the CLI cannot continue an assistant turn.
-/// - Refused with a [`TranslateError`] naming the parameter: tools, tool and function
-///   messages, assistant `tool_calls`, non-text content parts (images, files, audio),
-///   `n` ≠ 1, `response_format` other than `text`, `reasoning_effort`, `stop`, sampling
-///   parameters (`temperature`, `top_p`, `top_k`: the CLI has no way to set them),
-///   log probabilities, penalties, audio, predictions, web search and unknown parameters.
-/// - Accepted without effect: `max_tokens` / `max_completion_tokens` (checked; the CLI uses its
-///   own output limit), `stream_options`, and [`IGNORED_PARAMS`].
+/// - Refused with a [`TranslateError`] naming the parameter: tool and function messages,
+///   assistant `tool_calls`, and non-text content parts (images, files, audio).
 ///
 /// The model stays the client's (the CLI backend checks it against `cli.allowed_models`).
 pub fn flatten_chat(req: &Value) -> Result<Flattened, TranslateError> {
     fn bad(param: impl Into<String>, message: impl Into<String>) -> TranslateError {
         TranslateError::new(param, message)
     }
-    let req = req
-        .as_object()
-        .ok_or_else(|| bad("body", "the request body must be a JSON object"))?;
-    // `null` means absent, as on the OAuth backend.
-    let p: Map<String, Value> = req
-        .iter()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    refuse_chat_params(&p)?;
-    let model = match p.get("model").and_then(Value::as_str) {
-        Some(m) if !m.is_empty() => m.to_string(),
-        _ => return Err(bad("model", "`model` is required (a model id or alias)")),
-    };
-    let stream = match p.get("stream") {
-        None => false,
-        Some(v) => v
-            .as_bool()
-            .ok_or_else(|| bad("stream", "`stream` must be a boolean"))?,
-    };
-    let msgs = match p.get("messages").and_then(Value::as_array) {
-        Some(m) if !m.is_empty() => m,
-        _ => return Err(bad("messages", "`messages` must be a non-empty array")),
-    };
+    let r = ChatRequest::read(req, &CLI)?;
+    let msgs = r.messages();
 
     let mut system: Vec<String> = Vec::new();
     let mut turns: Vec<(&str, Option<&str>, String)> = Vec::new();
@@ -141,8 +107,8 @@ pub fn flatten_chat(req: &Value) -> Result<Flattened, TranslateError> {
     Ok(Flattened {
         prompt,
         system,
-        model,
-        stream,
+        model: r.model,
+        stream: r.stream,
     })
 }
 
@@ -181,66 +147,10 @@ fn content_text(content: &Value, i: usize) -> Result<String, TranslateError> {
     }
 }
 
-/// Refuses what the CLI cannot honour, and anything unknown.
-fn refuse_chat_params(p: &Map<String, Value>) -> Result<(), TranslateError> {
-    const NO_TOOLS: &str = "the claude-cli backend runs Claude Code with every tool turned off";
-    for (k, v) in p {
-        let refused: Option<String> = match k.as_str() {
-            "model" | "messages" | "stream" | "stream_options" => None,
-            "max_tokens" | "max_completion_tokens" => v
-                .as_u64()
-                .is_none_or(|n| n < 1)
-                .then(|| format!("`{k}` must be a positive integer")),
-            k if IGNORED_PARAMS.contains(&k) => None,
-            "tools" => (!v.as_array().is_some_and(Vec::is_empty))
-                .then(|| format!("`tools` are not supported: {NO_TOOLS}")),
-            "tool_choice" => (v.as_str() != Some("none") && v.as_str() != Some("auto"))
-                .then(|| format!("`tool_choice` is not supported: {NO_TOOLS}")),
-            "functions" | "function_call" => Some(format!(
-                "legacy function calling is not supported: {NO_TOOLS}"
-            )),
-            "n" => (v.as_u64() != Some(1))
-                .then(|| "only `n: 1` is supported: each request yields one choice".into()),
-            "response_format" => (v["type"] != "text").then(|| {
-                "only `response_format: {\"type\": \"text\"}` is supported by the claude-cli \
-                 backend"
-                    .into()
-            }),
-            "temperature" | "top_p" | "top_k" => Some(format!(
-                "`{k}` is not supported by the claude-cli backend: Claude Code has no way to set \
-                 sampling parameters"
-            )),
-            "stop" => (!v.as_array().is_some_and(Vec::is_empty))
-                .then(|| "`stop` is not supported by the claude-cli backend".into()),
-            "reasoning_effort" => {
-                Some("`reasoning_effort` is not supported by the claude-cli backend".into())
-            }
-            "logprobs" => (v.as_bool() != Some(false))
-                .then(|| "log probabilities are not available from Anthropic models".into()),
-            "top_logprobs" => (v.as_u64() != Some(0))
-                .then(|| "log probabilities are not available from Anthropic models".into()),
-            "logit_bias" => (!v.as_object().is_some_and(Map::is_empty))
-                .then(|| "`logit_bias` is not supported by Anthropic models".into()),
-            "frequency_penalty" | "presence_penalty" => (v.as_f64() != Some(0.0)).then(|| {
-                "frequency and presence penalties are not supported by Anthropic models".into()
-            }),
-            "modalities" => (v != &json!(["text"]))
-                .then(|| "only text output is supported (`modalities: [\"text\"]`)".into()),
-            "audio" => Some("audio output is not supported".into()),
-            "prediction" => Some("predicted outputs are not supported".into()),
-            "web_search_options" => Some("web search is not supported on this backend".into()),
-            _ => Some(format!("unrecognized request argument `{k}`")),
-        };
-        if let Some(why) = refused {
-            return Err(TranslateError::new(k.as_str(), why));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn chat_requests_flatten_faithfully() {

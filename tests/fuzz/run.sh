@@ -47,12 +47,13 @@ dict_of() {
 # The source files each target exercises, for the coverage report.
 files_of() {
   case $1 in
-    sse_reader | sse_relay) echo src/sse.rs ;;
-    chat_request) echo src/openai/chat.rs ;;
-    responses_request) echo src/openai/responses.rs ;;
-    chat_stream) echo src/openai/chat.rs src/openai/mod.rs ;;
-    responses_stream) echo src/openai/responses.rs src/openai/mod.rs ;;
-    cloak_body) echo src/cloak.rs src/jsonspan.rs ;;
+    sse_reader) echo src/anthropic/sse.rs src/anthropic/event.rs ;;
+    sse_relay) echo src/anthropic/sse.rs src/routes/relay.rs ;;
+    chat_request) echo src/openai/chat/*.rs src/openai/params.rs src/openai/draft.rs src/openai/reasoning.rs src/openai/content.rs ;;
+    responses_request) echo src/openai/responses/*.rs src/openai/draft.rs src/openai/reasoning.rs src/openai/content.rs ;;
+    chat_stream) echo src/openai/chat/response.rs src/openai/answer.rs src/anthropic/collector.rs ;;
+    responses_stream) echo src/openai/responses/stream.rs src/openai/responses/object.rs src/openai/answer.rs ;;
+    cloak_body) echo src/backends/oauth/cloak.rs src/base/jsonspan.rs ;;
   esac
 }
 

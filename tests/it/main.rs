@@ -6,9 +6,11 @@ mod common;
 
 mod architecture;
 mod arm;
+mod chat_policy;
 mod cli;
 mod cli_backend;
 mod complete;
+mod doors_agree;
 mod e2e_clients;
 mod e2e_openai;
 mod faults;
@@ -21,5 +23,6 @@ mod ops;
 mod passthrough;
 mod robustness;
 mod server;
+mod thinking;
 mod tiny_http_defects;
 mod tls;

@@ -2,7 +2,7 @@
 //! (streaming clients) and → `Collector` → `chat::completion` (non-streaming clients).
 //!
 //! Input: one flags byte (bit 0: `stream_options.include_usage`), then the upstream's SSE
-//! bytes, read with the server's `EventReader` and `parse_event` as `front.rs` does: an
+//! bytes, read with the server's `EventReader` and `parse_event` as `anthropic::drain` does: an
 //! `error` event or a stream without `message_stop` ends in `fail`, else in `finish`.
 //!
 //! Checks, beyond no panic:
@@ -18,7 +18,8 @@
 #![no_main]
 
 use claudegate::openai::chat::{completion, ChatStream};
-use claudegate::openai::{Collector, Event};
+use claudegate::anthropic::collector::Collector;
+use claudegate::anthropic::event::Event;
 use claudegate_fuzz::{assert_round_trips, split_flags, upstream_events, End};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
@@ -108,7 +109,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    // Non-streaming: the collector stops before an error event, as `front.rs` does.
+    // Non-streaming: the collector stops before an error event, as `anthropic::drain` does.
     let mut collector = Collector::new();
     for ev in &events {
         collector.push(ev);

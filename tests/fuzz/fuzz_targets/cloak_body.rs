@@ -1,6 +1,6 @@
-//! `claudegate::cloak::Cloak::body`: the in-place edit of a client's Messages body (through
-//! `claudegate::jsonspan`) that adds Claude Code's identity line and `metadata.user_id`, and
-//! breaks up sensitive words.
+//! `claudegate::backends::oauth::cloak::Cloak::body`: the in-place edit of a client's Messages
+//! body (through `claudegate::base::jsonspan`) that adds Claude Code's identity line and
+//! `metadata.user_id`, and breaks up sensitive words.
 //!
 //! Input: one flags byte (bit 0: `cloaking.strict`, bit 1: sensitive words configured, bit 2:
 //! a `count_tokens` body), then the body text (UTF-8 only, as the server requires).
@@ -17,7 +17,7 @@
 
 use std::sync::OnceLock;
 
-use claudegate::cloak::{Cloak, IDENTITY};
+use claudegate::backends::oauth::cloak::{Cloak, IDENTITY};
 use claudegate::config::Config;
 use claudegate_fuzz::split_flags;
 use libfuzzer_sys::fuzz_target;

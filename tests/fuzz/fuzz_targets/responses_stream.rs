@@ -6,7 +6,7 @@
 //! that does not parse stands for `null`), then the upstream's SSE bytes, read as in
 //! `chat_stream`.
 //!
-//! Checks (the stream invariants of the golden tests in `src/openai/responses.rs`, on any
+//! Checks (the stream invariants of the golden tests in `src/openai/responses/tests.rs`, on any
 //! upstream), beyond no panic:
 //! - every event round-trips as JSON; its `type` is its name and `sequence_number` counts
 //!   0, 1, …;
@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use claudegate::openai::responses::{response_object, ResponsesStream};
-use claudegate::openai::Collector;
+use claudegate::anthropic::collector::Collector;
 use claudegate_fuzz::{assert_round_trips, split_flags, upstream_events, End};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};

@@ -1,4 +1,5 @@
-//! `claudegate::sse::EventReader` (the SSE parser of the OpenAI front doors) on arbitrary bytes.
+//! `claudegate::anthropic::sse::EventReader` (the SSE parser of the OpenAI front doors) on
+//! arbitrary bytes.
 //!
 //! Input: one flags byte, then the upstream's byte stream. The flags pick how the stream is cut
 //! into reads (1 to 128 bytes, or whole buffers; see `Pieces`) and whether it ends with an
@@ -14,7 +15,7 @@
 //!   line ending left over from the framing.
 #![no_main]
 
-use claudegate::sse::EventReader;
+use claudegate::anthropic::sse::EventReader;
 use claudegate_fuzz::{split_flags, Pieces};
 use libfuzzer_sys::fuzz_target;
 

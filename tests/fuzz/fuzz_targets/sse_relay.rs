@@ -1,6 +1,6 @@
-//! `claudegate::sse::relay` (the Anthropic pass-through stream) on arbitrary upstream bytes,
-//! written to a `RawResponse` over tiny_http's `TestRequest` (whose writer is a sink), so no
-//! socket is needed.
+//! `claudegate::routes::relay::relay` (the Anthropic pass-through stream) on arbitrary upstream
+//! bytes, written to a `RawResponse` over tiny_http's `TestRequest` (whose writer is a sink), so
+//! no socket is needed.
 //!
 //! Input: one flags byte (read sizes and an optional injected I/O error, as in `sse_reader`),
 //! then the upstream's byte stream.
@@ -12,8 +12,8 @@
 //!   last line when the read fails).
 #![no_main]
 
-use claudegate::http::RawResponse;
-use claudegate::sse::{relay, StreamEnd};
+use claudegate::http::stream::RawResponse;
+use claudegate::routes::relay::{relay, StreamEnd};
 use claudegate_fuzz::{split_flags, Pieces};
 use libfuzzer_sys::fuzz_target;
 

@@ -1,12 +1,12 @@
 //! Helpers shared by the fuzz targets in `fuzz_targets/`: a reader that hands out its bytes in
 //! input-determined pieces (to exercise buffering boundaries), and the upstream event loop of
-//! `src/openai/front.rs` (read SSE, parse, stop at `error`, note `message_stop`) without the
+//! `src/anthropic/drain.rs` (read SSE, parse, stop at `error`, note `message_stop`) without the
 //! HTTP around it.
 
 use std::io::{self, Read};
 
-use claudegate::openai::{parse_event, Event};
-use claudegate::sse::EventReader;
+use claudegate::anthropic::event::{parse_event, Event};
+use claudegate::anthropic::sse::EventReader;
 use serde_json::Value;
 
 /// The first byte of the input as control flags, and the rest; `None` for an empty input.
@@ -69,7 +69,7 @@ impl Read for Pieces<'_> {
     }
 }
 
-/// How an upstream stream ended, as `front.rs` decides it.
+/// How an upstream stream ended, as `drain.rs` decides it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum End {
     /// The body ended after a `message_stop` event: the translator's `finish`.
@@ -131,18 +131,18 @@ pub fn assert_round_trips(v: &Value) {
 /// The server's default model catalogue: aliases resolve as in production, other names pass
 /// through (so the fuzzer reaches every model family by name).
 pub fn resolve(name: &str) -> String {
-    static CATALOGUE: std::sync::OnceLock<claudegate::models::Catalogue> =
+    static CATALOGUE: std::sync::OnceLock<claudegate::anthropic::catalogue::Catalogue> =
         std::sync::OnceLock::new();
     CATALOGUE
         .get_or_init(|| {
-            claudegate::models::Catalogue::new(claudegate::config::Config::default().models, 0)
+            claudegate::anthropic::catalogue::Catalogue::new(claudegate::config::Config::default().models, 0)
         })
         .resolve(name)
         .to_string()
 }
 
 /// What every translated request must satisfy, for either front door, whatever the client
-/// sent (the module docs of `src/openai/chat.rs` and `responses.rs` promise these):
+/// sent (the module docs of `src/openai/chat/`, `responses/` and `reasoning.rs` promise these):
 /// - the body is an object with the resolved `model`, `"stream": true`, a positive
 ///   `max_tokens`, and a non-empty `messages` list of user/assistant turns whose roles
 ///   alternate (same-role messages are merged) and whose content is a non-empty list of
