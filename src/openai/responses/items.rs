@@ -4,7 +4,6 @@
 
 use serde_json::{json, Value};
 
-use super::err;
 use super::tools::ToolTable;
 use crate::openai::content::{self, text_block, Turns, NO_FILES};
 use crate::openai::TranslateError;
@@ -34,16 +33,18 @@ pub(super) fn convert_input(
                 convert_item(item, &p, tools, &mut system, &mut turns)?;
             }
         }
-        None | Some(Value::Null) => return Err(err("input", "`input` is required")),
+        None | Some(Value::Null) => {
+            return Err(TranslateError::new("input", "`input` is required"))
+        }
         Some(_) => {
-            return Err(err(
+            return Err(TranslateError::new(
                 "input",
                 "`input` must be a non-empty string or a list of items",
             ))
         }
     }
     if turns.is_empty() {
-        return Err(err(
+        return Err(TranslateError::new(
             "input",
             "`input` must contain at least one user or assistant message",
         ));
@@ -60,12 +61,12 @@ fn convert_item(
     turns: &mut Turns,
 ) -> Result<(), TranslateError> {
     if !item.is_object() {
-        return Err(err(p, "each input item must be an object"));
+        return Err(TranslateError::new(p, "each input item must be an object"));
     }
     let str_field = |k: &str| -> Result<&str, TranslateError> {
-        item.get(k)
-            .and_then(Value::as_str)
-            .ok_or_else(|| err(format!("{p}.{k}"), format!("`{k}` must be a string")))
+        item.get(k).and_then(Value::as_str).ok_or_else(|| {
+            TranslateError::new(format!("{p}.{k}"), format!("`{k}` must be a string"))
+        })
     };
     match item.get("type").and_then(Value::as_str) {
         None | Some("message") => convert_message(item, p, system, turns)?,
@@ -118,13 +119,13 @@ fn convert_item(
         // Anthropic's search results cannot be replayed; the text that used them stays.
         Some("web_search_call") => {}
         Some("item_reference") => {
-            return Err(err(
+            return Err(TranslateError::new(
                 format!("{p}.type"),
                 "item references are not supported: claudegate stores no items; send the items themselves",
             ))
         }
         Some(other) => {
-            return Err(err(
+            return Err(TranslateError::new(
                 format!("{p}.type"),
                 format!("input items of type `{other}` are not supported"),
             ))
@@ -142,7 +143,7 @@ fn convert_message(
 ) -> Result<(), TranslateError> {
     let content = &item["content"];
     if !content.is_string() && !content.is_array() {
-        return Err(err(
+        return Err(TranslateError::new(
             format!("{p}.content"),
             "`content` must be a string or a list of parts",
         ));
@@ -152,7 +153,7 @@ fn convert_message(
         Some("user") => turns.push("user", user_content(content, &format!("{p}.content"))?),
         Some("assistant") => turns.push("assistant", text_parts(content, p)?),
         _ => {
-            return Err(err(
+            return Err(TranslateError::new(
                 format!("{p}.role"),
                 "`role` must be user, assistant, system or developer",
             ))
@@ -174,7 +175,7 @@ fn text_parts(content: &Value, p: &str) -> Result<Vec<Value>, TranslateError> {
             Some("input_text" | "output_text" | "text") => "text",
             Some("refusal") => "refusal",
             _ => {
-                return Err(err(
+                return Err(TranslateError::new(
                     format!("{p}.content[{j}].type"),
                     "only text parts are allowed in system, developer and assistant messages",
                 ))
@@ -203,12 +204,17 @@ fn user_content(content: &Value, p: &str) -> Result<Vec<Value>, TranslateError> 
             Some("input_image") => image(part, &pp)?,
             Some("input_file") => content::document_block(part, &pp)?,
             Some(other) => {
-                return Err(err(
+                return Err(TranslateError::new(
                     format!("{pp}.type"),
                     format!("content parts of type `{other}` are not supported"),
                 ))
             }
-            None => return Err(err(format!("{pp}.type"), "each part needs a `type`")),
+            None => {
+                return Err(TranslateError::new(
+                    format!("{pp}.type"),
+                    "each part needs a `type`",
+                ))
+            }
         };
         blocks.push(content::with_cache_control(block, part));
     }
@@ -218,7 +224,7 @@ fn user_content(content: &Value, p: &str) -> Result<Vec<Value>, TranslateError> 
 /// `input_image` → an Anthropic image block (`image_url` as a string or `{"url": …}`).
 fn image(part: &Value, p: &str) -> Result<Value, TranslateError> {
     if part.get("file_id").is_some_and(|v| !v.is_null()) {
-        return Err(err(format!("{p}.file_id"), NO_FILES));
+        return Err(TranslateError::new(format!("{p}.file_id"), NO_FILES));
     }
     let url = match part.get("image_url") {
         Some(Value::String(u)) => Some(u.as_str()),
@@ -226,7 +232,7 @@ fn image(part: &Value, p: &str) -> Result<Value, TranslateError> {
         _ => part.get("url").and_then(Value::as_str),
     };
     let Some(url) = url else {
-        return Err(err(
+        return Err(TranslateError::new(
             format!("{p}.image_url"),
             "`image_url` must be a data URL or an https URL",
         ));

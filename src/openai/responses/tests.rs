@@ -7,6 +7,7 @@ use super::items::{decode_reasoning, encode_reasoning, REASONING_PREFIX};
 use super::*;
 use crate::anthropic::collector::Collector;
 use crate::anthropic::event::Event;
+use serde_json::{json, Map, Value};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/responses");
 const ID: &str = "resp_test";

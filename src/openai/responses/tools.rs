@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
-use super::err;
 use crate::openai::content;
 use crate::openai::draft::Choice;
 use crate::openai::TranslateError;
@@ -59,7 +58,7 @@ impl ToolTable {
         let list = match tools {
             None | Some(Value::Null) => return Ok(ToolTable::default()),
             Some(Value::Array(list)) => list,
-            Some(_) => return Err(err("tools", "`tools` must be a list")),
+            Some(_) => return Err(TranslateError::new("tools", "`tools` must be a list")),
         };
         // Top-level names first, so a flattened name never takes one of them.
         let mut taken = BTreeSet::new();
@@ -72,7 +71,7 @@ impl ToolTable {
                 _ => continue,
             };
             if !taken.insert(name.to_string()) {
-                return Err(err(
+                return Err(TranslateError::new(
                     format!("{p}.name"),
                     format!("two tools are named `{name}`"),
                 ));
@@ -87,7 +86,7 @@ impl ToolTable {
                 "namespace" => {
                     let namespace = required_str(tool, "name", &p)?;
                     let Some(children) = tool.get("tools").and_then(Value::as_array) else {
-                        return Err(err(format!("{p}.tools"), "`tools` must be a list"));
+                        return Err(TranslateError::new(format!("{p}.tools"), "`tools` must be a list"));
                     };
                     for (j, child) in children.iter().enumerate() {
                         let cp = format!("{p}.tools[{j}]");
@@ -95,7 +94,7 @@ impl ToolTable {
                             "function" => false,
                             "custom" => true,
                             other => {
-                                return Err(err(
+                                return Err(TranslateError::new(
                                     format!("{cp}.type"),
                                     format!("`{other}` tools are not supported inside a namespace"),
                                 ))
@@ -113,7 +112,7 @@ impl ToolTable {
                 // Deferred tools are declared directly, so there is nothing to search for.
                 "tool_search" => {}
                 other => {
-                    return Err(err(
+                    return Err(TranslateError::new(
                         format!("{p}.type"),
                         format!("the hosted tool `{other}` is not supported (only function, custom, namespace and web_search tools are)"),
                     ))
@@ -244,13 +243,16 @@ impl ToolTable {
 fn tool_type<'a>(tool: &'a Value, p: &str) -> Result<&'a str, TranslateError> {
     tool.get("type")
         .and_then(Value::as_str)
-        .ok_or_else(|| err(format!("{p}.type"), "each tool needs a `type`"))
+        .ok_or_else(|| TranslateError::new(format!("{p}.type"), "each tool needs a `type`"))
 }
 
 fn required_str<'a>(v: &'a Value, key: &str, p: &str) -> Result<&'a str, TranslateError> {
     match v.get(key).and_then(Value::as_str) {
         Some(s) if !s.is_empty() => Ok(s),
-        _ => Err(err(format!("{p}.{key}"), format!("`{key}` is required"))),
+        _ => Err(TranslateError::new(
+            format!("{p}.{key}"),
+            format!("`{key}` is required"),
+        )),
     }
 }
 
@@ -273,7 +275,7 @@ pub(super) fn tool_choice(
     tools: &ToolTable,
 ) -> Result<Option<Choice>, TranslateError> {
     let bad = || {
-        err(
+        TranslateError::new(
             "tool_choice",
             "`tool_choice` must be auto, none, required or {\"type\":\"function\",\"name\":…}",
         )
@@ -290,7 +292,10 @@ pub(super) fn tool_choice(
             Some(t @ ("auto" | "none" | "required")) => Ok(Choice::mode(t)),
             Some("function" | "custom") => {
                 let Some(name) = o.get("name").and_then(Value::as_str) else {
-                    return Err(err("tool_choice.name", "`tool_choice.name` is required"));
+                    return Err(TranslateError::new(
+                        "tool_choice.name",
+                        "`tool_choice.name` is required",
+                    ));
                 };
                 let namespace = o.get("namespace").and_then(Value::as_str);
                 let flat = tools.flat_name(namespace, name);
@@ -301,7 +306,7 @@ pub(super) fn tool_choice(
                 "web_search",
                 "tool_choice",
             ))),
-            Some(t) => Err(err(
+            Some(t) => Err(TranslateError::new(
                 "tool_choice.type",
                 format!("tool_choice of type `{t}` is not supported"),
             )),
