@@ -254,6 +254,19 @@ impl ApiError {
     }
 }
 
+/// Whether a ureq failure is a timeout: ureq's own deadlines, or a socket read or write timeout
+/// (which the OS reports as `TimedOut`, or as `WouldBlock` for `SO_RCVTIMEO`/`SO_SNDTIMEO`).
+pub fn is_timeout(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::Timeout(_) => true,
+        ureq::Error::Io(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+        ),
+        _ => false,
+    }
+}
+
 /// A failure to get a response at all (no HTTP status).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamError {
@@ -276,9 +289,7 @@ impl UpstreamError {
     pub fn from_ureq(e: ureq::Error) -> UpstreamError {
         match e {
             ureq::Error::Timeout(t) => UpstreamError::Timeout(format!("{t:?}")),
-            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
-                UpstreamError::Timeout(io.to_string())
-            }
+            ref timed_out if is_timeout(timed_out) => UpstreamError::Timeout(e.to_string()),
             other => UpstreamError::Unreachable(other.to_string()),
         }
     }

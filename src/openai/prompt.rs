@@ -17,6 +17,8 @@ pub struct Flattened {
     pub model: String,
     /// Whether the client asked for a stream.
     pub stream: bool,
+    /// `stream_options.include_usage`: a final usage chunk before `[DONE]`.
+    pub include_usage: bool,
 }
 
 /// Flattens an OpenAI chat request into one prompt plus system, for the CLI backend.
@@ -109,6 +111,7 @@ pub fn flatten_chat(req: &Value) -> Result<Flattened, TranslateError> {
         system,
         model: r.model,
         stream: r.stream,
+        include_usage: r.include_usage,
     })
 }
 
@@ -166,6 +169,7 @@ mod tests {
                 system: Some("Be terse.".into()),
                 model: "sonnet".into(),
                 stream: true,
+                include_usage: false,
             }
         );
 

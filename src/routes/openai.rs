@@ -179,8 +179,7 @@ fn cli(state: &State, rq: Request, req: &Value, cors: &Cors) -> u16 {
         system: flat.system,
         model: Some(flat.model.clone()),
     };
-    let include_usage = req.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
-    let answer = Answer::new(Door::Chat, req, flat.model, include_usage);
+    let answer = Answer::new(Door::Chat, req, flat.model, flat.include_usage);
     if !flat.stream {
         let mut collector = Collector::new();
         let result = state.cli.run(&cli_req, &mut |ev| {

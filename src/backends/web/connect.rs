@@ -16,7 +16,7 @@ use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{Connector, NextTimeout, RustlsConnector, TcpConnector};
 
 use crate::backends::web::url::Target;
-use crate::base::error::{ApiError, ErrorKind};
+use crate::base::error::{is_timeout, ApiError, ErrorKind};
 
 /// Sent as `User-Agent`: browser-compatible, so bot walls that only look for "Mozilla" let it
 /// through, yet honest about what it is.
@@ -84,15 +84,7 @@ pub fn transport_failure(e: ureq::Error, target: &Target) -> ApiError {
     let bad_gateway = |m: String| ApiError::new(ErrorKind::BadGateway, m);
     let host = target.host.to_string();
     match e {
-        ureq::Error::Timeout(_) => timed_out(),
-        ureq::Error::Io(io)
-            if matches!(
-                io.kind(),
-                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-            ) =>
-        {
-            timed_out()
-        }
+        _ if is_timeout(&e) => timed_out(),
         ureq::Error::Io(io) => bad_gateway(format!("cannot reach {host}: {io}")),
         ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
             bad_gateway(format!("cannot reach {host}"))
