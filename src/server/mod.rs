@@ -1,5 +1,5 @@
-//! The server: the accept loop, the worker pool and panic isolation. The intake ([`intake`])
-//! and the routing inside a worker ([`dispatch`]) have their own files.
+//! The server: the accept loop, the worker pool and panic isolation. The intake (`intake.rs`)
+//! and the routing inside a worker (`dispatch.rs`) have their own files.
 //!
 //! ```text
 //! tiny_http connection thread ─ intake ─ bounded queue ─ workers
