@@ -96,9 +96,12 @@ test-deps:
 	$(call need,openssl,openssl)
 	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 
+# The fuzz targets are a separate crate that `make test` never runs; checking that it still
+# compiles keeps its paths from rotting when the library moves things (about 20 s).
 lint: test-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) check --locked --quiet --manifest-path tests/fuzz/Cargo.toml --all-targets
 
 # Idempotent: a second run only checks the installed versions (well under a second).
 e2e-deps:
