@@ -12,24 +12,18 @@
 //! `make test` sets `CLAUDEGATE_E2E_REQUIRED=1`, which turns that into a failure. Every client
 //! process runs in its own process group and is killed at [`DEADLINE`].
 
-use crate::common::gate::{Gate, Setup, TempDir};
+use crate::common::e2e::{
+    assert_upstream_saw_oauth_not_key, dump_if_asked, gate_with_login, DEADLINE, MODEL,
+};
+use crate::common::gate::{Gate, TempDir};
 use crate::common::mock_upstream::{sse_tool_use_events, MockUpstream, Recorded, Reply};
 use crate::common::run::{
     e2e_dir, installed, pinned_npm, pinned_pip, repo, run_with_deadline, Run,
 };
 use serde_json::{json, Value};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Longest any client process may run before it (and its process group) is killed.
-const DEADLINE: Duration = Duration::from_secs(120);
-/// The model the tests ask for (one the mock knows).
-const MODEL: &str = "claude-sonnet-4-6";
-/// The stored login claudegate must use towards the upstream.
-const ACCESS_TOKEN: &str = "sk-ant-oat01-test-access";
-const REFRESH_TOKEN: &str = "sk-ant-ort01-test-refresh";
+use std::time::Duration;
 
 // --- Where the clients are ----------------------------------------------------------------
 
@@ -150,100 +144,15 @@ fn run_sdk_script(python: &Path, base_url: &str, key: &str) -> Vec<Value> {
 
 // --- claudegate with a stored login ----------------------------------------------------------
 
-/// claudegate in front of `mock`, logged in with [`ACCESS_TOKEN`]; returns it and a key.
-fn gate_with_login(mock: &MockUpstream) -> (Gate, String) {
-    let setup = Setup::new(json!({
-        "upstream": {"base_url": mock.url()},
-        "oauth": {"token_url": format!("{}/v1/oauth/token", mock.url())},
-    }));
-    let data = setup.data_dir();
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&data)
-        .unwrap();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let token = json!({
-        "kind": "oauth",
-        "access_token": ACCESS_TOKEN,
-        "refresh_token": REFRESH_TOKEN,
-        "expires_at": now + 8 * 3600,
-        "email": "user@example.com",
-        "account_uuid": "00000000-0000-4000-8000-000000000001",
-        "source": "manual",
-    });
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(data.join("token.json"))
-        .unwrap();
-    std::io::Write::write_all(&mut f, token.to_string().as_bytes()).unwrap();
-    drop(f);
-    let key = setup.add_key("e2e", &[]);
-    (Gate::spawn(setup), key)
-}
-
 fn base(gate: &Gate) -> String {
     gate.url("")
 }
 
-/// What claudegate must guarantee about every request that reached the upstream: the
-/// caller's key never appears in it (header or body), the stored OAuth token is the
-/// credential, and neither secret is logged.
-fn assert_upstream_saw_oauth_not_key(mock: &MockUpstream, gate: &Gate, key: &str) {
+/// The common checks ([`assert_upstream_saw_oauth_not_key`]) on what `mock` received.
+fn assert_no_key_upstream(mock: &MockUpstream, gate: &Gate, key: &str) {
     let reqs = mock.requests();
-    dump_if_asked(&reqs, &gate.log());
-    assert!(!reqs.is_empty(), "nothing reached the upstream");
-    for r in &reqs {
-        for (name, value) in &r.headers {
-            assert!(
-                !value.contains(key) && !value.contains("cgk_"),
-                "the claudegate key reached the upstream in header {name}: {} {}",
-                r.method,
-                r.path
-            );
-        }
-        assert!(
-            !r.body_text().contains(key),
-            "the claudegate key reached the upstream in a body: {} {}",
-            r.method,
-            r.path
-        );
-        if r.path_only().starts_with("/v1/messages") {
-            assert_eq!(
-                r.header("authorization"),
-                Some(format!("Bearer {ACCESS_TOKEN}").as_str()),
-                "{} {}: {:?}",
-                r.method,
-                r.path,
-                r.headers
-            );
-            assert!(r.header("anthropic-version").is_some(), "{:?}", r.headers);
-        }
-    }
-    let log = gate.log();
-    assert!(!log.contains(key), "the key was logged:\n{log}");
-    assert!(!log.contains(ACCESS_TOKEN), "the token was logged:\n{log}");
-}
-
-/// With `E2E_DUMP=1` (and `--nocapture`), prints every request the upstream got and the
-/// gate's log: the quickest way to see what a client's traffic looks like after claudegate.
-fn dump_if_asked(reqs: &[Recorded], log: &str) {
-    if std::env::var_os("E2E_DUMP").is_none() {
-        return;
-    }
-    for r in reqs {
-        eprintln!("==== {} {}", r.method, r.path);
-        for (n, v) in &r.headers {
-            eprintln!("  {n}: {v}");
-        }
-        eprintln!("  body: {}", r.body_text());
-    }
-    eprintln!("==== claudegate log:\n{log}");
+    dump_if_asked(&reqs, gate, None);
+    assert_upstream_saw_oauth_not_key(&reqs, gate, key);
 }
 
 // --- Scenarios ------------------------------------------------------------------------------
@@ -471,7 +380,7 @@ fn claude_code_print_through_claudegate() {
     let mock = MockUpstream::start();
     let (gate, key) = gate_with_login(&mock);
     claude_says_hi(&bin, &mock, &base(&gate), &key);
-    assert_upstream_saw_oauth_not_key(&mock, &gate, &key);
+    assert_no_key_upstream(&mock, &gate, &key);
 }
 
 /// (b) A scripted `Read` tool call through claudegate: the CLI runs the tool and sends a
@@ -484,7 +393,7 @@ fn claude_code_tool_use_through_claudegate() {
     let mock = MockUpstream::start();
     let (gate, key) = gate_with_login(&mock);
     claude_reads_a_file(&bin, &mock, &base(&gate), &key);
-    assert_upstream_saw_oauth_not_key(&mock, &gate, &key);
+    assert_no_key_upstream(&mock, &gate, &key);
 }
 
 // --- anthropic Python SDK ---------------------------------------------------------------------
@@ -520,7 +429,7 @@ fn anthropic_sdk_through_claudegate() {
     let mock = MockUpstream::start();
     let (gate, key) = gate_with_login(&mock);
     sdk_streams_and_counts(&python, &mock, &base(&gate), &key);
-    assert_upstream_saw_oauth_not_key(&mock, &gate, &key);
+    assert_no_key_upstream(&mock, &gate, &key);
 }
 
 /// When the stream answers with something that is not an event stream, Claude Code retries
@@ -553,7 +462,7 @@ fn claude_code_non_streaming_fallback_through_claudegate() {
         [json!(true), json!(false)],
         "stream, then the fallback"
     );
-    assert_upstream_saw_oauth_not_key(&mock, &gate, &key);
+    assert_no_key_upstream(&mock, &gate, &key);
 }
 
 /// A wrong key: claudegate refuses it with 401 and forwards nothing; Claude Code reports an

@@ -863,15 +863,7 @@ fn https_proxy_and_no_proxy_are_honoured() {
         }
     });
     let proxy = format!("http://{proxy_addr}");
-    let mut config = upstream_config(&mock.url());
-    merge(&mut config, &json!({}));
-    let setup = Setup::new(config);
-    setup.store_login(oauth_login(
-        "sk-ant-oat01-stored",
-        "sk-ant-ort01-stored",
-        8 * 3600,
-    ));
-    let key = setup.add_key("app", &[]);
+    let (setup, key) = logged_in_setup(&mock.url(), json!({}));
     let gate = Gate::spawn_with_env(setup, &[("HTTPS_PROXY", proxy.as_str())]);
     let r = post_with(
         &gate.url("/v1/messages"),
@@ -890,15 +882,7 @@ fn https_proxy_and_no_proxy_are_honoured() {
 
     // NO_PROXY naming the upstream's host bypasses the proxy.
     seen.lock().unwrap().clear();
-    let mut config = upstream_config(&mock.url());
-    merge(&mut config, &json!({}));
-    let setup = Setup::new(config);
-    setup.store_login(oauth_login(
-        "sk-ant-oat01-stored",
-        "sk-ant-ort01-stored",
-        8 * 3600,
-    ));
-    let key = setup.add_key("app", &[]);
+    let (setup, key) = logged_in_setup(&mock.url(), json!({}));
     let gate = Gate::spawn_with_env(
         setup,
         &[("HTTPS_PROXY", proxy.as_str()), ("NO_PROXY", "127.0.0.1")],

@@ -63,18 +63,10 @@ fn body(rng: &mut Rng) -> Vec<u8> {
 #[test]
 fn a_thousand_hostile_bodies_on_every_route() {
     let mock = MockUpstream::start();
-    let mut config = upstream_config(&mock.url());
-    merge(
-        &mut config,
-        &json!({"limits": {"per_key_rpm": 0, "max_concurrent": 64}, "max_body_bytes": 4 << 20, "fetch": {"rpm": 0, "timeout_ms": 2000}}),
+    let (setup, key) = logged_in_setup(
+        &mock.url(),
+        json!({"limits": {"per_key_rpm": 0, "max_concurrent": 64}, "max_body_bytes": 4 << 20, "fetch": {"rpm": 0, "timeout_ms": 2000}}),
     );
-    let setup = Setup::new(config);
-    setup.store_login(oauth_login(
-        "sk-ant-oat01-stored",
-        "sk-ant-ort01-stored",
-        8 * 3600,
-    ));
-    let key = setup.add_key("app", &[]);
     let mut gate = Gate::spawn(setup);
     let seed = 0x5eed_c1a0_d6a7_e001;
     let mut rng = Rng(seed);

@@ -163,19 +163,32 @@ pub fn upstream_config(mock_url: &str) -> Value {
     })
 }
 
-/// A running claudegate in front of the upstream at `mock_url`, with a stored login (access
-/// token `sk-ant-oat01-stored`, valid for 8 h) and one key labelled `app`; `extra` is merged
-/// into the config. Returns the gate and the key.
-pub fn logged_in(mock_url: &str, extra: Value) -> (Gate, String) {
+/// The access token of the login [`logged_in`] stores (valid for 8 h).
+pub const STORED_ACCESS_TOKEN: &str = "sk-ant-oat01-stored";
+/// … and its refresh token.
+pub const STORED_REFRESH_TOKEN: &str = "sk-ant-ort01-stored";
+
+/// What [`logged_in`] starts, not started yet (for a test that starts it its own way, e.g.
+/// with extra environment): a config for the upstream at `mock_url` with `extra` merged in,
+/// a stored login ([`STORED_ACCESS_TOKEN`]) and one key labelled `app`, returned too.
+pub fn logged_in_setup(mock_url: &str, extra: Value) -> (Setup, String) {
     let mut config = upstream_config(mock_url);
     merge(&mut config, &extra);
     let setup = Setup::new(config);
     setup.store_login(oauth_login(
-        "sk-ant-oat01-stored",
-        "sk-ant-ort01-stored",
+        STORED_ACCESS_TOKEN,
+        STORED_REFRESH_TOKEN,
         8 * 3600,
     ));
     let key = setup.add_key("app", &[]);
+    (setup, key)
+}
+
+/// A running claudegate in front of the upstream at `mock_url`, with a stored login (access
+/// token [`STORED_ACCESS_TOKEN`], valid for 8 h) and one key labelled `app`; `extra` is merged
+/// into the config. Returns the gate and the key.
+pub fn logged_in(mock_url: &str, extra: Value) -> (Gate, String) {
+    let (setup, key) = logged_in_setup(mock_url, extra);
     (Gate::spawn(setup), key)
 }
 

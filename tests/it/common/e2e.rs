@@ -1,0 +1,82 @@
+//! What the end-to-end tests of real clients (`e2e_clients`, `e2e_openai`) share: the deadline
+//! for a client process, the model they ask for, the gate they talk to, and the checks every
+//! client's traffic must pass on its way through claudegate.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::gate::{logged_in, Gate, STORED_ACCESS_TOKEN};
+use super::mock_upstream::{MockUpstream, Recorded};
+use super::run::Run;
+
+/// Longest any client process may run before it (and its process group) is killed.
+pub const DEADLINE: Duration = Duration::from_secs(120);
+/// The model the tests ask for (one the mock knows).
+pub const MODEL: &str = "claude-sonnet-4-6";
+/// The stored login claudegate must use towards the upstream.
+pub const ACCESS_TOKEN: &str = STORED_ACCESS_TOKEN;
+
+/// claudegate in front of `mock`, logged in with [`ACCESS_TOKEN`]; returns it and a key.
+pub fn gate_with_login(mock: &MockUpstream) -> (Gate, String) {
+    logged_in(&mock.url(), json!({}))
+}
+
+/// What claudegate must guarantee about every request that reached the upstream: the
+/// caller's key never appears in it (header or body), the stored OAuth token is the
+/// credential of every Messages call, and neither secret is logged.
+pub fn assert_upstream_saw_oauth_not_key(reqs: &[Recorded], gate: &Gate, key: &str) {
+    assert!(!reqs.is_empty(), "nothing reached the upstream");
+    for r in reqs {
+        for (name, value) in &r.headers {
+            assert!(
+                !value.contains(key) && !value.contains("cgk_"),
+                "the claudegate key reached the upstream in header {name}: {} {}",
+                r.method,
+                r.path
+            );
+        }
+        assert!(
+            !r.body_text().contains(key),
+            "the claudegate key reached the upstream in a body: {} {}",
+            r.method,
+            r.path
+        );
+        if r.path_only().starts_with("/v1/messages") {
+            assert_eq!(
+                r.header("authorization"),
+                Some(format!("Bearer {ACCESS_TOKEN}").as_str()),
+                "{} {}: {:?}",
+                r.method,
+                r.path,
+                r.headers
+            );
+            assert!(r.header("anthropic-version").is_some(), "{:?}", r.headers);
+        }
+    }
+    let log = gate.log();
+    assert!(!log.contains(key), "the key was logged:\n{log}");
+    assert!(!log.contains(ACCESS_TOKEN), "the token was logged:\n{log}");
+}
+
+/// With `E2E_DUMP=1` (and `--nocapture`), prints every request the upstream got, the client's
+/// output and the gate's log: the quickest way to see a client's traffic after claudegate.
+pub fn dump_if_asked(reqs: &[Recorded], gate: &Gate, run: Option<&Run>) {
+    if std::env::var_os("E2E_DUMP").is_none() {
+        return;
+    }
+    for r in reqs {
+        eprintln!("==== {} {}", r.method, r.path);
+        for (n, v) in &r.headers {
+            eprintln!("  {n}: {v}");
+        }
+        eprintln!("  body: {}", r.body_text());
+    }
+    if let Some(run) = run {
+        eprintln!(
+            "==== client stdout:\n{}\n==== client stderr:\n{}",
+            run.stdout, run.stderr
+        );
+    }
+    eprintln!("==== claudegate log:\n{}", gate.log());
+}
