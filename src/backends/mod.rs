@@ -11,12 +11,17 @@ pub mod web;
 
 use crate::anthropic::usage::Usage;
 
-/// A one-shot completion (`/v1/complete`): a prompt in, text out.
+/// One prompt in, text (or events) out: a `/v1/complete` request on either backend, and every
+/// request of the CLI backend (whose chat door flattens a conversation into one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completion {
+    /// The user's text (the CLI backend sends it on stdin).
     pub prompt: String,
+    /// The system prompt. On the CLI backend `None` means its neutral system prompt, and an
+    /// empty one is passed verbatim.
     pub system: Option<String>,
-    /// The model the client named (an alias or id), if any.
+    /// The model the client named (an alias or id), if any; on the CLI backend one of
+    /// `cli.allowed_models`, `None` (or empty) meaning `cli.default_model`.
     pub model: Option<String>,
 }
 

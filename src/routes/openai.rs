@@ -10,8 +10,8 @@ use crate::anthropic::collector::Collector;
 use crate::anthropic::drain::{self, Ending};
 use crate::anthropic::event::Event;
 use crate::anthropic::sse::EventReader;
-use crate::backends::cli::CliRequest;
 use crate::backends::upstream;
+use crate::backends::Completion;
 use crate::base::error::{ApiError, ErrorKind, Protocol};
 use crate::config::Backend;
 use crate::guard::budget::Body;
@@ -174,7 +174,7 @@ fn cli(state: &State, rq: Request, req: &Value, cors: &Cors) -> u16 {
         Ok(f) => f,
         Err(e) => return http::fail(rq, e.into(), Protocol::OpenAi, cors),
     };
-    let cli_req = CliRequest {
+    let cli_req = Completion {
         prompt: flat.prompt,
         system: flat.system,
         model: Some(flat.model.clone()),

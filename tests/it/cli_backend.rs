@@ -20,7 +20,8 @@ use crate::common::mock_upstream::{
 use crate::common::run::{e2e_dir, installed};
 use claudegate::anthropic::collector::Collector;
 use claudegate::anthropic::event::Event;
-use claudegate::backends::cli::{CliAnswer, CliBackend, CliError, CliRequest};
+use claudegate::backends::cli::{CliAnswer, CliBackend, CliError};
+use claudegate::backends::Completion;
 use claudegate::config::Config;
 use claudegate::openai::chat::{completion, ChatStream};
 use serde_json::{json, Value};
@@ -677,7 +678,7 @@ fn an_expired_login_answers_503_with_how_to_log_in() {
 // --- The backend called directly ----------------------------------------------------------------
 
 /// Runs `req` on `backend` and collects the events it passed on.
-fn run(backend: &CliBackend, req: &CliRequest) -> (Result<CliAnswer, CliError>, Vec<Event>) {
+fn run(backend: &CliBackend, req: &Completion) -> (Result<CliAnswer, CliError>, Vec<Event>) {
     let mut events = Vec::new();
     let out = backend.run(req, &mut |e| {
         events.push(e.clone());
@@ -699,7 +700,7 @@ fn the_real_clis_events_drive_the_chat_translator_and_only_the_prompt_goes_up() 
         "/v1/messages",
         Reply::sse(sse_text_events("claude-real-model-9", &["Hel", "lo!"])),
     );
-    let req = CliRequest {
+    let req = Completion {
         prompt: format!("summarise @{} please", secret.display()),
         system: Some("SYSTEM-MARKER".into()),
         model: Some("haiku".into()),
@@ -743,7 +744,7 @@ fn the_real_cli_sends_a_neutralised_slash_command_as_text() {
     let Some(w) = World::new("the_real_cli_sends_a_neutralised_slash_command_as_text") else {
         return;
     };
-    let req = CliRequest {
+    let req = Completion {
         prompt: "/heapdump".into(),
         system: None,
         model: None,

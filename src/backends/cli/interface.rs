@@ -1,20 +1,9 @@
-//! What a caller sees of one CLI call: the request, the answer, and the error with the HTTP
+//! What a caller sees of one CLI call (besides the request, a [`crate::backends::Completion`]):
+//! the answer, and the error with the HTTP
 //! status it answers with (and its conversion into the one error type, [`ApiError`]).
 
 use crate::anthropic::usage::Usage;
 use crate::base::error::{ApiError, ErrorKind};
-
-/// One request for the CLI.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CliRequest {
-    /// The user's text; goes to the CLI on stdin.
-    pub prompt: String,
-    /// The system prompt; `None` → [`NEUTRAL_SYSTEM`](super::NEUTRAL_SYSTEM). Passed verbatim
-    /// (also when empty).
-    pub system: Option<String>,
-    /// One of `cli.allowed_models`; `None` (or empty) → `cli.default_model`.
-    pub model: Option<String>,
-}
 
 /// A successful answer.
 #[derive(Debug, Clone, PartialEq)]

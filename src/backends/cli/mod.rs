@@ -32,7 +32,7 @@ use crate::base::error::ApiError;
 use crate::base::sync::lock;
 use crate::config::CliConfig;
 
-pub use crate::backends::cli::interface::{CliAnswer, CliError, CliRequest};
+pub use crate::backends::cli::interface::{CliAnswer, CliError};
 pub use crate::backends::cli::lockdown::{cli_args, neutralise, LOCKDOWN_ENV, NEUTRAL_SYSTEM};
 
 /// Runs locked-down `claude -p` calls, at most `cli.max_concurrent` at a time.
@@ -63,7 +63,7 @@ impl CliBackend {
     /// never passed on (no tool exists here, so the upstream asking for one is an error).
     pub fn run(
         &self,
-        req: &CliRequest,
+        req: &Completion,
         on_event: &mut dyn FnMut(&Event) -> bool,
     ) -> Result<CliAnswer, CliError> {
         if req.prompt.trim().is_empty() {
@@ -106,12 +106,7 @@ impl CliBackend {
 
     /// `/v1/complete`: one run, its answer collected.
     pub fn complete(&self, req: &Completion) -> Result<Answer, ApiError> {
-        let cli_req = CliRequest {
-            prompt: req.prompt.clone(),
-            system: req.system.clone(),
-            model: req.model.clone(),
-        };
-        let answer = self.run(&cli_req, &mut |_| true)?;
+        let answer = self.run(req, &mut |_| true)?;
         Ok(Answer {
             model: answer.model,
             text: answer.text,
@@ -252,8 +247,8 @@ mod tests {
         }
     }
 
-    fn req(prompt: &str) -> CliRequest {
-        CliRequest {
+    fn req(prompt: &str) -> Completion {
+        Completion {
             prompt: prompt.into(),
             system: None,
             model: None,
@@ -261,7 +256,7 @@ mod tests {
     }
 
     /// Runs and collects the events.
-    fn run(b: &CliBackend, r: &CliRequest) -> (Result<CliAnswer, CliError>, Vec<Event>) {
+    fn run(b: &CliBackend, r: &Completion) -> (Result<CliAnswer, CliError>, Vec<Event>) {
         let mut events = Vec::new();
         let out = b.run(r, &mut |e| {
             events.push(e.clone());
@@ -381,7 +376,7 @@ exit {rc}
         cfg.env
             .insert("CLAUDE_CODE_MAX_RETRIES".into(), "10".into());
         let b = CliBackend::new(cfg);
-        let r = CliRequest {
+        let r = Completion {
             prompt: "--version please".into(),
             system: Some("-sys\nline two".into()),
             model: Some("opus".into()),
@@ -667,7 +662,7 @@ exit {rc}
         let fake = Fake::ok("x");
         let b = fake.backend();
         for m in ["-p", "--dangerously-skip-permissions", "gpt-4o", "Sonnet"] {
-            let r = CliRequest {
+            let r = Completion {
                 prompt: "hi".into(),
                 system: None,
                 model: Some(m.into()),
