@@ -12,3 +12,4 @@ pub mod jsonspan;
 pub mod log;
 pub mod redact;
 pub mod sync;
+pub mod sys;
