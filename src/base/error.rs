@@ -274,6 +274,9 @@ pub enum UpstreamError {
     Timeout(String),
     /// Connecting or talking to the upstream failed.
     Unreachable(String),
+    /// The upstream's stream broke the limits of its framing (an event or a line too large
+    /// to hold), so reading it stopped.
+    Malformed(String),
 }
 
 impl std::fmt::Display for UpstreamError {
@@ -281,6 +284,7 @@ impl std::fmt::Display for UpstreamError {
         match self {
             UpstreamError::Timeout(m) => write!(f, "upstream timeout: {m}"),
             UpstreamError::Unreachable(m) => write!(f, "upstream unreachable: {m}"),
+            UpstreamError::Malformed(m) => write!(f, "upstream stream malformed: {m}"),
         }
     }
 }
@@ -305,7 +309,7 @@ impl From<UpstreamError> for ApiError {
     fn from(e: UpstreamError) -> ApiError {
         let kind = match e {
             UpstreamError::Timeout(_) => ErrorKind::GatewayTimeout,
-            UpstreamError::Unreachable(_) => ErrorKind::BadGateway,
+            UpstreamError::Unreachable(_) | UpstreamError::Malformed(_) => ErrorKind::BadGateway,
         };
         ApiError::new(kind, e.to_string())
     }

@@ -74,7 +74,7 @@ pub fn relay(upstream: impl Read, out: &mut RawResponse) -> (StreamEnd, Observed
         (Some(e), _, _) => {
             let message = match &e {
                 UpstreamError::Timeout(_) => "the upstream stream stalled (timeouts.stream_idle_ms passed without data); the answer is incomplete".to_string(),
-                UpstreamError::Unreachable(m) => format!("the upstream stream broke: {m}; the answer is incomplete"),
+                UpstreamError::Unreachable(m) | UpstreamError::Malformed(m) => format!("the upstream stream broke: {m}; the answer is incomplete"),
             };
             // A partial line is dropped: half an event would corrupt the client's parser.
             if !pending.ends_with(b"\n") {

@@ -23,6 +23,7 @@ mod ops;
 mod passthrough;
 mod robustness;
 mod server;
+mod sse_limits;
 mod thinking;
 mod tiny_http_defects;
 mod tls;
