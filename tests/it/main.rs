@@ -10,6 +10,7 @@ mod chat_policy;
 mod cli;
 mod cli_backend;
 mod complete;
+mod cooldown_cap;
 mod doors_agree;
 mod e2e_clients;
 mod e2e_openai;

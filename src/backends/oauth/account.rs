@@ -571,9 +571,13 @@ impl Account {
     }
 
     fn cool_down(&self, h: &mut Health, now: u64, secs: u64, reason: &str) {
-        // A little jitter so clients told the same Retry-After do not return in lockstep.
-        let secs = secs.clamp(1, MAX_COOLDOWN_S) + crate::base::ids::jitter(secs / 10 + 1);
-        h.cooldown_until = now + secs;
+        // Clamp before anything else: the upstream controls `secs`, and jitter computed from
+        // the unclamped value went far past the cap (`retry-after: 100000` cooled down for
+        // 3.3 h, u64::MAX until a restart). The jitter keeps clients told the same Retry-After
+        // out of lockstep; the sum stays within the cap.
+        let secs = secs.clamp(1, MAX_COOLDOWN_S);
+        let secs = (secs + crate::base::ids::jitter(secs / 10 + 1)).min(MAX_COOLDOWN_S);
+        h.cooldown_until = now.saturating_add(secs);
         h.cooldown_reason = reason.to_string();
         log::info(&format!(
             "Claude account cooling down for {secs} s: {reason}"
@@ -652,9 +656,15 @@ fn state_name(logged_in: bool, h: &Health, now: u64) -> &'static str {
     }
 }
 
-/// Seconds to cool down for, from `retry-after` (seconds) or the unified reset time; `None`
-/// when the 429 names neither (often not a real account limit: pass it through, no cooldown).
+/// Seconds to cool down for, from `retry-after` (seconds) or the unified reset time, at most
+/// [`MAX_COOLDOWN_S`]; `None` when the 429 names neither (often not a real account limit:
+/// pass it through, no cooldown).
 fn cooldown_from_headers(headers: &[(String, String)], now: u64) -> Option<u64> {
+    raw_cooldown(headers, now).map(|secs| secs.clamp(1, MAX_COOLDOWN_S))
+}
+
+/// What the headers ask for, unclamped (the upstream controls it).
+fn raw_cooldown(headers: &[(String, String)], now: u64) -> Option<u64> {
     let get = |name: &str| {
         headers
             .iter()
@@ -683,6 +693,16 @@ mod tests {
             Some(60)
         );
         assert_eq!(cooldown_from_headers(&h("x", "1"), 100), None);
+        let far = u64::MAX.to_string();
+        assert_eq!(
+            cooldown_from_headers(&h("retry-after", &far), 100),
+            Some(MAX_COOLDOWN_S)
+        );
+        assert_eq!(
+            cooldown_from_headers(&h("anthropic-ratelimit-unified-reset", &far), 100),
+            Some(MAX_COOLDOWN_S)
+        );
+        assert_eq!(cooldown_from_headers(&h("retry-after", "0"), 100), Some(1));
     }
 
     fn token(access: &str) -> Token {
