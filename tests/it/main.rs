@@ -17,6 +17,7 @@ mod e2e_openai;
 mod faults;
 mod fetch;
 mod install;
+mod log_escaping;
 mod login;
 mod mock_upstream_selftest;
 mod openai;
