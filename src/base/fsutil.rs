@@ -2,7 +2,8 @@
 //!
 //! Every file claudegate writes (keys, usage counters, later the token) goes through
 //! [`write_private`], so a crash or a full disk leaves either the old file or the new one,
-//! never half of either, and nobody but the owner can read it.
+//! never half of either, and nobody but the owner can read it. Files and directories that
+//! already exist keep their mode when written, so [`tighten_private`] checks them at start.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -59,6 +60,47 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
+/// Takes group and other access away from each of `paths` that exists and has any: a
+/// directory becomes 0700, a file 0600. Each change is logged with the path and the mode it
+/// had, since a file others could read (a token, the keys) may already have been read; a
+/// change that fails is logged with what to run instead. Missing paths are skipped.
+pub fn tighten_private(paths: &[PathBuf]) {
+    for path in paths {
+        match tighten(path) {
+            Ok(None) => {}
+            Ok(Some((was, now))) => crate::base::log::info(&format!(
+                "{} had mode {was:04o}, open to other users; tightened it to {now:04o} \
+                 (claudegate's files hold secrets)",
+                path.display()
+            )),
+            Err((was, now, e)) => crate::base::log::info(&format!(
+                "{} has mode {was:04o}, open to other users, and could not be tightened: {e}; \
+                 run `chmod {now:o} {}`",
+                path.display(),
+                path.display()
+            )),
+        }
+    }
+}
+
+/// Tightens one path: `Ok(Some((old mode, new mode)))` when it changed it, `Ok(None)` when it
+/// is absent or already private, `Err((old mode, wanted mode, why))` when chmod failed.
+/// Symlinks are followed, as every read and write of these paths does.
+fn tighten(path: &Path) -> Result<Option<(u32, u32)>, (u32, u32, io::Error)> {
+    let Ok(meta) = fs::metadata(path) else {
+        return Ok(None);
+    };
+    let was = meta.permissions().mode() & 0o7777;
+    if was & 0o077 == 0 {
+        return Ok(None);
+    }
+    let now = if meta.is_dir() { 0o700 } else { 0o600 };
+    match fs::set_permissions(path, fs::Permissions::from_mode(now)) {
+        Ok(()) => Ok(Some((was, now))),
+        Err(e) => Err((was, now, e)),
+    }
+}
+
 /// Reads a file that may not exist yet: `Ok(None)` when it is absent.
 pub fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
     match fs::read(path) {
@@ -84,6 +126,24 @@ mod tests {
         assert_eq!(mode, 0o600);
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "no temp files left");
         assert_eq!(read_optional(&dir.join("missing")).unwrap(), None);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn loose_modes_are_tightened_and_private_ones_left_alone() {
+        let dir = std::env::temp_dir().join(format!("cg-fsutil-modes-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let set = |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m));
+        let file = dir.join("token.json");
+        fs::write(&file, b"{}").unwrap();
+        set(&dir, 0o755).unwrap();
+        set(&file, 0o640).unwrap();
+        assert_eq!(tighten(&dir).unwrap(), Some((0o755, 0o700)));
+        assert_eq!(tighten(&file).unwrap(), Some((0o640, 0o600)));
+        assert_eq!(tighten(&file).unwrap(), None, "already private");
+        set(&file, 0o400).unwrap();
+        assert_eq!(tighten(&file).unwrap(), None, "private though read-only");
+        assert_eq!(tighten(&dir.join("missing")).unwrap(), None);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -53,6 +53,15 @@ pub fn run(config: Config) -> Result<(), String> {
     let data_dir = config.data_dir();
     crate::base::fsutil::ensure_private_dir(&data_dir)
         .map_err(|e| format!("cannot create data_dir {}: {e}", data_dir.display()))?;
+    // Modes left by an older version, a backup or a hand copy are warned about and tightened.
+    crate::base::fsutil::tighten_private(&[
+        data_dir.clone(),
+        keys::file_path(&data_dir),
+        crate::backends::oauth::token::token_path(&data_dir),
+        limits::usage_path(&data_dir),
+        crate::backends::oauth::cloak::device_id_path(&data_dir),
+        audit::log_path(&config.audit, &data_dir),
+    ]);
     let keys_path = keys::file_path(&data_dir);
     let keys = KeyStore::open(keys_path.clone())?;
     if keys.is_empty() {

@@ -16,6 +16,7 @@ mod e2e_clients;
 mod e2e_openai;
 mod faults;
 mod fetch;
+mod file_modes;
 mod install;
 mod log_escaping;
 mod login;

@@ -18,7 +18,7 @@
 //! imitated: no client attestation, no TLS fingerprint, no tool renaming.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::base::jsonspan::{self, Edits};
@@ -51,10 +51,15 @@ pub fn is_claude_code(user_agent: Option<&str>, x_app: Option<&str>) -> bool {
     user_agent.is_some_and(|ua| ua.starts_with("claude-cli/")) && x_app == Some("cli")
 }
 
+/// The device id's path inside the data directory.
+pub fn device_id_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("device_id")
+}
+
 impl Cloak {
     /// Loads the device id from `data_dir/device_id`, creating it (64 hex, mode 0600) once.
     pub fn new(cfg: CloakingConfig, data_dir: &Path) -> Result<Cloak, String> {
-        let path = data_dir.join("device_id");
+        let path = device_id_path(data_dir);
         let existing = std::fs::read_to_string(&path)
             .ok()
             .map(|s| s.trim().to_string());
