@@ -347,7 +347,44 @@ fn every_blocked_range_is_refused_without_connecting() {
         assert!(err.contains("blocked address"), "{u}: {err}");
         assert!(started.elapsed() < Duration::from_secs(5), "{u} was slow");
     }
+    // A name is refused without saying what it resolved to: the answer would tell a caller
+    // which internal address (or which private range) a name has, a DNS oracle.
+    for name in [
+        "private.test",
+        "mixed.test",
+        "mapped.test",
+        "meta.test",
+        "localhost",
+    ] {
+        let r = fetch(
+            &g,
+            &key,
+            json!({ "url": format!("http://{name}:{p}/secret") }),
+        );
+        let err = refused(&r, 400);
+        assert!(
+            err.contains(&format!("{name} resolves to a non-public address")),
+            "{name}: {err}"
+        );
+        assert_names_no_address(&err);
+    }
     assert_internal_untouched();
+}
+
+/// The refusal of a name holds no address and no address range: no digit before the fixed
+/// tail ("; /v1/fetch only reaches …"; the names used have none), and no range's description.
+fn assert_names_no_address(err: &str) {
+    let told = err.split("; /v1/fetch").next().unwrap_or(err);
+    assert!(!told.chars().any(|c| c.is_ascii_digit()), "{err}");
+    for leak in [
+        "::",
+        "private address",
+        "loopback",
+        "link-local",
+        "IPv4-mapped",
+    ] {
+        assert!(!err.contains(leak), "{leak:?} in {err}");
+    }
 }
 
 #[test]
@@ -365,6 +402,13 @@ fn redirects_are_checked_on_every_hop() {
             400,
         );
         assert!(err.contains("redirect refused"), "{path}: {err}");
+        if path == "/to-private-name" {
+            assert!(
+                err.contains("private.test resolves to a non-public address"),
+                "{err}"
+            );
+            assert_names_no_address(&err);
+        }
     }
     assert_internal_untouched();
 
@@ -420,7 +464,11 @@ fn dns_answer_is_pinned_for_the_connection() {
         &fetch(&g, &key, json!({"url": url("rebind.test", "/echo-host")})),
         400,
     );
-    assert!(err.contains("rebind.test resolves to 127.0.0.1"), "{err}");
+    assert!(
+        err.contains("rebind.test resolves to a non-public address"),
+        "{err}"
+    );
+    assert_names_no_address(&err);
     assert_internal_untouched();
 }
 

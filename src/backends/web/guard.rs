@@ -35,9 +35,17 @@ const V4_BLOCKED: &[(u32, u32, &str)] = &[
     (0xf000_0000, 4, "a reserved address (240.0.0.0/4)"),
 ];
 
-/// The refusal of a non-public address; `what` says how the address came up.
+/// The refusal of a non-public address the caller wrote (a literal in the URL or a
+/// `Location`); `what` names it and says why.
 pub fn blocked_message(what: &str) -> String {
     format!("blocked address: {what}; /v1/fetch only reaches public addresses")
+}
+
+/// The refusal of a name whose DNS answer holds a non-public address. It names neither the
+/// address nor its range: the caller did not write them, and saying them would make
+/// `/v1/fetch` an oracle for what internal names resolve to.
+pub fn blocked_name_message(name: &str) -> String {
+    blocked_message(&format!("{name} resolves to a non-public address"))
 }
 
 /// Why `ip` must not be fetched from, or `None` when it is a public address.

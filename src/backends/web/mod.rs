@@ -30,7 +30,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::backends::web::connect::{remaining, timed_out};
-use crate::backends::web::guard::{blocked_message, blocked_reason};
+use crate::backends::web::guard::{blocked_message, blocked_name_message, blocked_reason};
 use crate::backends::web::url::{join_url, Host};
 use crate::base::error::{ApiError, ErrorKind};
 use crate::config::FetchConfig;
@@ -113,14 +113,11 @@ impl Fetcher {
         }
         for ip in &ips {
             if let Some(reason) = blocked_reason(*ip) {
-                let what = match &target.host {
-                    Host::Ip(_) => format!("{ip} is {reason}"),
-                    Host::Name(name) => format!("{name} resolves to {ip}, which is {reason}"),
+                let message = match &target.host {
+                    Host::Ip(_) => blocked_message(&format!("{ip} is {reason}")),
+                    Host::Name(name) => blocked_name_message(name),
                 };
-                return Err(ApiError::new(
-                    ErrorKind::InvalidRequest,
-                    blocked_message(&what),
-                ));
+                return Err(ApiError::new(ErrorKind::InvalidRequest, message));
             }
         }
         Ok(ips
