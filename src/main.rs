@@ -6,6 +6,7 @@
 use claudegate::backends::upstream;
 use claudegate::base::clock;
 use claudegate::commands::{keys, login, usage};
+use claudegate::guard::keys::{Grant, Scope};
 use claudegate::{config, server};
 use lexopt::prelude::*;
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: claudegate::base::alloc::ThreadCache = claudegate::base::alloc::ThreadCache;
 
-const USAGE: &str = "usage: claudegate [--config PATH] [--ca-file PATH] [serve | login [--manual | --import-claude-code [PATH] | --token TOKEN] | logout | status | keys add LABEL [--rpm N] [--daily N] | keys list | keys revoke LABEL | usage [--since YYYY-MM-DD]]";
+const USAGE: &str = "usage: claudegate [--config PATH] [--ca-file PATH] [serve | login [--manual | --import-claude-code [PATH] | --token TOKEN] | logout | status | keys add LABEL [--admin] [--rpm N] [--daily N] | keys list | keys revoke LABEL | usage [--since YYYY-MM-DD]]";
 
 const HELP: &str = "\
 claudegate: your Claude subscription as a secured HTTP API for your own apps
@@ -35,9 +36,11 @@ COMMANDS:
     logout                   Remove the stored login
     status                   Show the stored login: account, expiry, state
     keys add LABEL           Mint a key for an app; the secret is printed once on stdout
+         [--admin]             also for the operator's views (/admin/accounts, /metrics);
+                               without it the key is an app key (the /v1 API only)
          [--rpm N]             its requests per minute (default: limits.per_key_rpm)
          [--daily N]           its requests per UTC day (default: limits.per_key_daily)
-    keys list                Show keys: label, limits, created, last used (never secrets)
+    keys list                Show keys: label, scope, limits, created, last used (never secrets)
     keys revoke LABEL        Revoke a key; a running server stops accepting it at once
     usage                    Per-key totals from the audit log and its rotated files:
                              requests, errors (status >= 400), input/output/cache tokens
@@ -60,8 +63,7 @@ enum Command {
     Status,
     KeysAdd {
         label: String,
-        rpm: Option<u32>,
-        daily: Option<u32>,
+        grant: Grant,
     },
     KeysList,
     KeysRevoke {
@@ -191,11 +193,12 @@ fn parse_keys(
         Some(arg) => return Err(arg.unexpected()),
         None => return Err("keys needs an action: add, list or revoke".into()),
     };
-    let (mut label, mut rpm, mut daily) = (None, None, None);
+    let (mut label, mut grant) = (None, Grant::default());
     while let Some(arg) = p.next()? {
         match arg {
-            Long("rpm") if action == "add" => rpm = Some(p.value()?.parse()?),
-            Long("daily") if action == "add" => daily = Some(p.value()?.parse()?),
+            Long("admin") if action == "add" => grant.scope = Scope::Admin,
+            Long("rpm") if action == "add" => grant.rpm = Some(p.value()?.parse()?),
+            Long("daily") if action == "add" => grant.daily = Some(p.value()?.parse()?),
             Long("config") => *config = Some(PathBuf::from(p.value()?)),
             Value(v) if label.is_none() && action != "list" => label = Some(v.string()?),
             _ => return Err(arg.unexpected()),
@@ -207,8 +210,7 @@ fn parse_keys(
     Ok(match action.as_str() {
         "add" => Command::KeysAdd {
             label: need_label(label)?,
-            rpm,
-            daily,
+            grant,
         },
         "list" => Command::KeysList,
         "revoke" => Command::KeysRevoke {
@@ -260,7 +262,7 @@ fn run(args: Args) -> Result<(), String> {
         Command::Login(mode) => login::login(&config, mode),
         Command::Logout => login::logout(&config),
         Command::Status => login::status(&config),
-        Command::KeysAdd { label, rpm, daily } => keys::add(&config, &label, rpm, daily),
+        Command::KeysAdd { label, grant } => keys::add(&config, &label, grant),
         Command::KeysList => keys::list(&config),
         Command::KeysRevoke { label } => keys::revoke(&config, &label),
         Command::Usage { since } => usage::run(&config, since),

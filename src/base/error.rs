@@ -23,6 +23,8 @@ pub enum Protocol {
 pub enum ErrorKind {
     InvalidRequest,
     Authentication,
+    /// A valid key without the scope the route needs (`/admin/accounts`, `/metrics`).
+    Forbidden,
     NotFound,
     MethodNotAllowed,
     Timeout,
@@ -55,6 +57,7 @@ impl ErrorKind {
         match self {
             ErrorKind::InvalidRequest => 400,
             ErrorKind::Authentication => 401,
+            ErrorKind::Forbidden => 403,
             ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::Timeout => 408,
@@ -76,6 +79,7 @@ impl ErrorKind {
             | ErrorKind::MethodNotAllowed
             | ErrorKind::UnsupportedMediaType => "invalid_request_error",
             ErrorKind::Authentication => "authentication_error",
+            ErrorKind::Forbidden => "permission_error",
             ErrorKind::NotFound => "not_found_error",
             ErrorKind::Timeout => "timeout_error",
             ErrorKind::TooLarge => "request_too_large",
@@ -94,6 +98,9 @@ impl ErrorKind {
         match self {
             ErrorKind::InvalidRequest => ("invalid_request_error", "invalid_request"),
             ErrorKind::Authentication => ("invalid_request_error", "invalid_api_key"),
+            // The type as `openai_type_of` maps Anthropic's `permission_error`; the code as
+            // RFC 6750 names a token that lacks the scope a resource needs.
+            ErrorKind::Forbidden => ("permission_error", "insufficient_scope"),
             ErrorKind::NotFound => ("invalid_request_error", "not_found"),
             ErrorKind::MethodNotAllowed => ("invalid_request_error", "method_not_allowed"),
             ErrorKind::Timeout => ("invalid_request_error", "request_timeout"),
@@ -220,7 +227,7 @@ impl ApiError {
     }
 
     /// The status in `protocol`: the relay protocol answers only its fixed set of statuses
-    /// (400, 401, 404, 408, 413, 415, 429, 5xx of our own), so an upstream status becomes its kind's.
+    /// (400, 401, 403, 404, 408, 413, 415, 429, 5xx of our own), so an upstream status becomes its kind's.
     pub fn status_in(&self, protocol: Protocol) -> u16 {
         match protocol {
             Protocol::Relay => self.kind.status(),
@@ -329,6 +336,18 @@ mod tests {
         assert_eq!(o["error"]["message"], "nope");
         assert_eq!(o["error"]["code"], "invalid_api_key");
         assert_eq!(e.status(), 401);
+    }
+
+    #[test]
+    fn forbidden_is_403_with_a_permission_error_in_every_shape() {
+        let e = ApiError::new(ErrorKind::Forbidden, "needs the admin scope");
+        assert_eq!((e.status(), e.status_in(Protocol::Relay)), (403, 403));
+        let a: serde_json::Value = serde_json::from_slice(&e.body(Protocol::Anthropic)).unwrap();
+        assert_eq!(a["error"]["type"], "permission_error");
+        let o: serde_json::Value = serde_json::from_slice(&e.body(Protocol::OpenAi)).unwrap();
+        assert_eq!(o["error"]["type"], openai_type_of("permission_error"));
+        assert_eq!(o["error"]["code"], "insufficient_scope");
+        assert_eq!(o["error"]["message"], "needs the admin scope");
     }
 
     #[test]

@@ -1,16 +1,21 @@
 //! The few C library calls std does not wrap, declared by hand: the design card has no `libc`
-//! crate, and these are four functions of the C library every Linux binary already links
-//! (glibc, or musl in the static builds).
+//! crate, and these are functions of the C library every Linux binary already links (glibc, or
+//! musl in the static builds): poll, get/setrlimit, flock, kill, and `syscall` for the two
+//! pidfd calls the C libraries of our oldest targets have no wrapper for.
 //!
 //! Why each wrapper is sound: it passes only pointers to live, correctly sized `#[repr(C)]`
-//! values owned by the wrapper for the duration of the call, and file descriptors borrowed
-//! from a live `File` or socket; it reads a result only after the call reported success. The
+//! values owned by the wrapper for the duration of the call (or a null pointer where the call
+//! documents one), file descriptors borrowed from a live `File`, socket or `OwnedFd`, and
+//! plain integers; a descriptor the kernel hands back is owned at once by an `OwnedFd`; it
+//! reads a result only after the call reported success. The
 //! constants are Linux's, identical on x86_64 and aarch64 (the two targets we build), and the
 //! struct layouts are the 64-bit ones (`rlim_t` is 64 bits on both, with glibc and musl).
 
+use std::ffi::c_long;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
 
 #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
 compile_error!("base::sys declares Linux's 64-bit C ABI; check its constants for this target");
@@ -33,6 +38,10 @@ extern "C" {
     fn getrlimit(resource: i32, rlim: *mut RLimit) -> i32;
     fn setrlimit(resource: i32, rlim: *const RLimit) -> i32;
     fn flock(fd: i32, operation: i32) -> i32;
+    fn kill(pid: i32, sig: i32) -> i32;
+    /// Variadic: every argument is passed as a full `c_long`, the width the kernel reads each
+    /// syscall argument register at.
+    fn syscall(number: c_long, ...) -> c_long;
 }
 
 const POLLERR: i16 = 0x008;
@@ -41,7 +50,17 @@ const POLLHUP: i16 = 0x010;
 const POLLRDHUP: i16 = 0x2000;
 const RLIMIT_NOFILE: i32 = 7;
 const LOCK_EX: i32 = 2;
+const LOCK_NB: i32 = 4;
 const LOCK_UN: i32 = 8;
+const SIGKILL: i32 = 9;
+const ESRCH: i32 = 3;
+const ENOSYS: i32 = 38;
+/// Syscall numbers from the kernel's unified table (since 5.1/5.3): the same on x86_64 and
+/// aarch64, as every syscall numbered from 424 on is.
+const SYS_PIDFD_SEND_SIGNAL: c_long = 424;
+const SYS_PIDFD_OPEN: c_long = 434;
+/// A zero flags word, or a null `siginfo_t *`, as a `syscall` argument.
+const ZERO: c_long = 0;
 
 /// Whether the peer of the connected socket `fd` has hung up (closed or shut down its side)
 /// or the socket is in error. Never blocks, and reads nothing: bytes the peer sent (a
@@ -102,11 +121,120 @@ impl<'f> FileLock<'f> {
     }
 }
 
+impl<'f> FileLock<'f> {
+    /// Waits for the lock at most `limit` (polling every 10 ms), so a holder that hangs (a
+    /// stopped process) is reported instead of waited for forever: `TimedOut` after `limit`.
+    pub fn exclusive_within(file: &'f File, limit: Duration) -> io::Result<FileLock<'f>> {
+        let deadline = Instant::now() + limit;
+        loop {
+            // SAFETY: the descriptor belongs to `file`, which outlives the lock.
+            if unsafe { flock(file.as_raw_fd(), LOCK_EX | LOCK_NB) } == 0 {
+                return Ok(FileLock { file });
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                io::ErrorKind::WouldBlock => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("still held by another process after {limit:?}"),
+                    ))
+                }
+                _ => return Err(e),
+            }
+        }
+    }
+}
+
 impl Drop for FileLock<'_> {
     fn drop(&mut self) {
         // SAFETY: as above. Closing the file would release the lock too; unlocking now lets
         // the next process in while the file is still open here.
         unsafe { flock(self.file.as_raw_fd(), LOCK_UN) };
+    }
+}
+
+// --- Ending processes: what the CLI backend uses to end everything a call started. The calls
+// take integers and return a result code, or (pidfd_open) a descriptor we then own.
+
+/// `pid` as the C type, refusing 0 and 1: as a kill target, 0 means our own process group, -1
+/// every process we may signal, and 1 is init.
+fn target(pid: u32) -> io::Result<i32> {
+    i32::try_from(pid)
+        .ok()
+        .filter(|&p| p > 1)
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// A signal call's result: a target that is already gone (`ESRCH`) is a success.
+fn sent(rc: c_long) -> io::Result<()> {
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(ESRCH) => Ok(()),
+        _ => Err(e),
+    }
+}
+
+/// SIGKILL to every process in group `pgid` (refused for 0 and 1, see [`target`]). A group
+/// that is already gone is fine.
+pub fn kill_process_group(pgid: u32) -> io::Result<()> {
+    let pgid = target(pgid)?;
+    // SAFETY: integers only; a negative pid names the group.
+    sent(c_long::from(unsafe { kill(-pgid, SIGKILL) }))
+}
+
+/// A handle on one process that keeps naming it after its pid is freed (a pidfd): a signal
+/// sent through it can never reach a process that reused the pid.
+pub struct ProcessHandle {
+    /// `None` on a kernel without pidfds (before 5.3): then only the pid.
+    fd: Option<OwnedFd>,
+    pid: i32,
+}
+
+impl ProcessHandle {
+    /// A handle on the process that has `pid` now; `NotFound` if there is none.
+    pub fn open(pid: u32) -> io::Result<ProcessHandle> {
+        let pid = target(pid)?;
+        // SAFETY: pidfd_open(pid, flags) takes two integers and returns a new descriptor.
+        let fd = unsafe { syscall(SYS_PIDFD_OPEN, c_long::from(pid), ZERO) };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(ESRCH) => Err(io::Error::from(io::ErrorKind::NotFound)),
+                Some(ENOSYS) => Ok(ProcessHandle { fd: None, pid }),
+                _ => Err(e),
+            };
+        }
+        // SAFETY: the kernel just returned this descriptor to us; nothing else owns it. A
+        // descriptor fits an `int`: the kernel returns one.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        Ok(ProcessHandle { fd: Some(fd), pid })
+    }
+
+    /// SIGKILL to the process. One that has already exited is fine. Without a pidfd the
+    /// signal goes to the pid, which the caller has just checked still names the process.
+    pub fn kill(&self) -> io::Result<()> {
+        sent(match &self.fd {
+            // SAFETY: pidfd_send_signal(pidfd, sig, info = NULL, flags = 0): a descriptor we
+            // own, integers, and a null pointer the kernel accepts for "as kill() would".
+            Some(fd) => unsafe {
+                syscall(
+                    SYS_PIDFD_SEND_SIGNAL,
+                    c_long::from(fd.as_raw_fd()),
+                    c_long::from(SIGKILL),
+                    ZERO,
+                    ZERO,
+                )
+            },
+            // SAFETY: integers only; `pid` > 1 (see `target`).
+            None => c_long::from(unsafe { kill(self.pid, SIGKILL) }),
+        })
     }
 }
 
@@ -116,7 +244,6 @@ mod tests {
     use std::io::Write;
     use std::net::{TcpListener, TcpStream};
     use std::sync::mpsc;
-    use std::time::{Duration, Instant};
 
     #[test]
     fn a_hang_up_is_seen_and_pending_bytes_are_not() {
@@ -167,5 +294,47 @@ mod tests {
             .expect("the second holder got the lock once it was free");
         waiter.join().unwrap();
         std::fs::remove_file(&path).ok();
+    }
+
+    #[test]
+    fn a_bounded_lock_wait_gives_up_and_a_free_lock_is_taken() {
+        let path = std::env::temp_dir().join(format!("claudegate-lock-nb-{}", std::process::id()));
+        let a = File::create(&path).unwrap();
+        let held = FileLock::exclusive(&a).unwrap();
+        let b = File::open(&path).unwrap();
+        let t = Instant::now();
+        let err = FileLock::exclusive_within(&b, Duration::from_millis(100))
+            .err()
+            .expect("the lock is held");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(t.elapsed() >= Duration::from_millis(100));
+        drop(held);
+        let _lock = FileLock::exclusive_within(&b, Duration::from_millis(100)).unwrap();
+        std::fs::remove_file(&path).ok();
+    }
+
+    #[test]
+    fn processes_and_groups_are_killed_and_zero_or_one_refused() {
+        use std::os::unix::process::CommandExt;
+        for pgid in [0, 1] {
+            assert!(kill_process_group(pgid).is_err(), "{pgid}");
+            assert!(ProcessHandle::open(pgid).is_err(), "{pgid}");
+        }
+        let mut group = std::process::Command::new("/bin/sh")
+            .args(["-c", "sleep 30 & exec sleep 30"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        kill_process_group(group.id()).unwrap();
+        assert!(!group.wait().unwrap().success());
+        let mut one = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let handle = ProcessHandle::open(one.id()).unwrap();
+        handle.kill().unwrap();
+        assert!(!one.wait().unwrap().success());
+        // Reaped: the handle still names the (gone) process, and killing it is fine.
+        handle.kill().unwrap();
     }
 }

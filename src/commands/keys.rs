@@ -1,32 +1,33 @@
 //! `claudegate keys add`, `keys list` and `keys revoke`: the API keys of `data_dir/keys.json`,
-//! managed without a server. The file format, minting and storage are [`crate::guard::keys`];
-//! a running server picks up a change within [`crate::guard::keys::RELOAD_CHECK`].
+//! managed without a server. The file format, scopes, minting, storage and the lock that lets
+//! these commands run at the same time are [`crate::guard::keys`]; a running server applies a
+//! change from its next request on.
 //!
 //! A key's secret is printed once, by `keys add`, alone on stdout; `keys list` shows only each
-//! key's hint.
+//! key's hint and scope.
 
 use crate::base::{clock, fsutil};
 use crate::config::Config;
 use crate::guard::{keys, limits};
 
-/// `claudegate keys add LABEL [--rpm N] [--daily N]`: mints a key and prints its secret.
-pub fn add(
-    config: &Config,
-    label: &str,
-    rpm: Option<u32>,
-    daily: Option<u32>,
-) -> Result<(), String> {
+/// `claudegate keys add LABEL [--admin] [--rpm N] [--daily N]`: mints a key and prints its
+/// secret.
+pub fn add(config: &Config, label: &str, grant: keys::Grant) -> Result<(), String> {
     let data_dir = config.data_dir();
     fsutil::ensure_private_dir(&data_dir)
         .map_err(|e| format!("cannot create data_dir {}: {e}", data_dir.display()))?;
-    let secret = keys::add(&keys::file_path(&data_dir), label, rpm, daily)?;
+    let secret = keys::add(&keys::file_path(&data_dir), label, grant)?;
     // The secret alone on stdout, so `KEY=$(claudegate keys add app)` works.
     println!("{secret}");
-    eprintln!("claudegate: key {label:?} minted; the secret above is shown only once");
+    eprintln!(
+        "claudegate: key {label:?} ({} scope) minted; the secret above is shown only once",
+        grant.scope.name()
+    );
     Ok(())
 }
 
-/// `claudegate keys list`: label, limits, creation and last use of every key (never a secret).
+/// `claudegate keys list`: label, scope, limits, creation and last use of every key (never a
+/// secret).
 pub fn list(config: &Config) -> Result<(), String> {
     let data_dir = config.data_dir();
     let file = keys::load(&keys::file_path(&data_dir))?;
@@ -36,8 +37,8 @@ pub fn list(config: &Config) -> Result<(), String> {
         return Ok(());
     }
     println!(
-        "{:<24} {:<12} {:<14} {:<14} {:<21} LAST USED",
-        "LABEL", "KEY", "RPM", "DAILY", "CREATED"
+        "{:<24} {:<12} {:<6} {:<14} {:<14} {:<21} LAST USED",
+        "LABEL", "KEY", "SCOPE", "RPM", "DAILY", "CREATED"
     );
     for k in &file.keys {
         let last = usage
@@ -46,9 +47,10 @@ pub fn list(config: &Config) -> Result<(), String> {
             .filter(|u| u.last_used > 0)
             .map_or("never".to_string(), |u| clock::rfc3339(u.last_used));
         println!(
-            "{:<24} {:<12} {:<14} {:<14} {:<21} {last}",
+            "{:<24} {:<12} {:<6} {:<14} {:<14} {:<21} {last}",
             k.label,
             k.hint,
+            k.scope.name(),
             limit(k.rpm, config.limits.per_key_rpm),
             limit(k.daily, config.limits.per_key_daily),
             k.created
@@ -57,7 +59,7 @@ pub fn list(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
-/// `claudegate keys revoke LABEL`: a running server stops accepting the key at its next check.
+/// `claudegate keys revoke LABEL`: a running server refuses the key from its next request on.
 pub fn revoke(config: &Config, label: &str) -> Result<(), String> {
     if keys::revoke(&keys::file_path(&config.data_dir()), label)? {
         println!("revoked key {label:?}");

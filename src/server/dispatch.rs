@@ -1,10 +1,11 @@
 //! Routing a request inside a worker: the routing table (404/405), authentication (401/429),
-//! the limits (429), then the route's handler. Every answer in the caller's protocol.
+//! the key's scope (403), the limits (429), then the route's handler. Every answer in the
+//! caller's protocol.
 
 use tiny_http::{Method, Request};
 
 use crate::base::error::{ApiError, ErrorKind, Protocol};
-use crate::guard::keys::KeyInfo;
+use crate::guard::keys::{KeyInfo, Scope};
 use crate::http::{self, Cors, Reply};
 use crate::observe::record;
 use crate::routes::openai::Door;
@@ -83,6 +84,15 @@ const ROUTES: &[Row] = &[
 ];
 
 impl Route {
+    /// The scope a key needs: the operator's views of the account and the server are for admin
+    /// keys; everything else, `/v1/models` included, is for every key.
+    fn scope(self) -> Scope {
+        match self {
+            Route::AdminAccounts | Route::Metrics => Scope::Admin,
+            _ => Scope::App,
+        }
+    }
+
     /// Routes that spend the account's capacity go through the rate, daily and concurrency
     /// limits; local views (models, admin, metrics) only need a key.
     fn uses_backend(self) -> bool {
@@ -174,11 +184,15 @@ pub fn route(
         _ => {}
     }
 
-    let key = match authenticate(state, rq) {
+    let (key, scope) = match authenticate(state, rq) {
         Ok(key) => key,
         Err(err) => return finish(slot, Reply::error(&err, protocol), cors),
     };
     record::note_key(&key.label);
+    if !scope.allows(route.scope()) {
+        let err = insufficient_scope(path, route.scope(), &key.label, scope);
+        return finish(slot, Reply::error(&err, protocol), cors);
+    }
 
     // Page fetches have their own bucket (`fetch.rpm`) and never spend the model limits.
     if route == Route::Fetch {
@@ -247,9 +261,30 @@ pub fn route(
     finish(slot, reply, cors)
 }
 
-/// Finds a valid key in `Authorization: Bearer …` or `x-api-key`. Failures are counted per
-/// client IP; past `limits.auth_failures_per_minute` they get 429 instead of 401.
-fn authenticate(state: &State, rq: &Request) -> Result<KeyInfo, ApiError> {
+/// The 403 for a key whose scope does not reach the route: what it needs, and how to get it.
+fn insufficient_scope(path: &str, needed: Scope, label: &str, has: Scope) -> ApiError {
+    let mint = match needed {
+        Scope::Admin => "claudegate keys add LABEL --admin",
+        Scope::App => "claudegate keys add LABEL",
+    };
+    let needed = needed.name();
+    ApiError::new(
+        ErrorKind::Forbidden,
+        format!(
+            "{path} needs a key with the {needed} scope; key {label:?} has the {} scope. \
+             Mint one on the server with `{mint}`",
+            has.name()
+        ),
+    )
+    .with_header(
+        "WWW-Authenticate",
+        format!("Bearer error=\"insufficient_scope\", scope=\"{needed}\""),
+    )
+}
+
+/// Finds a valid key in `Authorization: Bearer …` or `x-api-key`, with its scope. Failures are
+/// counted per client IP; past `limits.auth_failures_per_minute` they get 429 instead of 401.
+fn authenticate(state: &State, rq: &Request) -> Result<(KeyInfo, Scope), ApiError> {
     let bearer = http::header(rq, "Authorization").and_then(|v| {
         let (scheme, rest) = v.trim().split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())

@@ -153,12 +153,19 @@ fn first_run_key(keys_path: &std::path::Path) -> Result<(), String> {
         );
         return Ok(());
     }
-    let secret = keys::add(keys_path, "default", None, None)?;
+    // The operator's own key, shown only on the operator's terminal: it may also read the
+    // account and the metrics. Apps get app keys from `keys add`.
+    let grant = keys::Grant {
+        scope: keys::Scope::Admin,
+        ..keys::Grant::default()
+    };
+    let secret = keys::add(keys_path, "default", grant)?;
     println!(
-        "\nclaudegate: no API keys existed, so one was minted for you (label \"default\").\n\
+        "\nclaudegate: no API keys existed, so one was minted for you (label \"default\", admin scope).\n\
          Copy it now: it is shown only this once and stored only as a hash.\n\n    {secret}\n\n\
-         Send it as `Authorization: Bearer <key>` or `x-api-key: <key>`.\n\
-         Manage keys with `claudegate keys add LABEL`, `keys list`, `keys revoke LABEL`.\n"
+         Send it as `Authorization: Bearer <key>` or `x-api-key: <key>`. It can also read\n\
+         /admin/accounts and /metrics; give each app a key of its own, without that power:\n\
+         `claudegate keys add LABEL` (and `keys list`, `keys revoke LABEL`).\n"
     );
     Ok(())
 }

@@ -70,7 +70,8 @@ impl Setup {
         let out = Command::new(binary())
             .arg("--config")
             .arg(&config_path)
-            .args(["keys", "add", "bench"])
+            // Admin: the soak reads /metrics with it.
+            .args(["keys", "add", "bench", "--admin"])
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("run {}: {e}", binary().display()));

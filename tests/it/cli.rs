@@ -25,7 +25,7 @@ fn help_and_version() {
         assert!(out.status.success());
         let s = text(&out.stdout);
         assert!(
-            s.contains("keys add LABEL") && s.contains("--config PATH"),
+            s.contains("keys add LABEL") && s.contains("--config PATH") && s.contains("--admin"),
             "{s}"
         );
     }
@@ -287,13 +287,16 @@ fn serve_on_a_terminal_mints_and_prints_a_default_key_once() {
     assert!(screen.contains("shown only this once"), "{screen}");
     let stored = std::fs::read_to_string(setup.data_dir().join("keys.json")).unwrap();
     assert!(stored.contains("\"default\"") && !stored.contains(key));
-    // The printed key works, and a second start mints nothing new.
+    // The operator's key: admin scope, said on the terminal and in `keys list`.
+    assert!(screen.contains("admin scope"), "{screen}");
+    assert_eq!(crate::keys::listed_scope(&setup, "default"), "admin");
+    // The printed key works, on the admin views too, and a second start mints nothing new.
     let key = key.to_string();
     let gate = Gate::spawn(setup);
-    let r = get(
-        &gate.url("/v1/models"),
-        &[("authorization", &format!("Bearer {key}"))],
-    );
-    assert_eq!(r.status, 200, "{r:?}");
+    let bearer = format!("Bearer {key}");
+    for path in ["/v1/models", "/admin/accounts", "/metrics"] {
+        let r = get(&gate.url(path), &[("authorization", &bearer)]);
+        assert_eq!(r.status, 200, "{path}: {r:?}");
+    }
     assert!(!gate.log().contains("cgk_"));
 }

@@ -146,8 +146,8 @@ fn chat(gate: &Gate, key: &str, body: Value) -> Resp {
 }
 
 /// Live processes (not zombies) whose environment holds `HOME=<home>`: the CLI and anything it
-/// started.
-fn processes_with_home(home: &Path) -> Vec<String> {
+/// started, as `pid: command line`.
+pub(crate) fn processes_with_home(home: &Path) -> Vec<String> {
     let needle = format!("HOME={}\0", home.display());
     let mut found = Vec::new();
     for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -623,9 +623,10 @@ fn a_host_without_a_login_answers_503_with_how_to_log_in() {
         msg.contains("/login") && msg.contains("setup-token"),
         "{msg}"
     );
+    // How to log in, but not where: the service user and its home stay private.
     assert!(
-        msg.contains(&w.home.path().display().to_string()),
-        "says which HOME: {msg}"
+        !msg.contains(&w.home.path().display().to_string()),
+        "names the home: {msg}"
     );
     assert_eq!(w.mock.count(), 0);
 }

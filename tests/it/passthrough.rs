@@ -496,7 +496,7 @@ fn invalid_grant_puts_the_account_in_needs_login() {
     merge(&mut config, &json!({}));
     let setup = Setup::new(config);
     setup.store_login(oauth_login("sk-ant-oat01-old", "sk-ant-ort01-revoked", -10));
-    let key = setup.add_key("app", &[]);
+    let key = setup.add_key("app", &["--admin"]);
     let gate = Gate::spawn(setup);
     let r = post(&gate.url("/v1/messages"), &[("x-api-key", &key)], "{}");
     let v = r.assert_anthropic_error(503, "api_error");
@@ -521,7 +521,7 @@ fn invalid_grant_puts_the_account_in_needs_login() {
 fn not_logged_in_is_a_clear_503() {
     let mock = MockUpstream::start();
     let setup = Setup::new(upstream_config(&mock.url()));
-    let key = setup.add_key("app", &[]);
+    let key = setup.add_key("app", &["--admin"]);
     let gate = Gate::spawn(setup);
     let r = post(&gate.url("/v1/messages"), &[("x-api-key", &key)], "{}");
     let v = r.assert_anthropic_error(503, "api_error");
@@ -800,7 +800,7 @@ fn a_passing_refresh_failure_is_retried() {
     let mock = MockUpstream::start();
     let setup = Setup::new(upstream_config(&mock.url()));
     setup.store_login(oauth_login("sk-ant-oat01-old", "sk-ant-ort01-old", -5));
-    let key = setup.add_key("app", &[]);
+    let key = setup.add_key("app", &["--admin"]);
     mock.enqueue(
         "/v1/oauth/token",
         Reply::json(503, json!({"error": "temporarily_unavailable"})),

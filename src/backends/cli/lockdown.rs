@@ -38,7 +38,9 @@
 //! (which may replace `PATH` and `LANG`, and adds e.g. `ANTHROPIC_BASE_URL`, `HTTPS_PROXY`,
 //! `CLAUDE_CODE_OAUTH_TOKEN`), then — last, so `cli.env` can never undo them — `HOME` =
 //! `cli.home`, `TMPDIR`/`CLAUDE_CODE_TMPDIR` inside the private call directory,
-//! `GIT_CEILING_DIRECTORIES`, `API_TIMEOUT_MS` and [`LOCKDOWN_ENV`].
+//! `GIT_CEILING_DIRECTORIES`, `API_TIMEOUT_MS` and [`LOCKDOWN_ENV`]. At spawn, `process` adds
+//! the call's marker `CLAUDEGATE_CALL` (by which every process of the call is found and
+//! ended; see that module).
 //!
 //! **Slash commands and shell escapes**: even with `--disable-slash-commands`, 2.1.330 answers a
 //! prompt that starts with a built-in command (`/heapdump`, `/insights`, `/model`, …) with

@@ -19,7 +19,6 @@ mod lockdown;
 mod process;
 mod transcript;
 
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -161,15 +160,14 @@ impl CliBackend {
         Ok(Slot(self))
     }
 
-    /// The 503 text for a host whose Claude Code is not logged in.
+    /// The 503 text for a host whose Claude Code is not logged in. It says how, not who or
+    /// where: the service user's name and home directory are the operator's business, and an
+    /// API client has no use for them (the operator finds both in the config, `cli.home`).
     fn how_to_log_in(&self) -> String {
-        format!(
-            "Claude Code on this host is not logged in. Log in as user `{}` with HOME={}: run \
-             `claude` and then /login, or run `claude setup-token` and put the token in \
-             cli.env.CLAUDE_CODE_OAUTH_TOKEN",
-            current_user(),
-            self.home().display()
-        )
+        "Claude Code on this host is not logged in. On the server, as the user claudegate \
+         runs as and with HOME set to cli.home: run `claude` and then /login, or run `claude \
+         setup-token` and put the token in cli.env.CLAUDE_CODE_OAUTH_TOKEN"
+            .to_string()
     }
 }
 
@@ -183,23 +181,6 @@ impl Drop for Slot<'_> {
         drop(busy);
         self.0.freed.notify_one();
     }
-}
-
-/// The name of the user claudegate runs as (for the how-to-log-in message).
-fn current_user() -> String {
-    let uid = match std::fs::metadata("/proc/self") {
-        Ok(m) => m.uid(),
-        Err(_) => return std::env::var("USER").unwrap_or_else(|_| "?".into()),
-    };
-    std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|passwd| {
-            passwd.lines().find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.len() > 2 && f[2] == uid.to_string()).then(|| f[0].to_string())
-            })
-        })
-        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 #[cfg(test)]
@@ -375,6 +356,8 @@ exit {rc}
         cfg.env.insert("HOME".into(), "/elsewhere".into());
         cfg.env
             .insert("CLAUDE_CODE_MAX_RETRIES".into(), "10".into());
+        cfg.env
+            .insert(process::CALL_MARKER.into(), "chosen-by-config".into());
         let b = CliBackend::new(cfg);
         let r = Completion {
             prompt: "--version please".into(),
@@ -427,6 +410,13 @@ exit {rc}
         ] {
             want.insert(k.into(), v);
         }
+        // The call's marker: fresh random bits, never what the config said.
+        let marker = env.get(process::CALL_MARKER).cloned().unwrap_or_default();
+        assert!(
+            marker.len() == 32 && marker.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{marker:?}"
+        );
+        want.insert(process::CALL_MARKER.into(), marker);
         // The shell itself adds PWD (dash exports it); nothing else may appear.
         let mut got = env.clone();
         got.remove("PWD");
@@ -652,7 +642,9 @@ exit {rc}
             assert!(!msg.contains("AbCdEfGh"), "token leaked: {msg}");
             assert!(!msg.contains("abcdef0123456789abcdef"), "hex leaked: {msg}");
             if status == 503 {
-                assert!(msg.contains(&fake.home.display().to_string()), "{msg}");
+                // How to log in, but neither where (the home) nor as whom.
+                assert!(msg.contains("setup-token"), "{msg}");
+                assert!(!msg.contains(&fake.home.display().to_string()), "{msg}");
             }
         }
     }

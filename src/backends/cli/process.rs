@@ -1,19 +1,32 @@
 //! The CLI as a child process: spawning it, feeding it the prompt, reading its stdout line by
-//! line and the tail of its stderr on threads, the wall-clock deadline, and killing its whole
-//! process group whatever way the call ends.
+//! line and the tail of its stderr on threads, the wall-clock deadline, and ending every
+//! process the call started, whatever way the call ends.
 //!
 //! **Process handling**: the CLI runs in its own process group. On the wall-clock timeout, or
 //! when the streaming client goes away, the whole group gets SIGKILL (the CLI starts helpers of
 //! its own: `sh -c "ps aux | …"`, ripgrep, git), then the CLI is reaped. The group is killed
 //! before the leader is reaped, so its id cannot have been reused. After a normal exit the
 //! group is killed too, so nothing the CLI started outlives the call.
+//!
+//! **What left the group**: a process that calls `setsid` (or `setpgid`) is no longer in the
+//! group. So every call also gets a marker, `CLAUDEGATE_CALL=<128 random bits>`, set last in
+//! the CLI's environment (after `cli.env`, which cannot override it); every process it starts
+//! inherits it. After the group kill, the processes of our own user whose `/proc/<pid>/environ`
+//! holds the marker are killed too, in rounds until a round finds none (at most
+//! [`SWEEP_ROUNDS`]), so children forked while the sweep runs are caught by the next round.
+//! Each is killed through a pidfd opened before its marker is read a second time, so a pid
+//! that was freed and reused in between can never make us kill a stranger. Linux only, like
+//! the rest of claudegate. What escapes: a process that replaced its environment (`env -i`,
+//! `execve` with a new one), made itself unreadable (not dumpable) or changed user — none of
+//! which the locked-down CLI, which runs no tools, does.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use crate::backends::cli::interface::CliError;
+use crate::base::sys;
 
 /// Longest stdout line accepted from the CLI (an answer arrives as one JSON line, twice).
 const MAX_LINE: u64 = 64 << 20;
@@ -21,6 +34,11 @@ const MAX_LINE: u64 = 64 << 20;
 const MAX_STDERR: usize = 16 << 10;
 /// After stdout closes, how long the CLI may take to exit before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(5);
+/// The environment variable that marks every process of one call.
+pub(super) const CALL_MARKER: &str = "CLAUDEGATE_CALL";
+/// Sweeps of `/proc` for marked processes after a call, at most (each ends with a 10 ms pause
+/// when it killed something, so the bound is a few tens of milliseconds on a normal host).
+const SWEEP_ROUNDS: usize = 10;
 
 /// How a CLI that ran to its end ended: its exit status and the tail of its stderr.
 pub(super) struct Exit {
@@ -30,8 +48,8 @@ pub(super) struct Exit {
 
 /// Spawns `cmd` (the CLI named `binary` in `cli.binary`), writes `prompt` to its stdin and
 /// hands each stdout line to `on_line` until stdout closes, `deadline` passes or `on_line`
-/// returns false (the client went away); always leaves the process group killed and the CLI
-/// reaped.
+/// returns false (the client went away); always leaves the process group and every marked
+/// process killed and the CLI reaped.
 pub(super) fn supervise(
     cmd: &mut Command,
     binary: &str,
@@ -39,6 +57,11 @@ pub(super) fn supervise(
     deadline: Instant,
     on_line: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Exit, CliError> {
+    let marker = crate::base::ids::random::<16>()
+        .map(|r| crate::base::ids::hex(&r))
+        .map_err(|e| CliError::Failed(format!("cannot make the call's marker: {e}")))?;
+    // Last, so nothing set before (cli.env included) can replace it.
+    cmd.env(CALL_MARKER, &marker);
     let mut child = cmd.spawn().map_err(|e| {
         CliError::Failed(format!(
             "cannot start the Claude Code CLI `{binary}` (cli.binary): {e}"
@@ -47,7 +70,7 @@ pub(super) fn supervise(
     let (Some(mut stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
-        stop(&mut child);
+        stop(&mut child, &marker);
         return Err(CliError::Failed("the CLI's pipes were not set up".into()));
     };
     // A thread, so a prompt larger than the pipe buffer cannot deadlock against stdout.
@@ -83,8 +106,10 @@ pub(super) fn supervise(
         end == End::Exited && exits_within(&mut child, EXIT_GRACE.min(left_until(deadline)));
     // Kill the group in every case: the CLI itself if it is still running (timeout, client
     // gone, or it would not exit), and whatever it left behind. The CLI is not reaped yet
-    // (a zombie at most), so the group id is still ours and cannot name a stranger.
+    // (a zombie at most), so the group id is still ours and cannot name a stranger. Then
+    // whatever left the group.
     kill_group(child.id());
+    kill_marked(&marker);
     if !exited {
         child.kill().ok();
     }
@@ -202,25 +227,70 @@ pub(super) fn is_zombie(stat: &str) -> bool {
 }
 
 /// Kills and reaps a child that never got going.
-fn stop(child: &mut Child) {
+fn stop(child: &mut Child, marker: &str) {
     kill_group(child.id());
+    kill_marked(marker);
     child.kill().ok();
     child.wait().ok();
 }
 
-/// SIGKILL to process group `pgid` (one we created with `process_group(0)`), through the
-/// shell's `kill` builtin: std has no killpg, and `/bin/sh` exists wherever the CLI can run
-/// (it starts `sh` itself). A group that is already gone is fine.
+/// SIGKILL to process group `pgid` (one we created with `process_group(0)`). A group that is
+/// already gone is fine.
 fn kill_group(pgid: u32) {
-    Command::new("/bin/sh")
-        .args(["-c", "kill -9 -\"$1\"", "sh", &pgid.to_string()])
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .ok();
+    if let Err(e) = sys::kill_process_group(pgid) {
+        crate::base::log::info(&format!("cannot kill the CLI's process group {pgid}: {e}"));
+    }
+}
+
+/// Kills every process of our user whose environment holds `CLAUDEGATE_CALL=<marker>`, in
+/// rounds until one finds none (at most [`SWEEP_ROUNDS`]); see the module doc.
+fn kill_marked(marker: &str) {
+    let needle = format!("{CALL_MARKER}={marker}");
+    let Ok(me) = std::fs::metadata("/proc/self") else {
+        return; // no /proc: nothing to scan (the group kill still ran)
+    };
+    let (uid, own_pid) = (std::os::unix::fs::MetadataExt::uid(&me), std::process::id());
+    for _ in 0..SWEEP_ROUNDS {
+        let mut killed = 0;
+        for pid in marked(&needle, uid, own_pid) {
+            // The handle first, then the marker again: if the pid still shows the marker,
+            // the handle names that process (or one that has exited since), never a stranger.
+            let Ok(handle) = sys::ProcessHandle::open(pid) else {
+                continue;
+            };
+            if has_marker(pid, &needle) && handle.kill().is_ok() {
+                killed += 1;
+            }
+        }
+        if killed == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    crate::base::log::info("processes of a CLI call were still starting after the last sweep");
+}
+
+/// The pids of live processes owned by `uid` (other than us) whose environment holds `needle`.
+fn marked(needle: &str, uid: u32, own_pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let owner = std::os::unix::fs::MetadataExt::uid(&e.metadata().ok()?);
+            (pid != own_pid && owner == uid && has_marker(pid, needle)).then_some(pid)
+        })
+        .collect()
+}
+
+/// Whether process `pid`'s environment holds the exact entry `needle` (`NAME=value`). An
+/// exited process (a zombie) has an empty environment, so it never matches.
+fn has_marker(pid: u32, needle: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+        env.split(|&b| b == 0)
+            .any(|entry| entry == needle.as_bytes())
+    })
 }
 
 #[cfg(test)]
@@ -253,6 +323,33 @@ mod tests {
             .spawn()
             .unwrap();
         assert!(!exits_within(&mut sleeper, Duration::from_millis(100)));
-        stop(&mut sleeper);
+        stop(&mut sleeper, "none");
+    }
+
+    #[test]
+    fn marked_processes_are_found_by_their_exact_entry_and_killed() {
+        let marker = crate::base::ids::hex(&crate::base::ids::random::<16>().unwrap());
+        let needle = format!("{CALL_MARKER}={marker}");
+        let mut marked_child = Command::new("sleep")
+            .arg("30")
+            .env(CALL_MARKER, &marker)
+            .spawn()
+            .unwrap();
+        // A longer value that starts with the marker is another call's.
+        let mut other = Command::new("sleep")
+            .arg("30")
+            .env(CALL_MARKER, format!("{marker}0"))
+            .spawn()
+            .unwrap();
+        assert!(has_marker(marked_child.id(), &needle));
+        assert!(!has_marker(other.id(), &needle));
+        kill_marked(&marker);
+        assert!(!marked_child.wait().unwrap().success(), "killed");
+        assert!(
+            matches!(other.try_wait(), Ok(None)),
+            "the other call's runs on"
+        );
+        other.kill().ok();
+        other.wait().ok();
     }
 }

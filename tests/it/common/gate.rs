@@ -101,16 +101,20 @@ impl Setup {
         serde_json::from_slice(&std::fs::read(self.data_dir().join("token.json")).unwrap()).unwrap()
     }
 
-    /// Runs `claudegate --config <this config> ARGS…` to completion.
-    pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .arg("--config")
+    /// `claudegate --config <this config> ARGS…`, stdin closed, not started yet.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
             .arg(&self.config_path)
             .args(args)
             .env_remove("CLAUDEGATE_CONFIG")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run claudegate")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `claudegate --config <this config> ARGS…` to completion.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run claudegate")
     }
 
     /// Mints a key through the CLI and returns the secret.
@@ -170,7 +174,9 @@ pub const STORED_REFRESH_TOKEN: &str = "sk-ant-ort01-stored";
 
 /// What [`logged_in`] starts, not started yet (for a test that starts it its own way, e.g.
 /// with extra environment): a config for the upstream at `mock_url` with `extra` merged in,
-/// a stored login ([`STORED_ACCESS_TOKEN`]) and one key labelled `app`, returned too.
+/// a stored login ([`STORED_ACCESS_TOKEN`]) and one key labelled `app`, returned too. The key
+/// has the admin scope, so a test may read `/admin/accounts` and `/metrics` with it; tests of
+/// scopes mint their own app keys.
 pub fn logged_in_setup(mock_url: &str, extra: Value) -> (Setup, String) {
     let mut config = upstream_config(mock_url);
     merge(&mut config, &extra);
@@ -180,7 +186,7 @@ pub fn logged_in_setup(mock_url: &str, extra: Value) -> (Setup, String) {
         STORED_REFRESH_TOKEN,
         8 * 3600,
     ));
-    let key = setup.add_key("app", &[]);
+    let key = setup.add_key("app", &["--admin"]);
     (setup, key)
 }
 
@@ -201,11 +207,11 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// Starts `serve` on a config with `overrides`, with one key labelled `app` minted first;
-    /// returns the gate and that key.
+    /// Starts `serve` on a config with `overrides`, with one key labelled `app` (admin scope,
+    /// as in [`logged_in_setup`]) minted first; returns the gate and that key.
     pub fn start_with_key(overrides: Value) -> (Gate, String) {
         let setup = Setup::new(overrides);
-        let key = setup.add_key("app", &[]);
+        let key = setup.add_key("app", &["--admin"]);
         (Gate::spawn(setup), key)
     }
 
