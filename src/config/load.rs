@@ -67,6 +67,8 @@ impl Config {
         top.field("max_body_bytes", &mut c.max_body_bytes)?;
         top.field("max_inflight_body_bytes", &mut c.max_inflight_body_bytes)?;
         top.field("client_timeout_ms", &mut c.client_timeout_ms)?;
+        top.field("body_grace_ms", &mut c.body_grace_ms)?;
+        top.field("body_min_bytes_per_s", &mut c.body_min_bytes_per_s)?;
         if let Some(v) = top.take("debug") {
             c.debug = match v.as_str() {
                 Some("off") => DebugSetting::Off,
@@ -143,6 +145,7 @@ impl Config {
             s.field("per_key_daily", &mut l.per_key_daily)?;
             s.field("global_daily", &mut l.global_daily)?;
             s.field("max_concurrent", &mut l.max_concurrent)?;
+            s.field("per_key_concurrent", &mut l.per_key_concurrent)?;
             s.field("auth_failures_per_minute", &mut l.auth_failures_per_minute)?;
             s.field("ip_table_size", &mut l.ip_table_size)?;
             s.finish()?;
@@ -196,6 +199,15 @@ impl Config {
         }
         if !(100..=3_600_000).contains(&self.client_timeout_ms) {
             return Err(bad("client_timeout_ms", "must be between 100 and 3600000"));
+        }
+        if !(100..=3_600_000).contains(&self.body_grace_ms) {
+            return Err(bad("body_grace_ms", "must be between 100 and 3600000"));
+        }
+        if !(1..=1 << 30).contains(&self.body_min_bytes_per_s) {
+            return Err(bad(
+                "body_min_bytes_per_s",
+                "must be between 1 and 1073741824 (bytes per second)",
+            ));
         }
         let url = &self.upstream.base_url;
         if !(url.starts_with("https://") || url.starts_with("http://")) || url.ends_with('/') {
@@ -289,6 +301,12 @@ impl Config {
         }
         if self.limits.max_concurrent == 0 {
             return Err(bad("limits.max_concurrent", "must be at least 1"));
+        }
+        if self.limits.per_key_concurrent > 1024 {
+            return Err(bad(
+                "limits.per_key_concurrent",
+                "must be at most 1024 (0 = auto: three quarters of workers and max_concurrent)",
+            ));
         }
         if self.limits.ip_table_size == 0 || self.limits.ip_table_size > 1_000_000 {
             return Err(bad("limits.ip_table_size", "must be between 1 and 1000000"));
@@ -397,5 +415,15 @@ mod tests {
         assert!(err(json!({"upstream": {"base_url": "ftp://x"}})).contains("upstream.base_url"));
         assert!(err(json!({"limits": 3})).contains("`limits`"));
         assert!(err(json!([])).contains("object"));
+    }
+
+    #[test]
+    fn body_pace_and_per_key_concurrency_are_checked() {
+        assert!(err(json!({"body_grace_ms": 50})).contains("`body_grace_ms`"));
+        assert!(err(json!({"body_min_bytes_per_s": 0})).contains("`body_min_bytes_per_s`"));
+        let e = err(json!({"limits": {"per_key_concurrent": 5000}}));
+        assert!(e.contains("`limits.per_key_concurrent`"), "{e}");
+        let c = Config::from_value(&json!({"limits": {"per_key_concurrent": 2}})).unwrap();
+        assert_eq!(c.limits.per_key_cap(c.workers), 2);
     }
 }

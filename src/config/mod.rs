@@ -30,12 +30,23 @@ pub struct Config {
     pub queue: usize,
     /// Largest request body accepted, in bytes. Default 200 MiB (Claude Code sends big contexts).
     pub max_body_bytes: u64,
-    /// Most bytes of request bodies held in memory at once across all requests; a request that
-    /// would exceed it gets 503 + Retry-After. Default 512 MiB. Must be ≥ `max_body_bytes`.
+    /// Most bytes of request bodies held in memory at once across all requests, counted as
+    /// they arrive (a declared `Content-Length` reserves nothing); a request whose bytes would
+    /// exceed it gets 503 + Retry-After. Default 512 MiB. Must be ≥ `max_body_bytes`.
     pub max_inflight_body_bytes: u64,
     /// Socket read/write timeout for clients, in ms: bounds a stalled upload, a slow request
     /// head, an idle keep-alive connection and a client that stops reading. Default 30000.
     pub client_timeout_ms: u64,
+    /// How long a request body may take before `body_min_bytes_per_s` applies, in ms. Default
+    /// 10000. With it, a body must arrive at an average of at least that rate counted from the
+    /// end of the grace: a body trickled in just inside `client_timeout_ms` per read would
+    /// otherwise hold a worker (and its slot) without bound. Past it: 408, connection closed.
+    pub body_grace_ms: u64,
+    /// The slowest average a request body may arrive at once `body_grace_ms` has passed, in
+    /// bytes per second. Default 16384 (128 kbit/s, slower than any link that can usefully
+    /// drive the API): a big body on a slow link is still accepted, while a trickled one is cut
+    /// off soon after the grace.
+    pub body_min_bytes_per_s: u64,
     /// Logging: `off`, `errors` or `verbose`. Default `off`.
     pub debug: DebugSetting,
     pub upstream: UpstreamConfig,
@@ -200,11 +211,31 @@ pub struct LimitsConfig {
     pub global_daily: u32,
     /// Requests in flight at once across all keys (an account-level cap). Default 8.
     pub max_concurrent: u32,
+    /// Requests in flight at once for one key, page fetches included, so one key can never
+    /// hold every worker or every `max_concurrent` slot. Default 0 = auto: three quarters of
+    /// the smaller of `workers` and `max_concurrent`, rounded down (at least 1), which leaves at
+    /// least a quarter of both to the other keys ([`LimitsConfig::per_key_cap`]).
+    pub per_key_concurrent: u32,
     /// Failed authentications allowed per client IP per minute before that IP gets 429s for
     /// further failures (requests with a valid key are never throttled by IP). Default 10.
     pub auth_failures_per_minute: u32,
     /// Most client IPs tracked for the failure throttle; the table never grows past it. Default 4096.
     pub ip_table_size: usize,
+}
+
+impl LimitsConfig {
+    /// The per-key cap on requests in flight with `workers` workers: `per_key_concurrent`, or
+    /// for 0 (auto) the largest number that leaves at least a quarter of the workers and of
+    /// `max_concurrent` to other keys (`n - ceil(n/4)` of each), but at least 1.
+    pub fn per_key_cap(&self, workers: usize) -> u32 {
+        if self.per_key_concurrent > 0 {
+            return self.per_key_concurrent;
+        }
+        let three_quarters = |n: u64| n - n.div_ceil(4);
+        let workers = three_quarters(workers as u64);
+        let slots = three_quarters(u64::from(self.max_concurrent));
+        workers.min(slots).max(1) as u32
+    }
 }
 
 /// `models.*`: the catalogue `/v1/models` lists and the short aliases clients may use.
@@ -246,6 +277,8 @@ impl Default for Config {
             max_body_bytes: 200 << 20,
             max_inflight_body_bytes: 512 << 20,
             client_timeout_ms: 30_000,
+            body_grace_ms: 10_000,
+            body_min_bytes_per_s: 16 << 10,
             debug: DebugSetting::Off,
             upstream: UpstreamConfig {
                 base_url: "https://api.anthropic.com".into(),
@@ -296,6 +329,7 @@ impl Default for Config {
                 per_key_daily: 0,
                 global_daily: 0,
                 max_concurrent: 8,
+                per_key_concurrent: 0,
                 auth_failures_per_minute: 10,
                 ip_table_size: 4096,
             },
@@ -371,6 +405,39 @@ mod tests {
         }
         let file = std::fs::read_to_string(path).unwrap_or_default();
         assert_eq!(file, Config::example_json(), "config.example.json is stale");
+    }
+
+    #[test]
+    fn per_key_cap_leaves_a_quarter_to_other_keys() {
+        let cap = |workers: usize, max_concurrent: u32, per_key_concurrent: u32| {
+            let limits = LimitsConfig {
+                max_concurrent,
+                per_key_concurrent,
+                ..Config::default().limits
+            };
+            limits.per_key_cap(workers)
+        };
+        assert_eq!(cap(16, 8, 0), 6, "the defaults");
+        assert_eq!(cap(4, 100, 0), 3);
+        assert_eq!(cap(16, 3, 0), 2);
+        assert_eq!(cap(2, 10, 0), 1);
+        assert_eq!(
+            cap(1, 1, 0),
+            1,
+            "one worker: the one key must still be served"
+        );
+        assert_eq!(cap(16, 8, 10), 10, "a set value is taken as it is");
+        for workers in 2..=64usize {
+            for slots in 2..=64u32 {
+                let c = cap(workers, slots, 0);
+                assert!(c >= 1);
+                assert!(
+                    workers - c as usize >= workers.div_ceil(4),
+                    "{workers} {slots}"
+                );
+                assert!(slots - c >= slots.div_ceil(4), "{workers} {slots}");
+            }
+        }
     }
 
     #[test]

@@ -1,5 +1,11 @@
 //! Local guard rails: per-key requests per minute and per day, a global daily cap, a global
-//! cap on requests in flight, and a per-IP throttle on failed authentication.
+//! cap on requests in flight, a per-key cap on requests in flight, and a per-IP throttle on
+//! failed authentication.
+//!
+//! The per-key cap (`limits.per_key_concurrent`, [`LimitsConfig::per_key_cap`]) counts every
+//! request of a key that holds a worker for long: the model routes ([`Limits::admit`]) and page
+//! fetches ([`Limits::admit_fetch`]), both taken before the body is read. So one key, however
+//! slowly it sends, can never hold every worker or every `max_concurrent` slot.
 //!
 //! All state sits behind one `Mutex` and is touched only for a few arithmetic steps, never
 //! across I/O. Every table is bounded: per-key state by the key file, the IP table by
@@ -42,6 +48,8 @@ struct KeyState {
     bucket: Option<(u32, Bucket)>,
     today: u64,
     last_used: u64,
+    /// Requests of this key holding a [`Slot`] now.
+    in_flight: u32,
 }
 
 struct Inner {
@@ -56,19 +64,30 @@ struct Inner {
 /// The limit state of one server.
 pub struct Limits {
     cfg: LimitsConfig,
+    /// `limits.per_key_concurrent` in effect (auto resolved against the worker count).
+    per_key_cap: u32,
     state_path: PathBuf,
     inner: Mutex<Inner>,
 }
 
-/// A held place under `limits.max_concurrent`; released on drop (also on panic).
+/// A held place under `limits.per_key_concurrent` (and, for model routes, under
+/// `limits.max_concurrent`); released on drop (also on panic).
 pub struct Slot<'a> {
     limits: &'a Limits,
+    label: String,
+    /// Whether it also holds one of the `max_concurrent` places.
+    global: bool,
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         let mut inner = self.limits.lock();
-        inner.in_flight = inner.in_flight.saturating_sub(1);
+        if self.global {
+            inner.in_flight = inner.in_flight.saturating_sub(1);
+        }
+        if let Some(ks) = inner.keys.get_mut(&self.label) {
+            ks.in_flight = ks.in_flight.saturating_sub(1);
+        }
     }
 }
 
@@ -101,8 +120,9 @@ pub fn read_usage(path: &Path) -> UsageFile {
 }
 
 impl Limits {
-    /// Starts from the saved counters when they are from today (UTC).
-    pub fn new(cfg: LimitsConfig, state_path: PathBuf) -> Limits {
+    /// Starts from the saved counters when they are from today (UTC). `workers` resolves the
+    /// automatic per-key cap.
+    pub fn new(cfg: LimitsConfig, workers: usize, state_path: PathBuf) -> Limits {
         let now = clock::unix_now();
         let today = clock::day_of(now);
         let saved = read_usage(&state_path);
@@ -115,12 +135,14 @@ impl Limits {
                     bucket: None,
                     today: if same_day { u.today } else { 0 },
                     last_used: u.last_used,
+                    in_flight: 0,
                 };
                 (label, state)
             })
             .collect();
         let ips = Table::new(cfg.ip_table_size);
         Limits {
+            per_key_cap: cfg.per_key_cap(workers),
             cfg,
             state_path,
             inner: Mutex::new(Inner {
@@ -165,6 +187,9 @@ impl Limits {
                 retry_after: 1,
             });
         }
+        if let Some(refusal) = self.over_key_cap(ks, key) {
+            return Err(refusal);
+        }
         if cfg.global_daily > 0 && inner.global_today >= u64::from(cfg.global_daily) {
             return Err(Refusal {
                 limit: "limits.global_daily",
@@ -205,9 +230,44 @@ impl Limits {
             }
         }
         ks.today += 1;
+        ks.in_flight += 1;
         inner.global_today += 1;
         inner.in_flight += 1;
-        Ok(Slot { limits: self })
+        Ok(Slot {
+            limits: self,
+            label: key.label.clone(),
+            global: true,
+        })
+    }
+
+    /// Admits a page fetch (`/v1/fetch`), which has its own bucket and spends none of the
+    /// account's limits, but holds a worker like any request: only the per-key cap applies.
+    pub fn admit_fetch(&self, key: &KeyInfo) -> Result<Slot<'_>, Refusal> {
+        let mut inner = self.lock();
+        let ks = inner.keys.entry(key.label.clone()).or_default();
+        if let Some(refusal) = self.over_key_cap(ks, key) {
+            return Err(refusal);
+        }
+        ks.in_flight += 1;
+        Ok(Slot {
+            limits: self,
+            label: key.label.clone(),
+            global: false,
+        })
+    }
+
+    /// The refusal for a key that already holds `limits.per_key_concurrent` slots.
+    fn over_key_cap(&self, ks: &KeyState, key: &KeyInfo) -> Option<Refusal> {
+        let cap = self.per_key_cap;
+        (ks.in_flight >= cap).then(|| Refusal {
+            limit: "limits.per_key_concurrent",
+            message: format!(
+                "key {:?} already has {cap} requests in flight, the most one key may hold so that \
+                 other keys are served (limits.per_key_concurrent); retry when one has finished",
+                key.label
+            ),
+            retry_after: 1,
+        })
     }
 
     /// Records a failed authentication from `ip`. Returns a refusal once the IP has failed more
@@ -283,6 +343,7 @@ mod tests {
             per_key_daily: 0,
             global_daily: 0,
             max_concurrent: 2,
+            per_key_concurrent: 0,
             auth_failures_per_minute: 2,
             ip_table_size: 4,
         }
@@ -298,7 +359,7 @@ mod tests {
 
     fn limits(cfg: LimitsConfig) -> Limits {
         let path = std::env::temp_dir().join(format!("cg-limits-none-{}.json", std::process::id()));
-        Limits::new(cfg, path)
+        Limits::new(cfg, 16, path)
     }
 
     #[test]
@@ -317,6 +378,7 @@ mod tests {
     fn concurrency_slots_release_on_drop() {
         let l = limits(LimitsConfig {
             per_key_rpm: 0,
+            per_key_concurrent: 2,
             ..cfg()
         });
         let a = l.admit(&key("a")).unwrap();
@@ -327,6 +389,59 @@ mod tests {
         );
         drop(a);
         assert!(l.admit(&key("a")).is_ok());
+    }
+
+    #[test]
+    fn per_key_cap_counts_model_requests_and_fetches_of_one_key() {
+        let l = limits(LimitsConfig {
+            per_key_rpm: 0,
+            max_concurrent: 10,
+            per_key_concurrent: 2,
+            ..cfg()
+        });
+        let a = l.admit(&key("a")).unwrap();
+        let fetch = l.admit_fetch(&key("a")).unwrap();
+        let r = l.admit(&key("a")).err().unwrap();
+        assert_eq!(r.limit, "limits.per_key_concurrent");
+        assert_eq!(r.retry_after, 1);
+        assert!(r.message.contains("\"a\""), "{}", r.message);
+        assert_eq!(
+            l.admit_fetch(&key("a")).err().unwrap().limit,
+            "limits.per_key_concurrent"
+        );
+        let _b = l.admit(&key("b")).unwrap();
+        drop(fetch);
+        let _again = l.admit(&key("a")).unwrap();
+        drop(a);
+        assert!(l.admit_fetch(&key("a")).is_ok());
+    }
+
+    #[test]
+    fn fetches_do_not_take_max_concurrent_places_or_count_for_the_day() {
+        let l = limits(LimitsConfig {
+            per_key_rpm: 1,
+            max_concurrent: 1,
+            per_key_concurrent: 5,
+            global_daily: 1,
+            ..cfg()
+        });
+        let _fetches: Vec<_> = (0..3).map(|_| l.admit_fetch(&key("a")).unwrap()).collect();
+        assert!(l.admit(&key("b")).is_ok());
+    }
+
+    #[test]
+    fn auto_cap_leaves_a_quarter_of_the_slots() {
+        // cfg(): max_concurrent 2 with 16 workers: the cap is 1.
+        let l = limits(LimitsConfig {
+            per_key_rpm: 0,
+            ..cfg()
+        });
+        let _a = l.admit(&key("a")).unwrap();
+        assert_eq!(
+            l.admit(&key("a")).err().unwrap().limit,
+            "limits.per_key_concurrent"
+        );
+        assert!(l.admit(&key("b")).is_ok());
     }
 
     #[test]

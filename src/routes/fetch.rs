@@ -9,7 +9,7 @@
 //! | 404 | `fetch.enabled` is false |
 //! | 408, 413, 503 | the request body came too slowly, is over `max_body_bytes`, or the server holds too many bodies (as on every route) |
 //! | 415 | the remote answered with a non-text content type (images, PDFs, archives…) |
-//! | 429 | the key's fetch bucket (`fetch.rpm`) is empty; `Retry-After` says when to retry |
+//! | 429 | the key's fetch bucket (`fetch.rpm`) is empty, or the key already has `limits.per_key_concurrent` requests in flight; `Retry-After` says when to retry |
 //! | 502 | the remote cannot be resolved or reached, TLS fails, the answer is malformed, or there are too many redirects |
 //! | 504 | the whole fetch, redirects included, took longer than `fetch.timeout_ms` |
 //!
@@ -20,7 +20,11 @@
 //!
 //! **Budget.** Each key has its own fetch bucket (`fetch.rpm` per minute, bursts up to one
 //! minute's worth; 0 = no limit), apart from the model limits, so page fetches never spend the
-//! model budget and vice versa.
+//! model budget and vice versa. A fetch also holds one of its key's places under
+//! `limits.per_key_concurrent` (shared with the key's model requests) while it runs. Both are
+//! taken before the body is read, so a request refused for its body (bad JSON, a blocked
+//! address) has spent its token too, and a key over its limits never holds a worker while its
+//! body arrives.
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -32,6 +36,7 @@ use crate::base::bucket::{Rate, Table};
 use crate::base::error::{ApiError, ErrorKind, Protocol};
 use crate::config::FETCH_MAX_BYTES_LIMIT;
 use crate::guard::keys::KeyInfo;
+use crate::guard::limits::Slot;
 use crate::http::{self, Cors, Reply};
 use crate::routes::state::State;
 
@@ -93,7 +98,12 @@ impl FetchRequest {
 
 /// Serves `POST /v1/fetch`; returns the status sent.
 pub fn handle(state: &State, mut rq: Request, key: &KeyInfo, cors: &Cors) -> u16 {
-    match answer(state, &mut rq, key) {
+    // Held until the answer is written: the worker is this key's until then.
+    let _slot = match admit(state, key) {
+        Ok(slot) => slot,
+        Err(e) => return http::fail(rq, e, Protocol::Relay, cors),
+    };
+    match answer(state, &mut rq) {
         Ok(page) => {
             let body = serde_json::json!({
                 "ok": true,
@@ -110,25 +120,32 @@ pub fn handle(state: &State, mut rq: Request, key: &KeyInfo, cors: &Cors) -> u16
     }
 }
 
-/// Reads the body, applies the fetch bucket and fetches.
-fn answer(state: &State, rq: &mut Request, key: &KeyInfo) -> Result<Page, ApiError> {
-    let cfg = &state.config.fetch;
-    if !cfg.enabled {
+/// Everything a fetch spends before its body is read, so a key over its limits is refused at
+/// once instead of holding a worker while its body trickles in: a place under the key's cap on
+/// requests in flight (`limits.per_key_concurrent`), then a token from its fetch bucket.
+/// Nothing is spent when fetching is disabled, and the token is not spent when the place is
+/// refused.
+fn admit<'a>(state: &'a State, key: &KeyInfo) -> Result<Slot<'a>, ApiError> {
+    if !state.config.fetch.enabled {
         // Not read: the server skips an unread body on its own.
         return Err(ApiError::new(
             ErrorKind::NotFound,
             "/v1/fetch is disabled on this server (fetch.enabled is false)",
         ));
     }
+    let slot = state.limits.admit_fetch(key)?;
+    take_token(&state.fetch_buckets, state.config.fetch.rpm, key)?;
+    Ok(slot)
+}
+
+/// Reads the body and fetches.
+fn answer(state: &State, rq: &mut Request) -> Result<Page, ApiError> {
     let body = http::body::read_body(rq, state.config.max_body_bytes, &state.bodies)?;
     let req = FetchRequest::parse(&body.bytes)?;
     drop(body);
     // fetch.max_bytes is validated by the config (1..=2 MB).
-    let max_bytes = req.max_bytes.unwrap_or(cfg.max_bytes);
-    // Parsing (and refusing literal non-public addresses) costs nothing, so it comes before
-    // the bucket; resolving and fetching come after.
+    let max_bytes = req.max_bytes.unwrap_or(state.config.fetch.max_bytes);
     let target = web::parse_url(&req.url)?;
-    take_token(&state.fetch_buckets, cfg.rpm, key)?;
     state.fetcher.fetch(target, max_bytes, req.strip)
 }
 

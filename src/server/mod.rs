@@ -33,7 +33,7 @@ use crate::backends::upstream::Upstream;
 use crate::base::error::{ApiError, ErrorKind};
 use crate::base::log;
 use crate::config::Config;
-use crate::guard::budget::BodyBudget;
+use crate::guard::budget::{BodyBudget, Pace};
 use crate::guard::keys::{self, KeyStore};
 use crate::guard::limits::{self, Limits};
 use crate::http::{self, Reply};
@@ -89,8 +89,18 @@ pub fn run(config: Config) -> Result<(), String> {
         )),
         cli: crate::backends::cli::CliBackend::new(config.cli.clone()),
         audit,
-        limits: Limits::new(config.limits.clone(), limits::usage_path(&data_dir)),
-        bodies: BodyBudget::new(config.max_inflight_body_bytes),
+        limits: Limits::new(
+            config.limits.clone(),
+            config.workers,
+            limits::usage_path(&data_dir),
+        ),
+        bodies: BodyBudget::new(
+            config.max_inflight_body_bytes,
+            Pace {
+                grace: Duration::from_millis(config.body_grace_ms),
+                min_bytes_per_s: config.body_min_bytes_per_s,
+            },
+        ),
         models: Catalogue::new(config.models.clone(), crate::base::clock::unix_now()),
         jobs: AtomicUsize::new(0),
         config,

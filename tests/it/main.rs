@@ -6,6 +6,7 @@ mod common;
 
 mod architecture;
 mod arm;
+mod availability;
 mod chat_policy;
 mod cli;
 mod cli_backend;

@@ -539,8 +539,12 @@ fn cors_only_for_local_origins() {
 
 #[test]
 fn saturated_server_answers_503_at_once_and_health_stays_fast() {
-    let (gate, key) =
-        Gate::start_with_key(json!({"workers": 2, "queue": 1, "limits": {"max_concurrent": 10}}));
+    // One key holds every worker here, so its per-key cap is lifted (by default one key may
+    // hold at most three quarters of them).
+    let (gate, key) = Gate::start_with_key(json!({
+        "workers": 2, "queue": 1,
+        "limits": {"max_concurrent": 10, "per_key_concurrent": 10},
+    }));
     // Both workers held, then one request waits in the queue.
     let _a = hold_with_slow_body(&gate, "/v1/messages", &key, 5000);
     let _b = hold_with_slow_body(&gate, "/v1/messages", &key, 5000);

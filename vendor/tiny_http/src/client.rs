@@ -131,6 +131,13 @@ impl ClientConnection {
         let mut writer = self.sink.next().unwrap();
         writer.wait_turn();
 
+        // claudegate patch (9): the previous response said `Connection: close`; close now,
+        // without reading what the client is still sending
+        if self.unread.load(Ordering::Acquire) == crate::request::CLOSE_CONNECTION {
+            let err = IoError::new(ErrorKind::Other, "closed after a Connection: close response");
+            return Err(ReadError::ReadIoError(err));
+        }
+
         // claudegate patch (1): wait for the previous request's body reader to be dropped (an
         // empty read blocks until it is and data is buffered), then skip what it left unread.
         self.next_header_source

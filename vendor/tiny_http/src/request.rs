@@ -74,7 +74,15 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // claudegate patch (9): the connection's unread-body report, set to `CLOSE_CONNECTION` by a
+    // response with `Connection: close`
+    unread: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
 }
+
+/// claudegate patch (9): the value of the unread-body report that makes the connection thread
+/// close the connection instead of reading the next request.
+pub(crate) const CLOSE_CONNECTION: usize = usize::MAX;
 
 struct NotifyOnDrop<R> {
     sender: Sender<()>,
@@ -141,6 +149,8 @@ where
     R: Read + Send + 'static,
     W: Write + Send + 'static,
 {
+    let unread_report = unread.clone(); // claudegate patch (9)
+
     // finding the transfer-encoding header
     let transfer_encoding = headers
         .iter()
@@ -243,6 +253,7 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        unread: unread_report, // claudegate patch (9)
     })
 }
 
@@ -449,6 +460,20 @@ impl Request {
     where
         R: Read,
     {
+        // claudegate patch (9): a response with `Connection: close` ends the connection. The
+        // body reader goes first (its drop reports the unread remainder), then the report is
+        // overwritten, all before the response is written: the connection thread reads the
+        // report only once this response is complete.
+        let closes = response.headers().iter().any(|h| {
+            h.field.equiv("Connection") && h.value.as_str().eq_ignore_ascii_case("close")
+        });
+        if closes {
+            self.data_reader = None;
+            if let Some(unread) = &self.unread {
+                unread.store(CLOSE_CONNECTION, std::sync::atomic::Ordering::Release);
+            }
+        }
+
         let mut writer = self.extract_writer_impl();
 
         let do_not_send_body = self.method == Method::Head;

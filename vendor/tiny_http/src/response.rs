@@ -254,6 +254,14 @@ where
     {
         let header = header.into();
 
+        // claudegate patch (9): `Connection: close` passes; `Request::respond` then closes the
+        // connection after this response (other `Connection` values stay forbidden)
+        if header.field.equiv("Connection") && header.value.as_str().eq_ignore_ascii_case("close")
+        {
+            self.headers.push(header);
+            return;
+        }
+
         // ignoring forbidden headers
         if header.field.equiv("Connection")
             || header.field.equiv("Trailer")
