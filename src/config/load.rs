@@ -67,6 +67,8 @@ impl Config {
         top.field("max_body_bytes", &mut c.max_body_bytes)?;
         top.field("max_inflight_body_bytes", &mut c.max_inflight_body_bytes)?;
         top.field("client_timeout_ms", &mut c.client_timeout_ms)?;
+        top.field("max_connections", &mut c.max_connections)?;
+        top.field("max_connections_per_ip", &mut c.max_connections_per_ip)?;
         if let Some(v) = top.take("debug") {
             c.debug = match v.as_str() {
                 Some("off") => DebugSetting::Off,
@@ -196,6 +198,15 @@ impl Config {
         }
         if !(100..=3_600_000).contains(&self.client_timeout_ms) {
             return Err(bad("client_timeout_ms", "must be between 100 and 3600000"));
+        }
+        if !(1..=100_000).contains(&self.max_connections) {
+            return Err(bad("max_connections", "must be between 1 and 100000"));
+        }
+        if !(1..=self.max_connections).contains(&self.max_connections_per_ip) {
+            return Err(bad(
+                "max_connections_per_ip",
+                "must be between 1 and max_connections",
+            ));
         }
         let url = &self.upstream.base_url;
         if !(url.starts_with("https://") || url.starts_with("http://")) || url.ends_with('/') {
@@ -397,5 +408,7 @@ mod tests {
         assert!(err(json!({"upstream": {"base_url": "ftp://x"}})).contains("upstream.base_url"));
         assert!(err(json!({"limits": 3})).contains("`limits`"));
         assert!(err(json!([])).contains("object"));
+        assert!(err(json!({"max_connections_per_ip": 401})).contains("`max_connections_per_ip`"));
+        assert!(err(json!({"max_connections": 0})).contains("`max_connections`"));
     }
 }
