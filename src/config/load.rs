@@ -69,6 +69,8 @@ impl Config {
         top.field("client_timeout_ms", &mut c.client_timeout_ms)?;
         top.field("body_grace_ms", &mut c.body_grace_ms)?;
         top.field("body_min_bytes_per_s", &mut c.body_min_bytes_per_s)?;
+        top.field("max_connections", &mut c.max_connections)?;
+        top.field("max_connections_per_ip", &mut c.max_connections_per_ip)?;
         if let Some(v) = top.take("debug") {
             c.debug = match v.as_str() {
                 Some("off") => DebugSetting::Off,
@@ -207,6 +209,15 @@ impl Config {
             return Err(bad(
                 "body_min_bytes_per_s",
                 "must be between 1 and 1073741824 (bytes per second)",
+            ));
+        }
+        if !(1..=100_000).contains(&self.max_connections) {
+            return Err(bad("max_connections", "must be between 1 and 100000"));
+        }
+        if !(1..=self.max_connections).contains(&self.max_connections_per_ip) {
+            return Err(bad(
+                "max_connections_per_ip",
+                "must be between 1 and max_connections",
             ));
         }
         let url = &self.upstream.base_url;
@@ -415,6 +426,8 @@ mod tests {
         assert!(err(json!({"upstream": {"base_url": "ftp://x"}})).contains("upstream.base_url"));
         assert!(err(json!({"limits": 3})).contains("`limits`"));
         assert!(err(json!([])).contains("object"));
+        assert!(err(json!({"max_connections_per_ip": 401})).contains("`max_connections_per_ip`"));
+        assert!(err(json!({"max_connections": 0})).contains("`max_connections`"));
     }
 
     #[test]

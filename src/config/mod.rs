@@ -47,6 +47,19 @@ pub struct Config {
     /// drive the API): a big body on a slow link is still accepted, while a trickled one is cut
     /// off soon after the grace.
     pub body_min_bytes_per_s: u64,
+    /// Client connections open at once; one more is refused at once (503 + `Retry-After`, then
+    /// closed). Each costs a thread and two file descriptors (tiny_http duplicates the socket
+    /// into a read half and a write half). Default 400: 800 descriptors, which leaves over 200
+    /// of the usual `ulimit -n` of 1024 for everything else (the listener, one upstream socket
+    /// per busy worker and ureq's idle pool, the CLI backend's pipes, the data files) even
+    /// where the limit cannot be raised; at start the soft limit is raised to the hard one.
+    pub max_connections: usize,
+    /// Connections open at once from one client address (an IPv4-mapped IPv6 address counts as
+    /// its IPv4 one); one more is refused like above. Default 300: one address (one app with a
+    /// large pool, or one misbehaving client) cannot take every slot. Behind a reverse proxy
+    /// every connection comes from the proxy's address: set it to `max_connections`. At most
+    /// `max_connections`.
+    pub max_connections_per_ip: usize,
     /// Logging: `off`, `errors` or `verbose`. Default `off`.
     pub debug: DebugSetting,
     pub upstream: UpstreamConfig,
@@ -279,6 +292,8 @@ impl Default for Config {
             client_timeout_ms: 30_000,
             body_grace_ms: 10_000,
             body_min_bytes_per_s: 16 << 10,
+            max_connections: 400,
+            max_connections_per_ip: 300,
             debug: DebugSetting::Off,
             upstream: UpstreamConfig {
                 base_url: "https://api.anthropic.com".into(),

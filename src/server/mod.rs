@@ -13,6 +13,7 @@
 //! threads per request, which the benchmark showed to be the main cost of a small request. A
 //! panic in a handler is caught per request and answered with a JSON 500; the worker lives on.
 
+mod connections;
 mod dispatch;
 mod intake;
 
@@ -49,6 +50,9 @@ pub fn run(config: Config) -> Result<(), String> {
     tiny_http::SOCKET_WRITE_TIMEOUT_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
     log::set_level(config.debug.level());
     install_panic_hook();
+    connections::raise_open_files_limit(&config);
+    // Set once; a second `set` (never made) would keep the first.
+    let _ = tiny_http::ERROR_BODY.set(connections::error_body);
 
     let data_dir = config.data_dir();
     crate::base::fsutil::ensure_private_dir(&data_dir)
@@ -110,9 +114,18 @@ pub fn run(config: Config) -> Result<(), String> {
     // past it would be handled without being counted in `jobs`.
     let addr = format!("{}:{}", state.config.host, state.config.port);
     let intake_state = state.clone();
-    let server =
-        Server::http_with_intake(&addr, Box::new(move |rq| intake::intake(&intake_state, rq)))
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let intake = Box::new(move |rq| intake::intake(&intake_state, rq));
+    let table = connections::Connections::new(
+        state.config.max_connections,
+        state.config.max_connections_per_ip,
+    );
+    let admit: tiny_http::Admit = Box::new(move |peer| {
+        table
+            .admit(peer)
+            .map(|slot| Box::new(slot) as tiny_http::Admission)
+    });
+    let server = Server::http_with_hooks(&addr, intake, Some(admit))
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let bound = server
         .server_addr()
         .to_ip()

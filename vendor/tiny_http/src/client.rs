@@ -2,7 +2,7 @@ use ascii::AsciiString;
 
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
+use std::io::{BufReader, BufWriter, ErrorKind, Read};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -44,6 +44,9 @@ pub struct ClientConnection {
 /// claudegate patch (3): longest header line and most header lines accepted.
 const MAX_HEADER_LINE: usize = 8192;
 const MAX_HEADERS: usize = 100;
+/// claudegate patch (11): the 431's message, naming both limits above.
+const HEADERS_TOO_LARGE: &str =
+    "request head too large: at most 100 header lines of at most 8192 bytes each";
 /// claudegate patch (1): most unread body bytes skipped to keep a connection alive.
 const MAX_SKIP: usize = 1 << 20;
 
@@ -56,6 +59,8 @@ enum ReadError {
     HeadersTooLarge,
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
+    /// claudegate patch (11): framing a front proxy could read differently (see `refusal`)
+    BadFraming(&'static str),
     ReadIoError(IoError),
 }
 
@@ -201,6 +206,10 @@ impl ClientConnection {
 
             (method, path, version, headers)
         };
+        // claudegate patch (11): refuse ambiguous framing before a body is read
+        if let Some(why) = crate::refusal::framing_error(&headers) {
+            return Err(ReadError::BadFraming(why));
+        }
 
         // follow-up for next potential request
         let mut data_source = self.source.next().unwrap();
@@ -233,14 +242,23 @@ impl ClientConnection {
     }
 }
 
+impl ClientConnection {
+    /// claudegate patch (11): answers with an error on the next writer in turn, and ends the
+    /// connection.
+    fn answer_error(&mut self, ver: HTTPVersion, status: u16, message: &str) -> Option<Request> {
+        if let Some(writer) = self.sink.next() {
+            crate::refusal::write_error(writer, ver, status, message);
+        }
+        None
+    }
+}
+
 impl Iterator for ClientConnection {
     type Item = Request;
 
     /// Blocks until the next Request is available.
     /// Returns None when no new Requests will come from the client.
     fn next(&mut self) -> Option<Request> {
-        use crate::{Response, StatusCode};
-
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
         if self.no_more_requests {
@@ -248,52 +266,31 @@ impl Iterator for ClientConnection {
         }
 
         loop {
+            // claudegate patch (11): each of tiny_http's own answers has an error body, says
+            // `Connection: close`, and closes: where the next request would start is unknown.
             let rq = match self.read() {
                 Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
+                    let message = "malformed request line: send `METHOD /path HTTP/1.1`";
+                    return self.answer_error(HTTPVersion(1, 1), 400, message);
                 }
-
                 Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response.raw_print(writer, ver, &[], false, None).ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
+                    let message = "malformed request header: send `Name: value` lines";
+                    return self.answer_error(ver, 400, message);
                 }
-
+                Err(ReadError::BadFraming(why)) => {
+                    return self.answer_error(HTTPVersion(1, 1), 400, why);
+                }
                 Err(ReadError::HeadersTooLarge) => {
-                    // claudegate patch (3)
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(431));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None;
+                    return self.answer_error(HTTPVersion(1, 1), 431, HEADERS_TOO_LARGE);
                 }
-
                 Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
-                    // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // closing the connection
+                    let message = "the request head did not arrive in time";
+                    return self.answer_error(HTTPVersion(1, 1), 408, message);
                 }
-
                 Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417));
-                    response.raw_print(writer, ver, &[], true, None).ok();
-                    return None; // TODO: should be recoverable, but needs handling in case of body
+                    let message = "unsupported Expect header: only `100-continue` is understood";
+                    return self.answer_error(ver, 417, message);
                 }
-
                 Err(ReadError::ReadIoError(_)) => return None,
 
                 Ok(rq) => rq,
@@ -303,15 +300,9 @@ impl Iterator for ClientConnection {
             if *rq.http_version() > (1, 1) {
                 // claudegate patch (6): answer on the request's own writer and close. Writing
                 // through a second writer waited for this request's writer forever.
-                let mut writer = rq.into_writer();
-                let response = Response::from_string(
-                    "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
-                )
-                .with_status_code(StatusCode(505));
-                response
-                    .raw_print(&mut writer, HTTPVersion(1, 1), &[], false, None)
-                    .ok();
-                writer.flush().ok();
+                // claudegate patch (11): with an error body, like every answer of tiny_http's own
+                let message = "HTTP version not supported: send HTTP/1.1 (or 1.0)";
+                crate::refusal::write_error(rq.into_writer(), HTTPVersion(1, 1), 505, message);
                 return None;
             }
 

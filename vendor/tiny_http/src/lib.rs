@@ -112,6 +112,7 @@ use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
+pub use refusal::{ErrorBody, ERROR_BODY}; // claudegate patch (11)
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
@@ -128,6 +129,7 @@ pub static SOCKET_WRITE_TIMEOUT_MS: std::sync::atomic::AtomicU64 =
 mod client;
 mod common;
 mod connection;
+mod refusal; // claudegate patches (10), (11)
 mod request;
 mod response;
 mod ssl;
@@ -155,6 +157,16 @@ pub struct Server {
 /// it is queued for `recv()`. It answers the request itself and returns `None`, or returns
 /// the request to be queued.
 pub type Intake = Box<dyn Fn(Request) -> Option<Request> + Send + Sync>;
+
+/// claudegate patch (10): decides on the accept thread, before anything is spent on it, whether
+/// a new connection is served, from its peer's address (`None` on a Unix socket). `Ok(token)`
+/// serves it, and the token is held until the connection's socket is closed (both of its
+/// halves dropped), so dropping the token frees the slot. `Err(message)` turns it away at once:
+/// a 503 with `Retry-After: 1` and that message, written without blocking, then closed.
+pub type Admit =
+    Box<dyn Fn(Option<std::net::SocketAddr>) -> Result<Admission, String> + Send + Sync>;
+/// claudegate patch (10): whatever the application counts a connection with (see [`Admit`]).
+pub type Admission = Box<dyn std::any::Any + Send + Sync>;
 
 enum Message {
     Error(IoError),
@@ -257,7 +269,7 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        Self::from_listener_with_intake(listener, ssl_config, None)
+        Self::from_listener_with_intake(listener, ssl_config, None, None)
     }
 
     /// claudegate patch (7): an HTTP server whose every request first passes `intake` on its
@@ -272,14 +284,28 @@ impl Server {
     where
         A: ToSocketAddrs,
     {
+        Self::http_with_hooks(addr, intake, None)
+    }
+
+    /// claudegate patch (10): [`Server::http_with_intake`], where every new connection first
+    /// passes `admit` on the accept thread (see [`Admit`]).
+    pub fn http_with_hooks<A>(
+        addr: A,
+        intake: Intake,
+        admit: Option<Admit>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
+    where
+        A: ToSocketAddrs,
+    {
         let listener = ConfigListenAddr::from_socket_addrs(addr)?.bind()?;
-        Self::from_listener_with_intake(listener, None, Some(intake))
+        Self::from_listener_with_intake(listener, None, Some(intake), admit)
     }
 
     fn from_listener_with_intake<L: Into<Listener>>(
         listener: L,
         ssl_config: Option<SslConfig>,
         intake: Option<Intake>,
+        admit: Option<Admit>, // claudegate patch (10)
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
@@ -331,11 +357,21 @@ impl Server {
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
-                    Ok((sock, _)) => {
+                    Ok((sock, peer)) => {
                         use util::RefinedTcpStream;
+                        // claudegate patch (10): admitted before a thread or a second file
+                        // descriptor is spent on it; the token lives as long as the socket.
+                        let admission = match admit.as_ref().map(|admit| admit(peer)) {
+                            Some(Ok(token)) => Some(Arc::from(token)),
+                            Some(Err(message)) => {
+                                refusal::refuse(sock, &message);
+                                continue;
+                            }
+                            None => None,
+                        };
                         sock.configure(); // claudegate patch (4)
                         let (read_closable, write_closable) = match ssl {
-                            None => match RefinedTcpStream::new(sock) {
+                            None => match RefinedTcpStream::new(sock, admission) {
                                 Ok(pair) => pair,
                                 Err(_) => continue, // claudegate patch (5)
                             },
@@ -348,7 +384,7 @@ impl Server {
                                     Err(_) => continue,
                                 };
 
-                                match RefinedTcpStream::new(sock) {
+                                match RefinedTcpStream::new(sock, admission) {
                                     Ok(pair) => pair,
                                     Err(_) => continue, // claudegate patch (5)
                                 }

@@ -361,13 +361,7 @@ where
             self.headers.insert(0, build_date_header());
         }
 
-        // add `Server` if not in the headers
-        if !self.headers.iter().any(|h| h.field.equiv("Server")) {
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Server"[..], &b"tiny-http (Rust)"[..]).unwrap(),
-            );
-        }
+        // claudegate patch (11): no `Server` header; naming the software only helps a scanner.
 
         // handling upgrade
         if let Some(upgrade) = upgrade {

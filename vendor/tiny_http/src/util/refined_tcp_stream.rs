@@ -1,6 +1,7 @@
 use std::io::Result as IoResult;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::{any::Any, sync::Arc}; // claudegate patch (10)
 
 use crate::connection::Connection;
 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -86,10 +87,15 @@ pub struct RefinedTcpStream {
     stream: Stream,
     close_read: bool,
     close_write: bool,
+    // claudegate patch (10): the connection's admission, released when both halves are gone
+    _admission: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl RefinedTcpStream {
-    pub(crate) fn new<S>(stream: S) -> IoResult<(RefinedTcpStream, RefinedTcpStream)>
+    pub(crate) fn new<S>(
+        stream: S,
+        admission: Option<Arc<dyn Any + Send + Sync>>, // claudegate patch (10)
+    ) -> IoResult<(RefinedTcpStream, RefinedTcpStream)>
     where
         S: Into<Stream>,
     {
@@ -108,12 +114,14 @@ impl RefinedTcpStream {
             stream: read,
             close_read: true,
             close_write: false,
+            _admission: admission.clone(), // claudegate patch (10)
         };
 
         let write = RefinedTcpStream {
             stream: write,
             close_read: false,
             close_write: true,
+            _admission: admission, // claudegate patch (10)
         };
 
         Ok((read, write))
