@@ -4,6 +4,7 @@
 
 mod common;
 
+mod abandoned;
 mod architecture;
 mod arm;
 mod chat_policy;

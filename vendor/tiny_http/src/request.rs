@@ -74,6 +74,9 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // claudegate patch (9): the connection's socket, owned by the response writer's stream
+    pub(crate) socket_fd: Option<std::os::fd::RawFd>,
 }
 
 struct NotifyOnDrop<R> {
@@ -243,6 +246,7 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        socket_fd: None, // claudegate patch (9)
     })
 }
 
@@ -296,6 +300,15 @@ impl Request {
     #[inline]
     pub fn remote_addr(&self) -> Option<&SocketAddr> {
         self.remote_addr.as_ref()
+    }
+
+    /// claudegate patch (9): the descriptor of the client connection's socket, for watching it
+    /// (e.g. for a hang-up) while the request is handled; `None` for HTTPS and test requests.
+    /// It stays open while the request lives (the response writer owns the stream), not after:
+    /// a watch that may outlive the request must `dup` it first. Never read or write through
+    /// it: the request's body reader and response writer own the stream.
+    pub fn socket_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.socket_fd // claudegate patch (9)
     }
 
     /// Sends a response with a `Connection: upgrade` header, then turns the `Request` into a `Stream`.
