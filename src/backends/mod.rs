@@ -2,8 +2,10 @@
 //! ([`oauth`]) calls the Messages API with the account's token; the CLI backend ([`cli`]) runs
 //! a locked-down `claude -p`. [`upstream`] is the HTTP client both the OAuth backend and its
 //! token endpoint use. The page fetcher ([`web`]) is a backend of its own kind: it fetches
-//! public web pages for `/v1/fetch`, behind its address guard.
+//! public web pages for `/v1/fetch`, behind its address guard. [`abandon`] lets the server end
+//! a call whose client has hung up.
 
+pub mod abandon;
 pub mod cli;
 pub mod oauth;
 pub mod upstream;

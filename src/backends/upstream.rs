@@ -5,13 +5,26 @@
 //! timeout, a timeout until the response headers arrive, and a per-read timeout that catches a
 //! stalled body — never a whole-request timeout on a stream, which would cut a healthy
 //! ten-minute answer. `HTTPS_PROXY`/`NO_PROXY` are honoured (ureq reads them).
+//!
+//! Every connection's socket is registered on the worker's call ([`crate::backends::abandon`])
+//! by [`Watched`], a thin wrap of ureq's own connector and transport, so a client that hangs
+//! up while the upstream is silent gets its upstream call closed at once instead of after a
+//! timeout. It uses ureq's `unversioned` transport API (not covered by semver; `Cargo.lock`
+//! pins the version, and `backends::web::connect` uses the same API).
 
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use ureq::http::Response;
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, DefaultConnector, NextTimeout, ShutdownHandle, Transport,
+};
 use ureq::Body;
 
+use crate::backends::abandon;
 use crate::base::error::UpstreamError;
+use crate::base::sync::lock;
 use crate::config::Config;
 
 /// Request headers never forwarded upstream: our client's credentials, hop-by-hop headers, and
@@ -134,7 +147,7 @@ impl Upstream {
     pub fn new(config: &Config) -> Upstream {
         let t = &config.timeouts;
         let ms = Duration::from_millis;
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let agent_config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             .user_agent(format!("claudegate/{}", env!("CARGO_PKG_VERSION")))
@@ -152,8 +165,12 @@ impl Upstream {
             // per connection measured 18.8 MB peak at 64 streams, 16 + 16 KiB 14.5 MB).
             .input_buffer_size(16 * 1024)
             .output_buffer_size(16 * 1024)
-            .build()
-            .into();
+            .build();
+        let agent = ureq::Agent::with_parts(
+            agent_config,
+            Watched(DefaultConnector::default()),
+            DefaultResolver::default(),
+        );
         Upstream {
             agent,
             base_url: config.upstream.base_url.clone(),
@@ -175,6 +192,97 @@ impl Upstream {
                 .build();
         }
         rq.send(call.body).map_err(UpstreamError::from_ureq)
+    }
+}
+
+/// ureq's own connector (proxies, TCP, TLS), with the socket of each new connection noted: its
+/// transport registers it on the worker's call for every read and write ([`abandon::use_socket`]).
+#[derive(Debug)]
+struct Watched(DefaultConnector);
+
+impl Connector<()> for Watched {
+    type Out = WatchedTransport;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<()>,
+    ) -> Result<Option<WatchedTransport>, ureq::Error> {
+        // The TCP connector hands its socket's shutdown handle to `register_shutdown` as soon as
+        // it is connected, before TLS: wrapping that callback is how we get hold of it, and a
+        // handshake that stalls is covered too.
+        let noted: Arc<Mutex<Option<Weak<dyn ShutdownHandle>>>> = Arc::default();
+        let (note, register) = (noted.clone(), details.register_shutdown.clone());
+        let details = ConnectionDetails {
+            addrs: details.addrs.clone(),
+            current_time: details.current_time.clone(),
+            run_connector: details.run_connector.clone(),
+            register_shutdown: Arc::new(move |socket: Weak<dyn ShutdownHandle>| {
+                abandon::use_socket(&socket);
+                *lock(&note) = Some(socket.clone());
+                register(socket)
+            }),
+            ..*details
+        };
+        let inner = self.0.connect(&details, chained)?;
+        let socket = lock(&noted).take();
+        Ok(inner.map(|inner| WatchedTransport { inner, socket }))
+    }
+}
+
+/// A connection made by [`Watched`]: ureq's transport, and the handle that shuts its socket
+/// down. Pooled with it, so a reused connection is registered on the call that reuses it.
+struct WatchedTransport {
+    inner: Box<dyn Transport>,
+    socket: Option<Weak<dyn ShutdownHandle>>,
+}
+
+impl WatchedTransport {
+    fn register(&self) {
+        if let Some(socket) = &self.socket {
+            abandon::use_socket(socket);
+        }
+    }
+}
+
+impl std::fmt::Debug for WatchedTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl Transport for WatchedTransport {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        self.inner.buffers()
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        self.register();
+        self.inner.transmit_output(amount, timeout)
+    }
+
+    fn maybe_await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        self.register();
+        self.inner.maybe_await_input(timeout)
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        self.register();
+        self.inner.await_input(timeout)
+    }
+
+    /// Asked when the connection goes back to the pool (the call on this thread is done with
+    /// it, so an abandonment must no longer shut it) and when it is taken out again (the next
+    /// read or write registers it on the call that took it).
+    fn is_open(&mut self) -> bool {
+        if let Some(socket) = &self.socket {
+            abandon::release_socket(socket);
+        }
+        self.inner.is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        self.inner.is_tls()
     }
 }
 
@@ -215,6 +323,80 @@ mod tests {
             ),
             "oauth-2025-04-20,custom-1,x"
         );
+    }
+
+    /// A local upstream that answers its first request `200 ok` (keep-alive) and then stays
+    /// silent; returns its URL and the number of connections it accepted.
+    fn answers_once_then_silent() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            let mut answered = false;
+            for conn in listener.incoming().flatten() {
+                count.fetch_add(1, Ordering::SeqCst);
+                conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut w = conn;
+                loop {
+                    // A request head, then its (small) body.
+                    let mut len = 0;
+                    let mut line = String::new();
+                    while r.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                        line.clear();
+                    }
+                    let mut body = vec![0u8; len];
+                    if line.is_empty() || std::io::Read::read_exact(&mut r, &mut body).is_err() {
+                        break;
+                    }
+                    if answered {
+                        // Silent until the caller closes (or 10 s pass).
+                        std::io::Read::read(&mut r, &mut [0u8; 1]).ok();
+                        break;
+                    }
+                    answered = true;
+                    w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .unwrap();
+                }
+            }
+        });
+        (url, accepted)
+    }
+
+    #[test]
+    fn an_abandoned_call_is_cut_off_on_a_reused_connection_too() {
+        let (url, accepted) = answers_once_then_silent();
+        let mut config = Config::default();
+        config.upstream.base_url = url;
+        let upstream = Upstream::new(&config);
+        let call = Call {
+            path: "/v1/messages",
+            headers: &[],
+            body: b"{}",
+            whole_call: false,
+        };
+        // The first call is answered and its connection goes back to the pool.
+        let started = abandon::start();
+        let mut resp = upstream.post(&call).unwrap();
+        assert_eq!(resp.body_mut().read_to_string().unwrap(), "ok");
+        drop(started);
+        // The second reuses it and meets silence until its client is found gone.
+        let started = abandon::start();
+        let gone = started.call();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            gone.abandon();
+        });
+        let t = std::time::Instant::now();
+        assert!(upstream.post(&call).is_err());
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[test]

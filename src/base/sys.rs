@@ -1,7 +1,7 @@
 //! The few C library calls std does not wrap, declared by hand: the design card has no `libc`
 //! crate, and these are functions of the C library every Linux binary already links (glibc, or
-//! musl in the static builds): poll, get/setrlimit, flock, kill, and `syscall` for the two
-//! pidfd calls the C libraries of our oldest targets have no wrapper for.
+//! musl in the static builds): poll, get/setrlimit, flock, kill, getsockopt, dup, and `syscall`
+//! for the two pidfd calls the C libraries of our oldest targets have no wrapper for.
 //!
 //! Why each wrapper is sound: it passes only pointers to live, correctly sized `#[repr(C)]`
 //! values owned by the wrapper for the duration of the call (or a null pointer where the call
@@ -14,7 +14,7 @@
 use std::ffi::c_long;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
@@ -42,6 +42,7 @@ extern "C" {
     /// Variadic: every argument is passed as a full `c_long`, the width the kernel reads each
     /// syscall argument register at.
     fn syscall(number: c_long, ...) -> c_long;
+    fn getsockopt(fd: i32, level: i32, name: i32, value: *mut u8, len: *mut u32) -> i32;
 }
 
 const POLLERR: i16 = 0x008;
@@ -61,6 +62,11 @@ const SYS_PIDFD_SEND_SIGNAL: c_long = 424;
 const SYS_PIDFD_OPEN: c_long = 434;
 /// A zero flags word, or a null `siginfo_t *`, as a `syscall` argument.
 const ZERO: c_long = 0;
+const IPPROTO_TCP: i32 = 6;
+const TCP_INFO: i32 = 11;
+/// TCP states (`tcpi_state`, the first byte of `struct tcp_info`) in which the peer has sent
+/// its FIN or reset the connection: CLOSE_WAIT, LAST_ACK, CLOSING, TIME_WAIT, CLOSE.
+const TCP_PEER_CLOSED: [u8; 5] = [8, 9, 11, 6, 7];
 
 /// Whether the peer of the connected socket `fd` has hung up (closed or shut down its side)
 /// or the socket is in error. Never blocks, and reads nothing: bytes the peer sent (a
@@ -74,6 +80,43 @@ pub fn peer_hung_up(fd: RawFd) -> bool {
     // SAFETY: one valid `PollFd` for the duration of the call; `nfds` is 1; timeout 0.
     let n = unsafe { poll(&mut p, 1, 0) };
     n > 0 && p.revents & (POLLRDHUP | POLLHUP | POLLERR) != 0
+}
+
+/// A descriptor of our own for the open file behind `fd` (a `dup`, close-on-exec), so a watch
+/// can keep looking at a socket after the owner of `fd` has closed it: the number `fd` may then
+/// name another file, the duplicate cannot.
+///
+/// `fd` must be open for the duration of the call: a descriptor borrowed from a live owner (a
+/// request that holds its connection). The duplicate is only ever polled and queried, never
+/// read or written, so it does not compete with that owner.
+pub fn dup_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: the caller's owner keeps `fd` open for the call (see above); std's
+    // `try_clone_to_owned` is `fcntl(F_DUPFD_CLOEXEC)` and owns only the new descriptor.
+    unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()
+}
+
+/// Whether the peer of the connected socket `fd` has closed (or reset) the connection: on TCP,
+/// from the connection's state, on other sockets as [`peer_hung_up`]. Never blocks, reads
+/// nothing.
+///
+/// Unlike [`peer_hung_up`] this is not fooled by our own side: `poll` reports `POLLRDHUP` as
+/// soon as the socket's receive side is shut down, and tiny_http shuts it down *locally* once
+/// it has read the last request of a `Connection: close` client, which is still waiting for
+/// its answer. Only a FIN or reset from the peer moves a TCP connection out of ESTABLISHED
+/// into one of the states this looks for.
+pub fn peer_closed(fd: impl AsFd) -> bool {
+    let fd = fd.as_fd().as_raw_fd();
+    // `struct tcp_info` starts with `tcpi_state`; the kernel copies only as many bytes as
+    // asked for, so a one-byte buffer is enough.
+    let mut state = [0u8; 1];
+    let mut len = state.len() as u32;
+    // SAFETY: `state` is a live buffer of `len` bytes the call writes into, `len` a live u32 it
+    // reads and updates; the descriptor is borrowed from its live owner for the call.
+    let r = unsafe { getsockopt(fd, IPPROTO_TCP, TCP_INFO, state.as_mut_ptr(), &mut len) };
+    if r != 0 || len < 1 {
+        return peer_hung_up(fd); // not TCP (a Unix socket): only `poll` can tell
+    }
+    TCP_PEER_CLOSED.contains(&state[0])
 }
 
 /// Raises the soft limit on open files to the hard limit, so the server can hold as many
@@ -245,11 +288,29 @@ mod tests {
     use std::net::{TcpListener, TcpStream};
     use std::sync::mpsc;
 
+    /// A connected pair of sockets: (client, server).
+    fn connected() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (client, server)
+    }
+
+    /// Waits up to 2 s for `seen` to hold.
+    fn seen_within_2s(seen: impl Fn() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !seen() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
     #[test]
     fn a_hang_up_is_seen_and_pending_bytes_are_not() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server, _) = listener.accept().unwrap();
+        let (mut client, server) = connected();
         assert!(!peer_hung_up(server.as_raw_fd()), "a quiet open peer");
         client.write_all(b"GET / HTTP/1.1\r\n").unwrap();
         std::thread::sleep(Duration::from_millis(20));
@@ -258,11 +319,53 @@ mod tests {
             "data waiting is not a hang-up"
         );
         drop(client);
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while !peer_hung_up(server.as_raw_fd()) {
-            assert!(Instant::now() < deadline, "the hang-up was never seen");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        assert!(
+            seen_within_2s(|| peer_hung_up(server.as_raw_fd())),
+            "the hang-up was never seen"
+        );
+    }
+
+    #[test]
+    fn a_close_is_told_from_our_own_shut_down_receive_side() {
+        let (client, server) = connected();
+        assert!(!peer_closed(&server), "a quiet open peer");
+        // What tiny_http does after the last request of a `Connection: close` client.
+        server.shutdown(std::net::Shutdown::Read).unwrap();
+        assert!(peer_hung_up(server.as_raw_fd()), "poll cannot tell");
+        assert!(
+            !peer_closed(&server),
+            "our own shutdown is no close by the peer"
+        );
+        drop(client);
+        assert!(
+            seen_within_2s(|| peer_closed(&server)),
+            "the close was never seen"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_outlives_the_original_number() {
+        let (client, server) = connected();
+        let dup = dup_fd(server.as_raw_fd()).unwrap();
+        assert_ne!(dup.as_raw_fd(), server.as_raw_fd());
+        drop(server);
+        assert!(
+            !peer_closed(&dup),
+            "the socket is still open through the duplicate"
+        );
+        drop(client);
+        assert!(
+            seen_within_2s(|| peer_closed(&dup)),
+            "the close was never seen"
+        );
+    }
+
+    #[test]
+    fn a_unix_socket_close_is_seen_too() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(!peer_closed(&a));
+        drop(b);
+        assert!(peer_closed(&a));
     }
 
     #[test]

@@ -211,6 +211,13 @@ pub fn route(
         None
     };
 
+    // A client that hangs up while the backend works for it gets its call abandoned
+    // (server::watch); the watch ends when this function returns.
+    let _watch = match slot.as_ref() {
+        Some(rq) if route.uses_backend() => super::watch::watch(rq),
+        _ => None,
+    };
+
     if state.config.backend == crate::config::Backend::ClaudeCli {
         match route {
             Route::Messages | Route::CountTokens | Route::Responses => {

@@ -12,10 +12,13 @@
 //! without bound. Workers take requests straight from tiny_http's queue: one hand-off between
 //! threads per request, which the benchmark showed to be the main cost of a small request. A
 //! panic in a handler is caught per request and answered with a JSON 500; the worker lives on.
+//! While a backend works for a request, `watch.rs` watches its client and abandons the call of
+//! one that hangs up.
 
 mod connections;
 mod dispatch;
 mod intake;
+mod watch;
 
 use std::io::IsTerminal;
 use std::panic::{self, AssertUnwindSafe};
@@ -146,6 +149,7 @@ pub fn run(config: Config) -> Result<(), String> {
         .name("token-refresh".into())
         .spawn(move || refresher.oauth.account.keep_fresh())
         .map_err(|e| format!("cannot start token refresh thread: {e}"))?;
+    watch::start()?;
     let keeper = state.clone();
     thread::Builder::new()
         .name("housekeeping".into())

@@ -25,7 +25,7 @@ use Decision::*;
 
 /// A fake `claude`: reads the prompt from stdin and prints one successful stream-json answer,
 /// shaped like Claude Code 2.1.330's.
-fn fake_claude(dir: &TempDir) -> String {
+pub(crate) fn fake_claude(dir: &TempDir) -> String {
     let ev = |e: Value| json!({"type": "stream_event", "event": e, "session_id": "s"}).to_string();
     let lines = [
         json!({"type": "system", "subtype": "init", "cwd": "/tmp/x", "model": "claude-sonnet-4-6", "tools": []}).to_string(),

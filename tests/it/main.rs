@@ -4,6 +4,7 @@
 
 mod common;
 
+mod abandoned;
 mod architecture;
 mod arm;
 mod availability;
@@ -12,8 +13,8 @@ mod cli;
 mod cli_backend;
 mod cli_fake;
 mod complete;
-mod cooldown_cap;
 mod connections;
+mod cooldown_cap;
 mod doors_agree;
 mod e2e_clients;
 mod e2e_openai;

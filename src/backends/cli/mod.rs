@@ -54,7 +54,8 @@ impl CliBackend {
 
     /// Runs one locked-down `claude -p`. `on_event` receives each Anthropic stream event (the
     /// CLI's `stream_event` lines unwrapped) as it arrives; returning false means the client
-    /// went away: the CLI is killed and the call fails with `Failed("client went away")`.
+    /// went away: the CLI is killed and the call fails with `Failed("client went away")`, as
+    /// when the server sees the client hang up (`backends::abandon`) while the CLI is silent.
     ///
     /// The events form one Anthropic message stream (`message_start` … `message_stop`), ending
     /// with `message_stop` whenever the call succeeds: if the CLI fell back to a non-streaming
@@ -88,6 +89,7 @@ impl CliBackend {
             prompt.into_bytes(),
             deadline,
             &mut |line| transcript.feed(line).iter().all(&mut *on_event),
+            &crate::backends::abandon::client_gone,
         );
         call.cleanup(&self.home());
         let exit = outcome?;

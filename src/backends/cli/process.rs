@@ -3,10 +3,12 @@
 //! process the call started, whatever way the call ends.
 //!
 //! **Process handling**: the CLI runs in its own process group. On the wall-clock timeout, or
-//! when the streaming client goes away, the whole group gets SIGKILL (the CLI starts helpers of
-//! its own: `sh -c "ps aux | …"`, ripgrep, git), then the CLI is reaped. The group is killed
-//! before the leader is reaped, so its id cannot have been reused. After a normal exit the
-//! group is killed too, so nothing the CLI started outlives the call.
+//! when the client goes away (a write to a streaming client fails, or the server saw it hang
+//! up, asked at least every [`GONE_CHECK`] while the CLI is silent), the whole group gets
+//! SIGKILL (the CLI starts helpers of its own: `sh -c "ps aux | …"`, ripgrep, git), then the
+//! CLI is reaped. The group is killed before the leader is reaped, so its id cannot have been
+//! reused. After a normal exit the group is killed too, so nothing the CLI started outlives
+//! the call.
 //!
 //! **What left the group**: a process that calls `setsid` (or `setpgid`) is no longer in the
 //! group. So every call also gets a marker, `CLAUDEGATE_CALL=<128 random bits>`, set last in
@@ -39,6 +41,8 @@ pub(super) const CALL_MARKER: &str = "CLAUDEGATE_CALL";
 /// Sweeps of `/proc` for marked processes after a call, at most (each ends with a 10 ms pause
 /// when it killed something, so the bound is a few tens of milliseconds on a normal host).
 const SWEEP_ROUNDS: usize = 10;
+/// While the CLI prints nothing, how often `gone` is asked whether the client left.
+const GONE_CHECK: Duration = Duration::from_millis(200);
 
 /// How a CLI that ran to its end ended: its exit status and the tail of its stderr.
 pub(super) struct Exit {
@@ -47,15 +51,17 @@ pub(super) struct Exit {
 }
 
 /// Spawns `cmd` (the CLI named `binary` in `cli.binary`), writes `prompt` to its stdin and
-/// hands each stdout line to `on_line` until stdout closes, `deadline` passes or `on_line`
-/// returns false (the client went away); always leaves the process group and every marked
-/// process killed and the CLI reaped.
+/// hands each stdout line to `on_line` until stdout closes, `deadline` passes, or the client
+/// went away: `on_line` returned false or `gone` (asked between lines, and every
+/// [`GONE_CHECK`] while the CLI is silent) returned true. Always leaves the process group and
+/// every marked process killed and the CLI reaped.
 pub(super) fn supervise(
     cmd: &mut Command,
     binary: &str,
     prompt: Vec<u8>,
     deadline: Instant,
     on_line: &mut dyn FnMut(&str) -> bool,
+    gone: &dyn Fn() -> bool,
 ) -> Result<Exit, CliError> {
     let marker = crate::base::ids::random::<16>()
         .map(|r| crate::base::ids::hex(&r))
@@ -83,7 +89,11 @@ pub(super) fn supervise(
 
     let mut end = End::Exited;
     loop {
-        match lines.recv_timeout(left_until(deadline)) {
+        if gone() {
+            end = End::ClientGone;
+            break;
+        }
+        match lines.recv_timeout(left_until(deadline).min(GONE_CHECK)) {
             Ok(Line::Text(line)) => {
                 if !on_line(&line) {
                     end = End::ClientGone;
@@ -95,10 +105,11 @@ pub(super) fn supervise(
                 break;
             }
             Err(RecvTimeoutError::Disconnected) => break,
-            Err(RecvTimeoutError::Timeout) => {
+            Err(RecvTimeoutError::Timeout) if left_until(deadline).is_zero() => {
                 end = End::TimedOut;
                 break;
             }
+            Err(RecvTimeoutError::Timeout) => {}
         }
     }
     // stdout closed: give the CLI a moment to finish writing its config and exit.
@@ -296,6 +307,8 @@ fn has_marker(pid: u32, needle: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
 
     #[test]
     fn the_state_is_read_after_the_last_parenthesis() {
@@ -305,6 +318,34 @@ mod tests {
         assert!(!is_zombie("4242 (a) Z (b) R 1 4242"));
         assert!(is_zombie("4242 (a) R (b) Z 1 4242"));
         assert!(!is_zombie(""));
+    }
+
+    #[test]
+    fn a_client_gone_while_the_cli_is_silent_stops_it() {
+        // Nothing is printed, so `on_line` never runs: only `gone` can end the wait.
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "cat > /dev/null; exec sleep 300"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let t = Instant::now();
+        let gone = || t.elapsed() > Duration::from_millis(300);
+        let deadline = t + Duration::from_secs(60);
+        let out = supervise(
+            &mut cmd,
+            "sh",
+            b"hi".to_vec(),
+            deadline,
+            &mut |_| true,
+            &gone,
+        );
+        assert!(
+            matches!(&out, Err(CliError::Failed(m)) if m == "client went away"),
+            "{:?}",
+            out.err()
+        );
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     }
 
     #[test]

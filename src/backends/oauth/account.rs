@@ -554,8 +554,12 @@ impl Account {
         self.cool_down(&mut h, now, secs, "rate_limit_error inside the stream");
     }
 
-    /// A failure to reach the upstream at all.
+    /// A failure to reach the upstream at all. A call the server shut down itself because its
+    /// client hung up (`backends::abandon`) is no upstream failure and is not counted.
     pub fn record_transient(&self, what: &str) {
+        if crate::backends::abandon::client_gone() {
+            return;
+        }
         let mut h = lock(&self.health);
         h.requests += 1;
         h.failures.transient += 1;

@@ -4,7 +4,8 @@
 //! client ([`crate::backends::upstream`]) and cloaking ([`cloak`]), and makes the call every
 //! route needs: a request is first *prepared* (the client's own Messages request, or one built
 //! by a translator), then *sent*. Sending retries transient failures (529, 5xx, no connection)
-//! before anything reaches the client, and refreshes the token once after a 401. The answer —
+//! before anything reaches the client, and refreshes the token once after a 401; it stops at
+//! once when the client has hung up ([`crate::backends::abandon`]). The answer —
 //! success or the upstream's own error, with its status — goes back to the route, which relays
 //! or translates it.
 //!
@@ -25,6 +26,7 @@ use crate::anthropic::collector::Collector;
 use crate::anthropic::drain::{self, Ending};
 use crate::anthropic::sse::EventReader;
 use crate::anthropic::usage::Usage;
+use crate::backends::abandon;
 use crate::backends::upstream::{self, Call, Upstream};
 use crate::backends::{Answer, Completion};
 use crate::base::error::{ApiError, ErrorKind};
@@ -224,12 +226,17 @@ impl OauthBackend {
             };
             let mut resp = match self.upstream.post(&call) {
                 Ok(resp) => resp,
+                // Our own doing, not the upstream's: the server shut the call down because its
+                // client hung up (backends::abandon). Nothing to retry, nothing to book.
+                Err(_) if abandon::client_gone() => return Err(client_gone()),
                 Err(e) => {
                     log::error(&format!("upstream attempt {} failed: {e}", attempt + 1));
                     self.account.record_transient(&e.to_string());
                     if attempt < self.max_retries {
                         attempt += 1;
-                        std::thread::sleep(backoff(attempt));
+                        if !abandon::pause(backoff(attempt)) {
+                            return Err(client_gone());
+                        }
                         continue;
                     }
                     let err = ApiError::from(e);
@@ -275,7 +282,9 @@ impl OauthBackend {
                     "upstream answered {status}; retrying in {} ms",
                     wait.as_millis()
                 ));
-                std::thread::sleep(wait);
+                if !abandon::pause(wait) {
+                    return Err(client_gone());
+                }
                 continue;
             }
             return Ok((resp, returned));
@@ -365,6 +374,15 @@ impl OauthBackend {
             usage: drained.usage,
         })
     }
+}
+
+/// The error of a call given up because its client hung up (no one reads it; it ends the
+/// request's record).
+fn client_gone() -> ApiError {
+    ApiError::new(
+        ErrorKind::BadGateway,
+        "the client went away; its upstream call was closed",
+    )
 }
 
 fn backoff(attempt: u32) -> Duration {

@@ -26,7 +26,9 @@
 //! `anthropic-ratelimit-unified-*` headers; a reply's own headers override them.
 //! JSON built by this module keeps Anthropic's key order (`"type"` first).
 //! Tests script behaviour with [`MockUpstream::enqueue`] (FIFO per route) and inspect
-//! traffic with [`MockUpstream::requests`].
+//! traffic with [`MockUpstream::requests`]. While a reply waits (`delay_before_ms`, the
+//! silence of `stall_after`) the mock watches its socket: a caller that closes the connection
+//! then is counted ([`MockUpstream::hangups`]) and the wait ends.
 
 #![allow(dead_code)]
 
@@ -449,7 +451,7 @@ impl Reply {
         self
     }
 
-    /// Sleep `ms` before writing anything (any reply kind).
+    /// Wait `ms` (or until the caller closes) before writing anything (any reply kind).
     pub fn delay_before_ms(mut self, ms: u64) -> Self {
         self.delay_before = Duration::from_millis(ms);
         self
@@ -464,7 +466,8 @@ impl Reply {
         self
     }
 
-    /// SSE only: after `events` events go silent for `ms`, then close (no terminating chunk).
+    /// SSE only: after `events` events go silent for `ms` (or until the caller closes), then
+    /// close (no terminating chunk).
     pub fn stall_after(mut self, events: usize, ms: u64) -> Self {
         if let Body::Sse { end, .. } = &mut self.body {
             *end = SseEnd::Stall(events, Duration::from_millis(ms));
@@ -499,6 +502,8 @@ struct Shared {
     tokens_issued: AtomicU64,
     used_refresh: Mutex<HashSet<String>>,
     refresh_reuse: AtomicBool,
+    /// Waits cut short because the caller closed the connection.
+    hangups: AtomicU64,
 }
 
 /// A running mock Anthropic server (one thread per connection); stops when dropped.
@@ -590,19 +595,23 @@ impl MockUpstream {
 
     /// Poll until at least `n` requests were recorded; false on timeout.
     pub fn wait_for_requests(&self, n: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while self.count() < n {
-            if Instant::now() >= deadline {
-                return false;
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
-        true
+        poll_until(timeout, || self.count() >= n)
     }
 
     /// Number of token pairs issued by the OAuth endpoint so far.
     pub fn tokens_issued(&self) -> u64 {
         self.shared.tokens_issued.load(Ordering::SeqCst)
+    }
+
+    /// How many replies were waiting (`delay_before_ms`, a `stall_after` silence) when the
+    /// caller closed its connection.
+    pub fn hangups(&self) -> u64 {
+        self.shared.hangups.load(Ordering::SeqCst)
+    }
+
+    /// Poll until at least `n` waiting replies saw their caller close; false on timeout.
+    pub fn wait_for_hangups(&self, n: u64, timeout: Duration) -> bool {
+        poll_until(timeout, || self.hangups() >= n)
     }
 
     /// Accept (true) or reject (false, the default) reuse of an already-used refresh token.
@@ -640,6 +649,18 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
+/// Polls `done` every 5 ms until it holds (true) or `timeout` passes (false).
+fn poll_until(timeout: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
 /// Sleep `dur` in small steps; false if the mock was stopped meanwhile.
 fn sleep_unless_stopped(dur: Duration, stop: &AtomicBool) -> bool {
     let deadline = Instant::now() + dur;
@@ -652,6 +673,35 @@ fn sleep_unless_stopped(dur: Duration, stop: &AtomicBool) -> bool {
             return true;
         }
         thread::sleep((deadline - now).min(Duration::from_millis(10)));
+    }
+}
+
+/// Waits `dur` while watching `out` for the caller closing it: false if it did (counted in
+/// `hangups`) or the mock was stopped. Peeks, so a byte the caller sent stays unread.
+fn wait_watching(out: &TcpStream, dur: Duration, shared: &Shared) -> bool {
+    let deadline = Instant::now() + dur;
+    let mut byte = [0u8; 1];
+    loop {
+        if shared.stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return true;
+        }
+        let step = (deadline - now).min(Duration::from_millis(20));
+        let _ = out.set_read_timeout(Some(step));
+        match out.peek(&mut byte) {
+            Ok(0) => {}
+            Ok(_) => {
+                thread::sleep(step);
+                continue;
+            }
+            Err(e) if is_timeout(&e) => continue,
+            Err(_) => {}
+        }
+        shared.hangups.fetch_add(1, Ordering::SeqCst);
+        return false;
     }
 }
 
@@ -919,7 +969,7 @@ fn stamped(data: &str) -> String {
 
 /// Write `reply`; Ok(true) if the connection is still usable for another request.
 fn write_reply(out: &mut TcpStream, shared: &Shared, reply: &Reply) -> io::Result<bool> {
-    if !sleep_unless_stopped(reply.delay_before, &shared.stop) {
+    if !reply.delay_before.is_zero() && !wait_watching(out, reply.delay_before, shared) {
         return Ok(false);
     }
     match &reply.body {
@@ -978,7 +1028,7 @@ fn write_reply(out: &mut TcpStream, shared: &Shared, reply: &Reply) -> io::Resul
                     Ok(true)
                 }
                 SseEnd::Stall(_, dur) => {
-                    sleep_unless_stopped(dur, &shared.stop);
+                    wait_watching(out, dur, shared);
                     Ok(false)
                 }
                 SseEnd::Reset(_) => Ok(false),

@@ -39,6 +39,9 @@ pub struct ClientConnection {
 
     // claudegate patch (1): body bytes the previous request left unread, skipped here
     unread: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+
+    // claudegate patch (12): the socket of `sink`, handed to each request (`Request::socket_fd`)
+    socket_fd: Option<std::os::fd::RawFd>,
 }
 
 /// claudegate patch (3): longest header line and most header lines accepted.
@@ -72,6 +75,7 @@ impl ClientConnection {
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
+        let socket_fd = write_socket.raw_fd(); // claudegate patch (12)
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -84,6 +88,7 @@ impl ClientConnection {
             no_more_requests: false,
             secure,
             unread: Default::default(),
+            socket_fd, // claudegate patch (12)
         }
     }
 
@@ -216,7 +221,7 @@ impl ClientConnection {
         std::mem::swap(&mut self.next_header_source, &mut data_source);
 
         // building the next reader
-        let request = crate::request::new_request(
+        let mut request = crate::request::new_request(
             self.secure,
             method,
             path,
@@ -236,6 +241,7 @@ impl ClientConnection {
                 }
             }
         })?;
+        request.socket_fd = self.socket_fd; // claudegate patch (12)
 
         // return the request
         Ok(request)

@@ -78,6 +78,8 @@ pub struct Request {
     // claudegate patch (9): the connection's unread-body report, set to `CLOSE_CONNECTION` by a
     // response with `Connection: close`
     unread: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
+    // claudegate patch (12): the connection's socket, owned by the response writer's stream
+    pub(crate) socket_fd: Option<std::os::fd::RawFd>,
 }
 
 /// claudegate patch (9): the value of the unread-body report that makes the connection thread
@@ -254,6 +256,7 @@ where
         must_send_continue: expects_continue,
         notify_when_responded: None,
         unread: unread_report, // claudegate patch (9)
+        socket_fd: None, // claudegate patch (12)
     })
 }
 
@@ -307,6 +310,15 @@ impl Request {
     #[inline]
     pub fn remote_addr(&self) -> Option<&SocketAddr> {
         self.remote_addr.as_ref()
+    }
+
+    /// claudegate patch (12): the descriptor of the client connection's socket, for watching it
+    /// (e.g. for a hang-up) while the request is handled; `None` for HTTPS and test requests.
+    /// It stays open while the request lives (the response writer owns the stream), not after:
+    /// a watch that may outlive the request must `dup` it first. Never read or write through
+    /// it: the request's body reader and response writer own the stream.
+    pub fn socket_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.socket_fd // claudegate patch (12)
     }
 
     /// Sends a response with a `Connection: upgrade` header, then turns the `Request` into a `Stream`.

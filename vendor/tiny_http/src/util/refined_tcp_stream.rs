@@ -136,6 +136,18 @@ impl RefinedTcpStream {
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         self.stream.peer_addr()
     }
+
+    /// claudegate patch (12): the socket's descriptor, for watching it (plain connections only).
+    pub(crate) fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd; // claudegate patch (12)
+        match &self.stream {
+            Stream::Http(Connection::Tcp(s)) => Some(s.as_raw_fd()), // claudegate patch (12)
+            #[cfg(unix)]
+            Stream::Http(Connection::Unix(s)) => Some(s.as_raw_fd()), // claudegate patch (12)
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => None, // claudegate patch (12)
+        }
+    }
 }
 
 impl Drop for RefinedTcpStream {
