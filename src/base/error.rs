@@ -132,6 +132,11 @@ pub fn openai_type_of(anthropic_type: &str) -> &'static str {
     }
 }
 
+/// The longest `Retry-After` we ever send: a day, the longest wait any of our own limits can
+/// ask for (a daily cap resets at the next UTC midnight). A larger value, from a broken or
+/// hostile upstream, would only tell a client never to come back.
+pub const MAX_RETRY_AFTER: u64 = 86_400;
+
 /// An error answer: status, kind and a message written for the person reading it.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -204,8 +209,10 @@ impl ApiError {
         ApiError::from_upstream(status, body.to_string().as_bytes())
     }
 
+    /// `Retry-After`, between 1 s and [`MAX_RETRY_AFTER`] whatever the source said (an
+    /// upstream's header included).
     pub fn retry_after(mut self, secs: u64) -> ApiError {
-        self.retry_after = Some(secs.max(1));
+        self.retry_after = Some(secs.clamp(1, MAX_RETRY_AFTER));
         self
     }
 
@@ -398,5 +405,13 @@ mod tests {
             (limited.status(), limited.kind),
             (429, ErrorKind::RateLimited)
         );
+    }
+
+    #[test]
+    fn retry_after_is_bounded_whatever_the_source_says() {
+        let e = ApiError::new(ErrorKind::RateLimited, "x").retry_after(u64::MAX);
+        assert_eq!(e.retry_after, Some(MAX_RETRY_AFTER));
+        let e = ApiError::new(ErrorKind::RateLimited, "x").retry_after(0);
+        assert_eq!(e.retry_after, Some(1));
     }
 }

@@ -118,7 +118,7 @@ fn relay(
             .read_to_end(&mut kept)
         {
             let e = UpstreamError::from_io(e);
-            log::error(&format!("upstream body broke: {e}"));
+            log_broken_body(&e);
             state.oauth.account.record_transient(&format!("body: {e}"));
             let message =
                 format!("the upstream answer ({status}) broke: {e}; the answer is incomplete");
@@ -182,10 +182,7 @@ fn relay(
             Err(e) => {
                 // Headers are out; the body cannot be completed. Closing without the final
                 // chunk tells the client the response is incomplete.
-                log::error(&format!(
-                    "upstream body broke: {}",
-                    UpstreamError::from_io(e)
-                ));
+                log_broken_body(&UpstreamError::from_io(e));
                 return status;
             }
         }
@@ -209,5 +206,15 @@ fn note_answer_usage(state: &State, status: u16, body: &[u8]) {
         let mut usage = Usage::default();
         usage.merge(u);
         state.oauth.record_usage(usage);
+    }
+}
+
+/// A broken upstream body is worth an error line, unless claudegate broke it itself because
+/// the client hung up (`backends::abandon`).
+fn log_broken_body(e: &UpstreamError) {
+    if crate::backends::abandon::client_gone() {
+        log::verbose("the client went away; its upstream call was cut");
+    } else {
+        log::error(&format!("upstream body broke: {e}"));
     }
 }

@@ -213,11 +213,32 @@ pub fn route(
 
     // A client that hangs up while the backend works for it gets its call abandoned
     // (server::watch); the watch ends when this function returns.
-    let _watch = match slot.as_ref() {
+    let watch = match slot.as_ref() {
         Some(rq) if route.uses_backend() => super::watch::watch(rq),
         _ => None,
     };
+    let status = serve(state, slot, route, &key, path, protocol, cors);
+    match watch {
+        Some(w) if w.abandoned() => CLIENT_CLOSED,
+        _ => status,
+    }
+}
 
+/// The status recorded (never sent) for a request whose client hung up before its answer was
+/// done: nginx's 499 "client closed request", so the metrics and the audit log tell a client
+/// that left from an upstream that failed.
+const CLIENT_CLOSED: u16 = 499;
+
+/// The route's handler, once the request is authenticated and admitted.
+fn serve(
+    state: &State,
+    slot: &mut Option<Request>,
+    route: Route,
+    key: &KeyInfo,
+    path: &str,
+    protocol: Protocol,
+    cors: &Cors,
+) -> u16 {
     if state.config.backend == crate::config::Backend::ClaudeCli {
         match route {
             Route::Messages | Route::CountTokens | Route::Responses => {
@@ -238,7 +259,7 @@ pub fn route(
             return crate::routes::messages::handle(
                 state,
                 rq,
-                &key,
+                key,
                 route == Route::CountTokens,
                 cors,
             );
@@ -249,11 +270,11 @@ pub fn route(
                 Route::ChatCompletions => Door::Chat,
                 _ => Door::Responses,
             };
-            return crate::routes::openai::handle(state, rq, &key, door, cors);
+            return crate::routes::openai::handle(state, rq, key, door, cors);
         }
         Route::Complete => {
             let Some(rq) = slot.take() else { return 500 };
-            return crate::routes::complete::handle(state, rq, &key, cors);
+            return crate::routes::complete::handle(state, rq, key, cors);
         }
         Route::Metrics => pages::metrics(state),
         Route::AdminAccounts => pages::accounts(state),

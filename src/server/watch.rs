@@ -39,6 +39,13 @@ pub struct Watch {
     _call: Started,
 }
 
+impl Watch {
+    /// Whether the client hung up before the request was done (its call was abandoned).
+    pub fn abandoned(&self) -> bool {
+        self.entry.call.is_abandoned()
+    }
+}
+
 impl Drop for Watch {
     fn drop(&mut self) {
         lock(&WATCHED).retain(|e| !Arc::ptr_eq(e, &self.entry));

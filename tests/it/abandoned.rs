@@ -134,6 +134,32 @@ fn abandon_during_both_silences(path: &str, body: &Value, head_first: bool) {
         );
         assert_worker_free(&gate, &key);
     }
+    // The books tell a client that left (499, never sent) from a failed upstream (502):
+    // each abandoned request, then the request that found the worker free.
+    assert_eq!(
+        audit_statuses(&gate, 4),
+        [499, 200, 499, 200],
+        "log:\n{}",
+        gate.log()
+    );
+}
+
+/// The statuses of the first `n` audit lines, once the (asynchronous) writer has them.
+fn audit_statuses(gate: &Gate, n: usize) -> Vec<u64> {
+    let path = gate.setup.data_dir().join("audit.log");
+    let deadline = Instant::now() + READY_WITHIN;
+    loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let statuses: Vec<u64> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|v| v["status"].as_u64())
+            .collect();
+        if statuses.len() >= n || Instant::now() > deadline {
+            return statuses;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]

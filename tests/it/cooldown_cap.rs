@@ -106,3 +106,27 @@ fn an_upstream_retry_after_or_reset_never_cools_down_past_the_cap() {
     gate.assert_healthy();
     assert!(!gate.log().contains("panicked"), "{}", gate.log());
 }
+
+/// `/v1/complete` turns the upstream's own 429 into its relay answer, `Retry-After` included:
+/// a `retry-after` of u64::MAX from the upstream comes out bounded (at most a day).
+#[test]
+fn a_relayed_retry_after_is_bounded_too() {
+    let mock = MockUpstream::start();
+    let (gate, key) = logged_in(&mock.url(), json!({}));
+    mock.enqueue(
+        "/v1/messages",
+        Reply::error(429, "rate_limit_error", "limited")
+            .header("retry-after", &u64::MAX.to_string()),
+    );
+    let r = post(
+        &gate.url("/v1/complete"),
+        &[("x-api-key", &key)],
+        r#"{"prompt":"hi"}"#,
+    );
+    assert_eq!(r.status, 429, "{r:?}");
+    let secs: u64 = r
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("Retry-After in {r:?}"));
+    assert!((1..=86_400).contains(&secs), "Retry-After {secs}");
+}
