@@ -59,6 +59,8 @@ pub struct Metrics {
     streams: AtomicI64,
     queue_rejections: AtomicU64,
     audit_dropped: AtomicU64,
+    connections_open: AtomicI64,
+    connections_refused: AtomicU64,
 }
 
 /// The one instance.
@@ -76,6 +78,8 @@ pub static METRICS: Metrics = Metrics {
     streams: AtomicI64::new(0),
     queue_rejections: AtomicU64::new(0),
     audit_dropped: AtomicU64::new(0),
+    connections_open: AtomicI64::new(0),
+    connections_refused: AtomicU64::new(0),
 };
 
 /// Keeps a status label within HTTP's range, so a garbled upstream cannot invent labels.
@@ -143,6 +147,17 @@ impl Metrics {
 
     pub fn audit_dropped(&self) {
         self.audit_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A client connection was admitted (`true`) or closed (`false`).
+    pub fn connection(&self, opened: bool) {
+        let d = if opened { 1 } else { -1 };
+        self.connections_open.fetch_add(d, Ordering::Relaxed);
+    }
+
+    /// A client connection was refused at `max_connections` or `max_connections_per_ip`.
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -332,6 +347,22 @@ pub fn render(g: &Gauges) -> String {
         g.jobs.saturating_sub(g.workers).to_string(),
     );
 
+    gauge(
+        &mut out,
+        "claudegate_connections_open",
+        "Client connections open (max_connections caps them).",
+        m.connections_open
+            .load(Ordering::Relaxed)
+            .max(0)
+            .to_string(),
+    );
+    single(
+        &mut out,
+        "claudegate_connections_refused_total",
+        "counter",
+        "Client connections refused with 503 at max_connections or max_connections_per_ip.",
+        m.connections_refused.load(Ordering::Relaxed).to_string(),
+    );
     single(
         &mut out,
         "claudegate_queue_rejections_total",

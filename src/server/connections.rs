@@ -18,6 +18,7 @@ use crate::base::error::{ApiError, ErrorKind, Protocol};
 use crate::base::log;
 use crate::base::sync::lock;
 use crate::config::Config;
+use crate::observe::metrics::METRICS;
 
 /// At most one log line about refused connections this often: a reconnecting client can be
 /// refused thousands of times a second.
@@ -67,12 +68,14 @@ impl Connections {
                 if let Some(ip) = ip {
                     *open.by_ip.entry(ip).or_insert(0) += 1;
                 }
+                METRICS.connection(true);
                 return Ok(Slot {
                     table: self.clone(),
                     ip,
                 });
             };
             open.refused += 1;
+            METRICS.connection_refused();
             let due = open.logged.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY);
             let report = due.then(|| {
                 open.logged = Some(Instant::now());
@@ -114,6 +117,7 @@ impl Connections {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        METRICS.connection(false);
         let mut open = lock(&self.table.open);
         open.total = open.total.saturating_sub(1);
         if let Some(ip) = self.ip {

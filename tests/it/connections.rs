@@ -124,6 +124,7 @@ fn connections_over_the_per_ip_cap_are_refused_at_once() {
 fn connections_over_the_global_cap_are_refused_at_once() {
     let gate = Gate::spawn(Setup::new(json!({
         "host": "[::]", "max_connections": 3, "max_connections_per_ip": 2,
+        "metrics": {"public": true},
     })));
     let (v4, v6) = loopbacks(gate.addr.port());
     let mut served = admitted(v4);
@@ -135,6 +136,45 @@ fn connections_over_the_global_cap_are_refused_at_once() {
         assert!(!message.contains("max_connections_per_ip"), "{message}");
     }
     assert_health_stays_fast(&mut served);
+    // The metrics say so: three open, three refused.
+    served
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let page = read_page(&mut served);
+    for line in [
+        "claudegate_connections_open 3",
+        "claudegate_connections_refused_total 3",
+    ] {
+        assert!(page.lines().any(|l| l == line), "{line} not in:\n{page}");
+    }
+}
+
+/// Reads one `Content-Length` answer from `s`: its body.
+fn read_page(s: &mut TcpStream) -> String {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_string())
+                })
+                .and_then(|v| v.parse::<usize>().ok())
+                .expect("a Content-Length");
+            if body.len() >= len {
+                return body[..len].to_string();
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => panic!("the answer ended early: {text}"),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
 }
 
 /// A claudegate started through `sh -c 'ulimit …; exec claudegate serve'`, killed on drop.
