@@ -223,6 +223,12 @@ fn worker(state: &State, server: &Server) {
 
 /// One request, isolated: whatever the handler does, the client gets an answer and the
 /// worker survives.
+///
+/// Never inlined into [`worker`]: the request path's frames are large, and a function's whole
+/// frame is touched (stack probes) when it is entered. Inlined, every idle worker kept those
+/// pages resident while it waited in `recv`; measured with 80 idle workers (static musl
+/// build): 3.8 MB inlined, 2.5 MB not.
+#[inline(never)]
 fn handle(state: &State, rq: Request) {
     let started = Instant::now();
     let method = rq.method().clone();

@@ -50,7 +50,7 @@ impl Setup {
             "workers": workers,
             "queue": 256,
             "upstream": {"base_url": format!("http://{upstream}"), "max_retries": 0},
-            "limits": {"per_key_rpm": 0, "max_concurrent": 1024},
+            "limits": {"per_key_rpm": 0, "max_concurrent": 1024, "per_key_concurrent": 1024},
         });
         let config_path = dir.join("config.json");
         std::fs::write(&config_path, config.to_string()).expect("write config");

@@ -457,7 +457,7 @@ fn twenty_concurrent_requests_share_one_refresh() {
     let mut config = upstream_config(&mock.url());
     merge(
         &mut config,
-        &json!({"workers": 24, "limits": {"max_concurrent": 24}}),
+        &json!({"workers": 24, "limits": {"max_concurrent": 24, "per_key_concurrent": 24}}),
     );
     let setup = Setup::new(config);
     setup.store_login(oauth_login("sk-ant-oat01-old", "sk-ant-ort01-old", -10));
