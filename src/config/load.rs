@@ -156,6 +156,7 @@ impl Config {
             let mut s = Section::new("models.", v)?;
             s.field("catalogue", &mut c.models.catalogue)?;
             s.field("aliases", &mut c.models.aliases)?;
+            s.field("refresh_s", &mut c.models.refresh_s)?;
             s.finish()?;
         }
         if let Some(v) = top.take("audit") {
@@ -349,6 +350,12 @@ impl Config {
                 return Err(bad("models", "model ids must be 1 to 200 characters"));
             }
         }
+        if self.models.refresh_s > 30 * 86_400 {
+            return Err(bad(
+                "models.refresh_s",
+                "must be at most 2592000 (30 days); 0 turns the fetch off",
+            ));
+        }
         Ok(())
     }
 }
@@ -438,5 +445,16 @@ mod tests {
         assert!(e.contains("`limits.per_key_concurrent`"), "{e}");
         let c = Config::from_value(&json!({"limits": {"per_key_concurrent": 2}})).unwrap();
         assert_eq!(c.limits.per_key_cap(c.workers), 2);
+    }
+
+    #[test]
+    fn the_model_list_interval_is_checked() {
+        let e = err(json!({"models": {"refresh_s": 31 * 86_400}}));
+        assert!(e.contains("`models.refresh_s`"), "{e}");
+        assert!(err(json!({"models": {"refresh_s": -1}})).contains("`models.refresh_s`"));
+        for ok in [0, 1, 86_400] {
+            let c = Config::from_value(&json!({"models": {"refresh_s": ok}})).unwrap();
+            assert_eq!(c.models.refresh_s, ok);
+        }
     }
 }

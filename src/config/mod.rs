@@ -258,6 +258,13 @@ pub struct ModelsConfig {
     pub catalogue: Vec<String>,
     /// Alias → model id, e.g. `"sonnet": "claude-sonnet-4-6"`. Aliases are listed too.
     pub aliases: BTreeMap<String, String>,
+    /// How often the upstream's own model list (`GET /v1/models` with the account's token) is
+    /// fetched and merged into what `/v1/models` lists, in seconds: at start, then this often,
+    /// on a thread of its own (never on a request's path). Default 86400 (daily; new models
+    /// ship every few weeks). 0 = never: only `catalogue` and `aliases` are listed. A failed
+    /// fetch keeps the last good list and is tried again after at most 10 minutes. Only the
+    /// `oauth` backend fetches it.
+    pub refresh_s: u64,
 }
 
 /// The `debug` key's value.
@@ -369,6 +376,7 @@ impl Default for Config {
                 .into_iter()
                 .map(|(a, m)| (a.to_string(), m.to_string()))
                 .collect(),
+                refresh_s: 86_400,
             },
             audit: AuditConfig {
                 enabled: true,

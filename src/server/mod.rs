@@ -150,6 +150,16 @@ pub fn run(config: Config) -> Result<(), String> {
         .spawn(move || refresher.oauth.account.keep_fresh())
         .map_err(|e| format!("cannot start token refresh thread: {e}"))?;
     watch::start()?;
+    // The upstream's model list for /v1/models, fetched off every request's path.
+    if crate::backends::oauth::models::wanted(&state.config) {
+        let s = state.clone();
+        thread::Builder::new()
+            .name("model-list".into())
+            .spawn(move || {
+                crate::backends::oauth::models::keep_current(&s.oauth, &s.models, &s.config)
+            })
+            .map_err(|e| format!("cannot start the model list thread: {e}"))?;
+    }
     let keeper = state.clone();
     thread::Builder::new()
         .name("housekeeping".into())

@@ -9,12 +9,14 @@
 //! success or the upstream's own error, with its status — goes back to the route, which relays
 //! or translates it.
 //!
-//! [`token`] is the OAuth protocol itself (the token file, the token endpoint) and [`login`]
-//! the interactive login that `claudegate login` runs.
+//! [`token`] is the OAuth protocol itself (the token file, the token endpoint), [`login`]
+//! the interactive login that `claudegate login` runs, and [`models`] the upstream's model list,
+//! fetched in the background for the catalogue.
 
 pub mod account;
 pub mod cloak;
 pub mod login;
+pub mod models;
 pub mod token;
 
 use std::time::Duration;
