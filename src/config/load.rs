@@ -71,6 +71,7 @@ impl Config {
         top.field("body_min_bytes_per_s", &mut c.body_min_bytes_per_s)?;
         top.field("max_connections", &mut c.max_connections)?;
         top.field("max_connections_per_ip", &mut c.max_connections_per_ip)?;
+        top.field("shutdown_grace_ms", &mut c.shutdown_grace_ms)?;
         if let Some(v) = top.take("debug") {
             c.debug = match v.as_str() {
                 Some("off") => DebugSetting::Off,
@@ -219,6 +220,12 @@ impl Config {
             return Err(bad(
                 "max_connections_per_ip",
                 "must be between 1 and max_connections",
+            ));
+        }
+        if self.shutdown_grace_ms > 3_600_000 {
+            return Err(bad(
+                "shutdown_grace_ms",
+                "must be between 0 and 3600000 (0 ends requests in flight at once)",
             ));
         }
         let url = &self.upstream.base_url;
@@ -440,6 +447,9 @@ mod tests {
     #[test]
     fn body_pace_and_per_key_concurrency_are_checked() {
         assert!(err(json!({"body_grace_ms": 50})).contains("`body_grace_ms`"));
+        let e = err(json!({"shutdown_grace_ms": 3_600_001}));
+        assert!(e.contains("`shutdown_grace_ms`"), "{e}");
+        assert!(Config::from_value(&json!({"shutdown_grace_ms": 0})).is_ok());
         assert!(err(json!({"body_min_bytes_per_s": 0})).contains("`body_min_bytes_per_s`"));
         let e = err(json!({"limits": {"per_key_concurrent": 5000}}));
         assert!(e.contains("`limits.per_key_concurrent`"), "{e}");

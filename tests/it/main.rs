@@ -33,6 +33,7 @@ mod ops;
 mod passthrough;
 mod robustness;
 mod server;
+mod shutdown;
 mod sse_limits;
 mod thinking;
 mod tiny_http_defects;

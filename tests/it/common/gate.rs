@@ -279,6 +279,30 @@ impl Gate {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Sends the signal `name` (`TERM`, `INT`, …) to the server, as `kill -NAME PID` does.
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{name} {} failed", self.pid());
+    }
+
+    /// Waits up to `within` for the server to exit: its exit status, or `None` while it runs.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// A GET of /health must answer 200 `{"status":"ok"}`.
     pub fn assert_healthy(&mut self) {
         assert!(self.alive(), "claudegate died; log:\n{}", self.log());
