@@ -470,30 +470,33 @@ impl Account {
         Err(Unavailable::RefreshFailed(last))
     }
 
-    /// Marks the account as needing a new login, in memory and in the token file (so
-    /// `claudegate status` shows it).
+    /// Marks the account as needing a new login, in the token file (so `claudegate status`
+    /// shows it) and then in memory. In that order: a request that finds the state in memory
+    /// answers at once, and by then the file says so too.
     fn set_needs_login(&self, why: &str) {
         log::info(&format!(
             "the Claude login needs renewing: {why}; run `claudegate login`"
         ));
-        {
-            let mut h = lock(&self.health);
-            h.needs_login = Some(why.to_string());
-            h.failures.auth += 1;
-            h.last_error = Some(format!("auth: {why}"));
-        }
-        let (flagged, seen) = {
+        let flagged = {
             let mut slot = lock(&self.slot);
-            let Some(t) = slot.token.as_mut() else { return };
-            t.needs_login = Some(why.to_string());
-            (t.clone(), slot.stamp)
+            let seen = slot.stamp;
+            slot.token.as_mut().map(|t| {
+                t.needs_login = Some(why.to_string());
+                (t.clone(), seen)
+            })
         };
         // Not over a login stored meanwhile: the next check loads that one instead.
-        if let Ok(Some(stamp)) = token::save_unless_changed(&self.path, &flagged, seen) {
-            let mut slot = lock(&self.slot);
-            slot.stamp = stamp;
-            slot.unsaved = false;
+        if let Some((flagged, seen)) = flagged {
+            if let Ok(Some(stamp)) = token::save_unless_changed(&self.path, &flagged, seen) {
+                let mut slot = lock(&self.slot);
+                slot.stamp = stamp;
+                slot.unsaved = false;
+            }
         }
+        let mut h = lock(&self.health);
+        h.needs_login = Some(why.to_string());
+        h.failures.auth += 1;
+        h.last_error = Some(format!("auth: {why}"));
     }
 
     /// Background refresh ahead of expiry; runs forever on its own thread.
