@@ -289,3 +289,61 @@ fn oauth_not_allowed_blocks_the_account_until_a_new_login() {
         Some("Bearer sk-ant-oat01-new-login")
     );
 }
+
+/// The long-context refusal as an `error` event inside a 200 stream that is streamed on to the
+/// client (`/v1/messages` relayed as it arrives, OpenAI chat translated as it arrives): the
+/// client's own error event carries Anthropic's text and the advice, the account is not cooled
+/// down (though the 200 names a `retry-after`), and the class is counted.
+#[test]
+fn a_refusal_streamed_on_to_the_client_is_explained_and_never_benches_the_account() {
+    let mock = MockUpstream::start();
+    let (gate, key) = logged_in(&mock.url(), json!({}));
+    let case = &CASES[1];
+    let refused = || {
+        let mut events = sse_text_events(DEFAULT_MODEL, &["x"]);
+        events.truncate(1);
+        events.push(sse_error_event("rate_limit_error", LONG_CONTEXT_MESSAGE));
+        Reply::sse(events).retry_after(30)
+    };
+    let streamed = r#"{"model":"claude-sonnet-4-6","max_tokens":16,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    mock.enqueue("/v1/messages", refused());
+    let r = post(&gate.url("/v1/messages"), &[("x-api-key", &key)], streamed);
+    assert_eq!(r.status, 200, "{r:?}");
+    let events = parse_sse(&r.body);
+    let error = events
+        .iter()
+        .find(|e| e.event == "error")
+        .unwrap_or_else(|| panic!("no error event in {:?}", r.body));
+    let v = error.data_json();
+    assert_eq!(v["error"]["type"], "rate_limit_error", "{v}");
+    assert_explained(
+        case,
+        "messages stream",
+        v["error"]["message"].as_str().unwrap(),
+    );
+    assert_not_benched(&gate, &key, &mock, case, "messages stream");
+
+    mock.enqueue("/v1/messages", refused());
+    let chat = json!({"model": "sonnet", "stream": true,
+                      "messages": [{"role": "user", "content": "hi"}]});
+    let r = post(
+        &gate.url("/v1/chat/completions"),
+        &[("authorization", &format!("Bearer {key}"))],
+        &chat.to_string(),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let failed = parse_sse(&r.body)
+        .iter()
+        .map(|e| e.data_json())
+        .find(|v| v.get("error").is_some())
+        .unwrap_or_else(|| panic!("no error chunk in {:?}", r.body));
+    assert_explained(
+        case,
+        "chat stream",
+        failed["error"]["message"].as_str().unwrap(),
+    );
+    assert_not_benched(&gate, &key, &mock, case, "chat stream");
+    let a = accounts(&gate, &key);
+    assert_eq!(a["failure_classes"][case.class], 2, "{a}");
+    assert_eq!(a["failure_classes"]["rate_limit"], 0, "{a}");
+}

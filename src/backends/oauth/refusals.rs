@@ -22,7 +22,8 @@
 //! backend sends, and puts the advice into `error.message` after Anthropic's own text, so every
 //! door — the relayed Anthropic body, the OpenAI error, the relay's `{ok:false}` — shows it
 //! without knowing about refusals. [`Refusal::explain`] does the same for an `error` event inside
-//! a stream.
+//! a stream that is collected or translated, and [`explain_event`] for one relayed as it
+//! arrives.
 
 use std::io::{self, Cursor, Read};
 
@@ -205,10 +206,23 @@ impl Tally {
 
 /// The refusal an Anthropic error body answered with `status` is, if any.
 pub fn of_body(status: u16, body: &[u8]) -> Option<Refusal> {
-    let v: Value = serde_json::from_slice(body).ok()?;
+    of_json(Some(status), body)
+}
+
+/// The refusal an error body (`status` as answered) or an `error` event's data (`None`: it has
+/// the same `{"type":"error","error":{…}}` shape, and no status) is, if any.
+fn of_json(status: Option<u16>, json: &[u8]) -> Option<Refusal> {
+    let v: Value = serde_json::from_slice(json).ok()?;
     let error = v.get("error")?;
     let field = |name: &str| error.get(name).and_then(Value::as_str);
-    Refusal::classify(Some(status), field("type")?, field("message")?)
+    Refusal::classify(status, field("type")?, field("message")?)
+}
+
+/// An `error` event's data relayed to a client as it arrives (`/v1/messages` streams): the
+/// refusal it is, if any, and the data with the advice added to `error.message`.
+pub fn explain_event(data: &[u8]) -> Option<(Refusal, Vec<u8>)> {
+    let refusal = of_json(None, data)?;
+    Some((refusal, with_advice(data, refusal)?))
 }
 
 /// The body with the advice added to `error.message`; every other field (`request_id`) kept.
@@ -370,6 +384,23 @@ mod tests {
         assert_eq!(v["request_id"], "req_011X");
         assert_eq!(v["error"]["type"], "rate_limit_error");
         assert_eq!(v["type"], "error");
+    }
+
+    #[test]
+    fn an_error_event_relayed_as_it_arrives_gets_the_advice() {
+        let data = body(
+            "invalid_request_error",
+            "This organization has been disabled.",
+        );
+        let (refusal, out) = explain_event(&data).expect("a refusal");
+        assert_eq!(refusal, Refusal::OrganizationDisabled);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v["error"]["message"],
+            Refusal::OrganizationDisabled.explain("This organization has been disabled.")
+        );
+        assert_eq!(explain_event(&body("overloaded_error", "Overloaded")), None);
+        assert_eq!(explain_event(b"not json"), None);
     }
 
     #[test]
