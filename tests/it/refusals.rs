@@ -192,6 +192,15 @@ fn each_refusal_reaches_every_door_explained_and_never_benches_the_account() {
     gate.assert_healthy();
 }
 
+/// A 200 stream (under a `retry-after`) that starts, then ends in the long-context refusal as
+/// an `error` event.
+fn long_context_in_stream() -> Reply {
+    let mut events = sse_text_events(DEFAULT_MODEL, &["x"]);
+    events.truncate(1);
+    events.push(sse_error_event("rate_limit_error", LONG_CONTEXT_MESSAGE));
+    Reply::sse(events).retry_after(30)
+}
+
 /// The long-context refusal as an `error` event inside a 200 stream (under a `retry-after`):
 /// the collected chat answer and `/v1/complete` carry the advice with the 429 a
 /// `rate_limit_error` answers with, and the account is not cooled down.
@@ -200,13 +209,7 @@ fn a_refusal_inside_a_stream_is_explained_and_never_benches_the_account() {
     let mock = MockUpstream::start();
     let (gate, key) = logged_in(&mock.url(), json!({}));
     let case = &CASES[1];
-    let refused = || {
-        let mut events = sse_text_events(DEFAULT_MODEL, &["x"]);
-        events.truncate(1);
-        events.push(sse_error_event("rate_limit_error", LONG_CONTEXT_MESSAGE));
-        Reply::sse(events).retry_after(30)
-    };
-    mock.enqueue("/v1/messages", refused());
+    mock.enqueue("/v1/messages", long_context_in_stream());
     let chat = json!({"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]});
     let r = post(
         &gate.url("/v1/chat/completions"),
@@ -217,7 +220,7 @@ fn a_refusal_inside_a_stream_is_explained_and_never_benches_the_account() {
     assert_explained(case, "chat stream", v["error"]["message"].as_str().unwrap());
     assert_not_benched(&gate, &key, &mock, case, "chat stream");
 
-    mock.enqueue("/v1/messages", refused());
+    mock.enqueue("/v1/messages", long_context_in_stream());
     let r = post(
         &gate.url("/v1/complete"),
         &[("x-api-key", &key)],
@@ -299,14 +302,8 @@ fn a_refusal_streamed_on_to_the_client_is_explained_and_never_benches_the_accoun
     let mock = MockUpstream::start();
     let (gate, key) = logged_in(&mock.url(), json!({}));
     let case = &CASES[1];
-    let refused = || {
-        let mut events = sse_text_events(DEFAULT_MODEL, &["x"]);
-        events.truncate(1);
-        events.push(sse_error_event("rate_limit_error", LONG_CONTEXT_MESSAGE));
-        Reply::sse(events).retry_after(30)
-    };
     let streamed = r#"{"model":"claude-sonnet-4-6","max_tokens":16,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
-    mock.enqueue("/v1/messages", refused());
+    mock.enqueue("/v1/messages", long_context_in_stream());
     let r = post(&gate.url("/v1/messages"), &[("x-api-key", &key)], streamed);
     assert_eq!(r.status, 200, "{r:?}");
     let events = parse_sse(&r.body);
@@ -323,7 +320,7 @@ fn a_refusal_streamed_on_to_the_client_is_explained_and_never_benches_the_accoun
     );
     assert_not_benched(&gate, &key, &mock, case, "messages stream");
 
-    mock.enqueue("/v1/messages", refused());
+    mock.enqueue("/v1/messages", long_context_in_stream());
     let chat = json!({"model": "sonnet", "stream": true,
                       "messages": [{"role": "user", "content": "hi"}]});
     let r = post(
