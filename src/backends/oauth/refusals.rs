@@ -11,12 +11,17 @@
 //! |---|---|---|
 //! | `third_party_extra_usage` | 400 `invalid_request_error` | "Third-party apps now draw from your extra usage, not your plan limits. …" (anthropics/claude-code#45048, #45911; ianjwhite99/opencode-with-claude#91; earendil-works/pi#3012) |
 //! | `long_context_extra_usage` | 429 `rate_limit_error` | "Extra usage is required for long context requests." (anthropics/claude-code#42616, #50784, #56392; Wei-Shaw/sub2api#572) |
-//! | `oauth_not_allowed` | 403 `permission_error` | "OAuth authentication is currently not allowed for this organization." (anthropics/claude-code#63685, #65101, #65714; Wei-Shaw/claude-relay-service#991) |
+//! | `oauth_not_allowed` | 403 `permission_error` | "OAuth authentication is currently not allowed for this organization." (anthropics/claude-code#53756, #63685, #65101, #65714; Wei-Shaw/claude-relay-service#991) |
 //! | `organization_disabled` | 400 `invalid_request_error` | "This organization has been disabled." (router-for-me/CLIProxyAPI#2442, #3409; anthropics/claude-code#60648) |
 //!
 //! The last two say the login itself cannot be used: the account's state becomes `blocked`
 //! (`account.rs`), which a success or a new login clears. A blocked account still sends
-//! requests upstream, so it notices by itself when the organisation is allowed again.
+//! requests upstream, so it notices by itself when the organisation is allowed again (the
+//! OAuth refusal has been reported to come and go within minutes: anthropics/claude-code#90875).
+//!
+//! Not classified here: the same OAuth wording under `401 authentication_error`, as reported
+//! in 2025 (anthropics/claude-code#6312, #6590). A 401 means "refresh the token" to the OAuth
+//! backend, which refreshes once and then answers 503 quoting Anthropic's text.
 //!
 //! [`peek`] reads such an answer's body (small; only for the statuses above) while the OAuth
 //! backend sends, and puts the advice into `error.message` after Anthropic's own text, so every
