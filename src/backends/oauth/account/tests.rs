@@ -1,7 +1,9 @@
 //! The account's unit tests: cooldown times, saving a refreshed token, and a login stored
 //! meanwhile winning over it.
 
+use super::health::{cooldown_from_headers, MAX_COOLDOWN_S};
 use super::*;
+use serde_json::json;
 
 #[test]
 fn cooldown_times() {
