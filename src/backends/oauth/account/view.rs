@@ -3,8 +3,9 @@
 //!
 //! The usage shown is the usage endpoint's last answer while its last read succeeded (source
 //! `usage_endpoint`), each window with the status the latest headers gave it (the endpoint
-//! reports none) and the headers' representative claim; else the last answer's headers
-//! (source `headers`); `null` fields before either was seen.
+//! reports none; a `rejected` older than a read that shows room in that window is dropped as
+//! stale) and the headers' representative claim; else the last answer's headers (source
+//! `headers`); `null` fields before either was seen.
 
 use serde_json::{json, Value};
 
@@ -33,9 +34,17 @@ impl UsageSeen {
         match (&self.endpoint, self.endpoint_ok) {
             (Some((read, at)), true) => {
                 let mut shown = read.clone();
-                if let Some((headers, _)) = from_headers {
+                if let Some((headers, headers_at)) = from_headers {
                     for w in &mut shown.windows {
-                        w.status = w.status.or(headers.window(&w.name).and_then(|h| h.status));
+                        let said = headers.window(&w.name).and_then(|h| h.status);
+                        // A `rejected` from before a read that shows room is stale: the
+                        // window has reset (or the cooldown ended early) since.
+                        let stale = said == Some("rejected")
+                            && headers_at < at
+                            && w.utilization.is_some_and(|u| u < 1.0);
+                        if !stale {
+                            w.status = w.status.or(said);
+                        }
                     }
                     shown.representative_claim = headers.representative_claim.clone();
                     if shown.overage.is_none() {
