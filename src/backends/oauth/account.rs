@@ -5,8 +5,10 @@
 //! locally at once; and `needs_login` when the refresh token is rejected, which only
 //! `claudegate login` fixes. A client's own mistake (400, 404, 413, …) never changes the
 //! state: one app's bad request must not lock every app out. How long a cooldown lasts, and
-//! which models it covers (a rejected Opus window benches only Opus), is `health.rs`; what the
-//! account shows (`/admin/accounts`, `/metrics`, the usage windows) is `view.rs`.
+//! which models it covers (a rejected Opus window benches only Opus), is
+//! [`crate::backends::oauth::health`]; recording each answer into it is `account/record.rs`;
+//! what the account shows (`/admin/accounts`, `/metrics`, the usage windows) is
+//! `account/view.rs`.
 //!
 //! Refresh runs ahead of expiry (a background thread, `oauth.refresh_before_expiry_s`) and
 //! after an upstream 401. It is single-flight: concurrent callers wait for one refresh and
@@ -16,13 +18,14 @@
 //! at the next file check, since the refresh token on disk is already spent; a login written
 //! to the file meanwhile still wins over it.
 
-mod health;
-mod view;
+mod record;
+pub mod view;
 
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::backends::oauth::health::{state_name, Cooldown, Health};
 use crate::backends::oauth::token::{self, RefreshError, Token, TokenKind};
 use crate::base::clock;
 use crate::base::error::{ApiError, ErrorKind};
@@ -34,8 +37,6 @@ use crate::config::OauthConfig;
 const FILE_CHECK: Duration = Duration::from_secs(1);
 /// A token this close to expiry is refreshed before use, even by a request.
 const MUST_REFRESH_WITHIN_S: u64 = 60;
-use health::{state_name, Health};
-pub use view::AccountGauges;
 
 /// Why the account cannot take a request now; rendered by the front door in its protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +89,18 @@ impl Unavailable {
             Unavailable::RefreshFailed(why) => format!(
                 "the Claude access token expired and refreshing it failed ({why}); retry shortly"
             ),
+        }
+    }
+}
+
+impl Unavailable {
+    /// The error for a request that the cooldown `c` covers.
+    fn cooling(c: &Cooldown, now: u64) -> Unavailable {
+        Unavailable::Cooldown {
+            retry_after: c.until - now,
+            until: c.until,
+            reason: c.reason.clone(),
+            model: c.model.clone(),
         }
     }
 }

@@ -16,6 +16,7 @@
 
 pub mod account;
 pub mod cloak;
+mod health;
 pub mod login;
 pub mod models;
 pub mod token;

@@ -1,8 +1,8 @@
 //! The account's unit tests: cooldown times, saving a refreshed token, and a login stored
 //! meanwhile winning over it.
 
-use super::health::{cooldown_from_headers, MAX_COOLDOWN_S};
 use super::*;
+use crate::backends::oauth::health::{cooldown_from_headers, MAX_COOLDOWN_S};
 use serde_json::json;
 
 #[test]

@@ -10,8 +10,8 @@
 use serde_json::{json, Value};
 
 use crate::anthropic::ratelimit::{self, Snapshot, Window};
-use crate::backends::oauth::account::health::{state_name, UsageSeen};
 use crate::backends::oauth::account::Account;
+use crate::backends::oauth::health::{state_name, UsageSeen};
 use crate::base::clock;
 use crate::base::sync::lock;
 

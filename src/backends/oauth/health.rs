@@ -1,5 +1,7 @@
-//! The account's health: what each upstream answer says about it (failure counts, the usage
-//! windows its headers report) and the cooldowns that follow a rate limit.
+//! The account's health record: failure counts, what the usage windows were last seen to be
+//! (from the answers' headers and the usage endpoint), and the cooldowns that follow a rate
+//! limit. Plain data and its rules, no I/O and no locks: `account` holds it behind its mutex,
+//! and `account/record.rs` feeds it each upstream answer.
 //!
 //! A cooldown follows the window that was rejected. When a 429 (or a `rate_limit_error` inside
 //! a stream) names a rejected window ([`crate::anthropic::ratelimit::Snapshot::rejected`]) whose
@@ -15,21 +17,19 @@ use serde_json::{json, Value};
 
 use crate::anthropic::ratelimit::{self, Snapshot};
 use crate::anthropic::usage::Usage;
-use crate::backends::oauth::account::{Account, Unavailable};
 use crate::base::clock;
 use crate::base::log;
-use crate::base::sync::lock;
 
 /// Cooldown after a 403 (the account is refused; retrying soon will not help).
-const FORBIDDEN_COOLDOWN_S: u64 = 600;
+pub const FORBIDDEN_COOLDOWN_S: u64 = 600;
 /// Cooldown after a rate-limit signal that names no reset time.
-const DEFAULT_RATE_LIMIT_S: u64 = 60;
+pub const DEFAULT_RATE_LIMIT_S: u64 = 60;
 /// Longest cooldown that names no window; after it a request probes the account again.
-pub(super) const MAX_COOLDOWN_S: u64 = 3600;
+pub const MAX_COOLDOWN_S: u64 = 3600;
 
 /// Failure counts by class, as shown in `/admin/accounts`.
 #[derive(Debug, Default, Clone, Copy)]
-pub(super) struct Failures {
+pub struct Failures {
     pub request: u64,
     pub rate_limit: u64,
     pub forbidden: u64,
@@ -39,7 +39,7 @@ pub(super) struct Failures {
 
 /// One cooldown: requests it covers are answered locally with a 429 until `until`.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) struct Cooldown {
+pub struct Cooldown {
     pub until: u64,
     pub reason: String,
     /// The rejected window it waits for (`7d`); `None` for a short capped cooldown.
@@ -59,7 +59,7 @@ impl Cooldown {
 
 /// What was last seen of the usage windows, from each source.
 #[derive(Debug, Default)]
-pub(super) struct UsageSeen {
+pub struct UsageSeen {
     /// The last answer's unified headers, and when.
     pub headers: Option<(Snapshot, u64)>,
     /// The usage endpoint's last good answer, and when; used while `endpoint_ok`.
@@ -71,7 +71,7 @@ pub(super) struct UsageSeen {
 }
 
 #[derive(Debug, Default)]
-pub(super) struct Health {
+pub struct Health {
     pub cooldowns: Vec<Cooldown>,
     pub needs_login: Option<String>,
     pub failures: Failures,
@@ -104,7 +104,7 @@ impl Health {
     }
 
     /// Sets a cooldown, replacing one for the same window and model.
-    fn set(&mut self, c: Cooldown) {
+    pub fn set(&mut self, c: Cooldown) {
         let now = c.since;
         self.cooldowns
             .retain(|o| o.until > now && !(o.window == c.window && o.model == c.model));
@@ -121,7 +121,7 @@ impl Health {
     }
 
     /// Ends each cooldown waiting for a window that `seen` says has room again.
-    fn clear_where_room(&mut self, seen: &Snapshot, read_at: u64, source: &str) {
+    pub fn clear_where_room(&mut self, seen: &Snapshot, read_at: u64, source: &str) {
         let before = self.cooldowns.len();
         self.cooldowns.retain(|c| {
             let room = c
@@ -141,144 +141,12 @@ impl Health {
             self.usage.unsaved = true;
         }
     }
-}
-
-fn covers(c: &Cooldown, model: Option<&str>) -> bool {
-    match (&c.model, model) {
-        (None, _) => true,
-        (Some(family), Some(asked)) => ratelimit::same_family(family, asked),
-        (Some(_), None) => false,
-    }
-}
-
-impl Unavailable {
-    /// The error for a request that `c` covers.
-    pub(super) fn cooling(c: &Cooldown, now: u64) -> Unavailable {
-        Unavailable::Cooldown {
-            retry_after: c.until - now,
-            until: c.until,
-            reason: c.reason.clone(),
-            model: c.model.clone(),
-        }
-    }
-}
-
-impl Account {
-    /// Records an upstream attempt's outcome and its rate-limit headers.
-    pub fn record_response(&self, status: u16, headers: &[(String, String)]) {
-        let now = clock::unix_now();
-        let mut h = lock(&self.health);
-        h.requests += 1;
-        for (name, value) in headers {
-            if let Some(rest) = name
-                .to_ascii_lowercase()
-                .strip_prefix("anthropic-ratelimit-unified-")
-            {
-                if h.ratelimit.len() < 64 || h.ratelimit.contains_key(rest) {
-                    h.ratelimit.insert(rest.to_string(), value.clone());
-                }
-            }
-        }
-        let seen = ratelimit::from_headers(headers);
-        if let Some(seen) = &seen {
-            h.clear_where_room(seen, now, "the upstream's answer");
-            h.usage.headers = Some((seen.clone(), now));
-            h.usage.unsaved = true;
-        }
-        match status {
-            200..=299 => {
-                h.successes += 1;
-                h.last_success = Some(now);
-                // The whole account answers again; a model's cooldown waits for its window.
-                h.cooldowns.retain(|c| c.model.is_some());
-            }
-            429 => {
-                h.failures.rate_limit += 1;
-                let fallback = cooldown_from_headers(headers, now);
-                Self::limited(&mut h, now, seen, fallback, "upstream 429 rate_limit_error");
-                h.last_error = Some("rate_limit: upstream 429".into());
-            }
-            403 => {
-                h.failures.forbidden += 1;
-                Self::cool_down(
-                    &mut h,
-                    now,
-                    FORBIDDEN_COOLDOWN_S,
-                    "upstream 403: the account is not allowed to make this call",
-                );
-                h.last_error = Some("forbidden: upstream 403".into());
-            }
-            401 => h.failures.auth += 1,
-            s if crate::backends::upstream::transient_status(s) => {
-                h.failures.transient += 1;
-                h.last_error = Some(format!("transient: upstream {s}"));
-            }
-            s => {
-                h.failures.request += 1;
-                h.last_error = Some(format!(
-                    "request: upstream {s} (caused by the request; no cooldown)"
-                ));
-            }
-        }
-    }
-
-    /// A rate-limit `error` event inside a 200 stream: the account is limited all the same.
-    pub fn record_stream_rate_limit(&self, headers: &[(String, String)]) {
-        let now = clock::unix_now();
-        let mut h = lock(&self.health);
-        h.failures.rate_limit += 1;
-        let fallback = cooldown_from_headers(headers, now).or(Some(DEFAULT_RATE_LIMIT_S));
-        let seen = ratelimit::from_headers(headers);
-        Self::limited(
-            &mut h,
-            now,
-            seen,
-            fallback,
-            "rate_limit_error inside the stream",
-        );
-    }
-
-    /// A failure to reach the upstream at all. A call the server shut down itself because its
-    /// client hung up (`backends::abandon`) is no upstream failure and is not counted.
-    pub fn record_transient(&self, what: &str) {
-        if crate::backends::abandon::client_gone() {
-            return;
-        }
-        let mut h = lock(&self.health);
-        h.requests += 1;
-        h.failures.transient += 1;
-        h.last_error = Some(format!("transient: {what}"));
-    }
-
-    pub fn record_usage(&self, usage: Usage) {
-        let mut h = lock(&self.health);
-        h.tokens.input += usage.input;
-        h.tokens.output += usage.output;
-        h.tokens.cache_read += usage.cache_read;
-        h.tokens.cache_creation += usage.cache_creation;
-    }
-
-    /// The usage endpoint's answer (`Ok`, read at `read_at`: when the call began) or why it
-    /// could not be read. A good answer is shown from now on and ends each cooldown whose
-    /// window it shows room in; a failure falls back to the last headers seen.
-    pub fn record_usage_read(&self, read: Result<Snapshot, String>, read_at: u64) {
-        let mut h = lock(&self.health);
-        match read {
-            Ok(seen) => {
-                h.clear_where_room(&seen, read_at, "the usage endpoint");
-                h.usage.endpoint = Some((seen, read_at));
-                h.usage.endpoint_ok = true;
-            }
-            Err(_) => h.usage.endpoint_ok = false,
-        }
-        h.usage.unsaved = true;
-    }
 
     /// A rate limit: a cooldown until each rejected window's reset when the answer names one
     /// with a plausible reset; else the capped cooldown of `fallback` seconds (none when the
     /// answer named no wait at all: often not a real account limit, passed through).
-    fn limited(
-        h: &mut super::health::Health,
+    pub fn limited(
+        &mut self,
         now: u64,
         seen: Option<Snapshot>,
         fallback: Option<u64>,
@@ -293,7 +161,7 @@ impl Account {
                 .model
                 .as_ref()
                 .map_or(String::new(), |m| format!(" ({m} models only)"));
-            h.set(Cooldown {
+            self.set(Cooldown {
                 until,
                 reason: format!("{reason}: the {} window is used up{scope}", w.name),
                 window: Some(w.name.clone()),
@@ -303,19 +171,19 @@ impl Account {
             named = true;
         }
         if let (false, Some(secs)) = (named, fallback) {
-            Self::cool_down(h, now, secs, reason);
+            self.cool_down(now, secs, reason);
         }
     }
 
     /// The short cooldown of the whole account that names no window.
-    fn cool_down(h: &mut Health, now: u64, secs: u64, reason: &str) {
+    pub fn cool_down(&mut self, now: u64, secs: u64, reason: &str) {
         // Clamp before anything else: the upstream controls `secs`, and jitter computed from
         // the unclamped value went far past the cap (`retry-after: 100000` cooled down for
         // 3.3 h, u64::MAX until a restart). The jitter keeps clients told the same Retry-After
         // out of lockstep; the sum stays within the cap.
         let secs = secs.clamp(1, MAX_COOLDOWN_S);
         let secs = (secs + crate::base::ids::jitter(secs / 10 + 1)).min(MAX_COOLDOWN_S);
-        h.set(Cooldown {
+        self.set(Cooldown {
             until: now.saturating_add(secs),
             reason: reason.to_string(),
             window: None,
@@ -325,7 +193,15 @@ impl Account {
     }
 }
 
-pub(super) fn state_name(logged_in: bool, h: &Health, now: u64) -> &'static str {
+fn covers(c: &Cooldown, model: Option<&str>) -> bool {
+    match (&c.model, model) {
+        (None, _) => true,
+        (Some(family), Some(asked)) => ratelimit::same_family(family, asked),
+        (Some(_), None) => false,
+    }
+}
+
+pub fn state_name(logged_in: bool, h: &Health, now: u64) -> &'static str {
     if !logged_in {
         "not_logged_in"
     } else if h.needs_login.is_some() {
@@ -340,7 +216,7 @@ pub(super) fn state_name(logged_in: bool, h: &Health, now: u64) -> &'static str 
 /// Seconds to cool down for, from `retry-after` (seconds) or the unified reset time, at most
 /// [`MAX_COOLDOWN_S`]; `None` when the 429 names neither (often not a real account limit:
 /// pass it through, no cooldown).
-pub(super) fn cooldown_from_headers(headers: &[(String, String)], now: u64) -> Option<u64> {
+pub fn cooldown_from_headers(headers: &[(String, String)], now: u64) -> Option<u64> {
     raw_cooldown(headers, now).map(|secs| secs.clamp(1, MAX_COOLDOWN_S))
 }
 
