@@ -33,9 +33,7 @@ fn window<'a>(account: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no window {name} in {account}"))
 }
 
-fn rfc3339(unix: u64) -> String {
-    rfc3339_micros(unix).replace(".571404+00:00", "Z")
-}
+use claudegate::base::clock::rfc3339;
 
 /// Polls `done` every 100 ms for up to `within`; false if it never held.
 fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {

@@ -95,6 +95,15 @@ impl Health {
             .max_by_key(|c| c.until)
     }
 
+    /// The cooldowns still running, as `/admin/accounts` shows them.
+    pub fn cooldowns_json(&self, now: u64) -> Vec<Value> {
+        self.cooldowns
+            .iter()
+            .filter(|c| c.until > now)
+            .map(Cooldown::to_json)
+            .collect()
+    }
+
     /// The whole account's cooldown now, if any.
     pub fn account_cooldown(&self, now: u64) -> Option<&Cooldown> {
         self.cooldowns

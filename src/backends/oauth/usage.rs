@@ -26,7 +26,7 @@ use super::OauthBackend;
 use crate::anthropic::ratelimit::{self, Snapshot};
 use crate::backends::upstream::{self, Upstream};
 use crate::base::clock;
-use crate::base::error::{ApiError, UpstreamError};
+use crate::base::error::UpstreamError;
 use crate::base::log;
 use crate::base::redact::redact;
 use crate::config::{Backend, Config};
@@ -86,18 +86,10 @@ pub fn read(
         let wait = upstream::header(&resp, "retry-after")
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(|s| Duration::from_secs(s).min(MAX_BACKOFF));
-        let body = upstream::read_error_body(&mut resp);
-        let said: String = ApiError::from_upstream(status, &body)
-            .message
-            .chars()
-            .take(300)
-            .collect();
+        let said = upstream::error_said(status, &mut resp);
         return Err(Failure {
             wait,
-            ..Failure::said(format!(
-                "the usage endpoint answered {status}: {}",
-                redact(&said)
-            ))
+            ..Failure::said(format!("the usage endpoint answered {status}: {said}"))
         });
     }
     let body = resp

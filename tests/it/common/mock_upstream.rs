@@ -716,23 +716,7 @@ pub fn default_usage() -> Value {
 
 /// `2026-01-28T07:59:59.571404+00:00`, the way the usage endpoint writes its times.
 pub fn rfc3339_micros(unix: u64) -> String {
-    let (days, secs) = ((unix / 86_400) as i64, unix % 86_400);
-    // Howard Hinnant's civil_from_days (public domain).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.571404+00:00",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    claudegate::base::clock::rfc3339(unix).replace('Z', ".571404+00:00")
 }
 
 fn usage_reply(shared: &Shared) -> Reply {

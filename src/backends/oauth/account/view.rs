@@ -95,12 +95,7 @@ impl Account {
             return None;
         }
         h.usage.unsaved = false;
-        let cooldowns: Vec<Value> = h
-            .cooldowns
-            .iter()
-            .filter(|c| c.until > now)
-            .map(|c| c.to_json())
-            .collect();
+        let cooldowns = h.cooldowns_json(now);
         Some(
             json!({"saved_at": clock::rfc3339(now), "usage": h.usage.to_json(),
                     "cooldowns": cooldowns}),
@@ -123,12 +118,7 @@ impl Account {
         let time = |s: Option<u64>| s.map(clock::rfc3339);
         let f = h.failures;
         let cooling = h.account_cooldown(now);
-        let cooldowns: Vec<Value> = h
-            .cooldowns
-            .iter()
-            .filter(|c| c.until > now)
-            .map(|c| c.to_json())
-            .collect();
+        let cooldowns = h.cooldowns_json(now);
         let account = json!({
             "email": t.and_then(|t| t.email.clone()),
             "account_uuid": t.and_then(|t| t.account_uuid.clone()),
