@@ -148,8 +148,8 @@ pub struct OauthConfig {
     pub refresh_before_expiry_s: u64,
     /// How often the subscription's usage windows are read from the usage endpoint
     /// (`GET /api/oauth/usage`), in seconds: at start, then this often, on a thread of its
-    /// own (never on a request's path). Default 60: at most once a minute, as Claude Code
-    /// caches it; a cooldown whose window shows room again there ends early. 0 = never: the
+    /// own (never on a request's path). Default 60: at most once a minute, so a cooldown
+    /// whose window shows room again there ends within a minute or so. 0 = never: the
     /// windows come only from the answers' headers. A failed read falls back to the headers
     /// and is tried again after 10 minutes. At most 86400.
     pub usage_refresh_s: u64,

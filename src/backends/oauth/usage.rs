@@ -6,13 +6,13 @@
 //!
 //! [`keep_current`] runs on a thread of its own, started by the server for the OAuth backend:
 //! it reads the endpoint at start and every `oauth.usage_refresh_s` (default 60, so at most
-//! once a minute; Claude Code caches the same answer for a minute), and hands each answer to
-//! the account, which shows it in `/admin/accounts` and `/metrics` and ends each cooldown
-//! whose window has room again. Never on a request's path: a slow or failing endpoint delays
-//! no request. A failure falls back to the headers and is tried again after 10 minutes (or
-//! `oauth.usage_refresh_s` when longer; a 429's `retry-after`, at most an hour, is honoured). The same thread saves what the
-//! account shows to `data_dir/subscription.json`, at most every 5 s when it changed, so that
-//! `claudegate status` can show it without a server to ask.
+//! once a minute; one of Claude Code's own readers waits 5 minutes between reads), and hands
+//! each answer to the account, which shows it in `/admin/accounts` and `/metrics` and ends
+//! each cooldown whose window has room again. Never on a request's path: a slow or failing
+//! endpoint delays no request. A failure falls back to the headers and is tried again after 10 minutes (or
+//! `oauth.usage_refresh_s` when longer; a 429's `retry-after`, at most an hour, is honoured).
+//! The same thread saves what the account shows to `data_dir/subscription.json`, at most every
+//! 5 s when it changed, so that `claudegate status` can show it without a server to ask.
 //!
 //! Like the model list ([`super::models`]) the call leaves the account's health and the
 //! request metrics alone, and a 401 here refreshes nothing: it is housekeeping.
