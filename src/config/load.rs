@@ -105,6 +105,7 @@ impl Config {
             s.field("scopes", &mut o.scopes)?;
             s.field("redirect_uri", &mut o.redirect_uri)?;
             s.field("refresh_before_expiry_s", &mut o.refresh_before_expiry_s)?;
+            s.field("usage_refresh_s", &mut o.usage_refresh_s)?;
             s.finish()?;
         }
         top.field("backend", &mut c.backend)?;
@@ -357,6 +358,12 @@ impl Config {
                 return Err(bad("models", "model ids must be 1 to 200 characters"));
             }
         }
+        if self.oauth.usage_refresh_s > 86_400 {
+            return Err(bad(
+                "oauth.usage_refresh_s",
+                "must be at most 86400 (a day); 0 turns the usage reads off",
+            ));
+        }
         if self.models.refresh_s > 30 * 86_400 {
             return Err(bad(
                 "models.refresh_s",
@@ -459,6 +466,10 @@ mod tests {
 
     #[test]
     fn the_model_list_interval_is_checked() {
+        let e = err(json!({"oauth": {"usage_refresh_s": 86_401}}));
+        assert!(e.contains("`oauth.usage_refresh_s`"), "{e}");
+        let c = Config::from_value(&json!({"oauth": {"usage_refresh_s": 0}})).unwrap();
+        assert_eq!(c.oauth.usage_refresh_s, 0);
         let e = err(json!({"models": {"refresh_s": 31 * 86_400}}));
         assert!(e.contains("`models.refresh_s`"), "{e}");
         assert!(err(json!({"models": {"refresh_s": -1}})).contains("`models.refresh_s`"));

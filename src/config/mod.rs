@@ -146,6 +146,13 @@ pub struct OauthConfig {
     pub redirect_uri: String,
     /// Refresh the access token this many seconds before it expires. Default 3600.
     pub refresh_before_expiry_s: u64,
+    /// How often the subscription's usage windows are read from the usage endpoint
+    /// (`GET /api/oauth/usage`), in seconds: at start, then this often, on a thread of its
+    /// own (never on a request's path). Default 60: at most once a minute, so a cooldown
+    /// whose window shows room again there ends within a minute or so. 0 = never: the
+    /// windows come only from the answers' headers. A failed read falls back to the headers
+    /// and is tried again after 10 minutes. At most 86400.
+    pub usage_refresh_s: u64,
 }
 
 /// `cloaking.*`: how requests from clients other than Claude Code are shaped (see README).
@@ -327,6 +334,7 @@ impl Default for Config {
                 scopes: "user:profile user:inference user:sessions:claude_code".into(),
                 redirect_uri: "http://localhost:54545/callback".into(),
                 refresh_before_expiry_s: 3600,
+                usage_refresh_s: 60,
             },
             backend: Backend::Oauth,
             cli: CliConfig {

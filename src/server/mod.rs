@@ -70,6 +70,7 @@ pub fn run(config: Config) -> Result<(), String> {
         keys::file_path(&data_dir),
         crate::backends::oauth::token::token_path(&data_dir),
         limits::usage_path(&data_dir),
+        crate::backends::oauth::usage::saved_path(&data_dir),
         crate::backends::oauth::cloak::device_id_path(&data_dir),
         audit::log_path(&config.audit, &data_dir),
     ]);
@@ -161,6 +162,17 @@ pub fn run(config: Config) -> Result<(), String> {
                 crate::backends::oauth::models::keep_current(&s.oauth, &s.models, &s.config)
             })
             .map_err(|e| format!("cannot start the model list thread: {e}"))?;
+    }
+    // The subscription's usage windows, read and saved off every request's path.
+    if crate::backends::oauth::usage::wanted(&state.config) {
+        let (s, saved) = (
+            state.clone(),
+            crate::backends::oauth::usage::saved_path(&data_dir),
+        );
+        thread::Builder::new()
+            .name("usage".into())
+            .spawn(move || crate::backends::oauth::usage::keep_current(&s.oauth, &s.config, &saved))
+            .map_err(|e| format!("cannot start the usage thread: {e}"))?;
     }
     let keeper = state.clone();
     thread::Builder::new()

@@ -39,3 +39,4 @@ mod sse_limits;
 mod thinking;
 mod tiny_http_defects;
 mod tls;
+mod usage_windows;
