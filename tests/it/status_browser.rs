@@ -202,14 +202,24 @@ fn the_page_signs_in_with_an_admin_key_and_shows_the_gate() {
         );
         assert_eq!(r.status, want, "{r:?}");
     }
-    // The audit writer batches: wait (bounded) until both requests are in the totals.
+    // The audit writer batches, and /admin/status re-reads the log at most every 2 s: wait
+    // (bounded) until both keys' requests are in the totals it answers.
     let auth = format!("Bearer {admin}");
     let deadline = std::time::Instant::now() + SHOW;
-    while !get(&gate.url("/admin/status"), &[("authorization", &auth)])
-        .body
-        .contains("\"phone\"")
-    {
-        assert!(std::time::Instant::now() < deadline, "phone never audited");
+    loop {
+        let keys =
+            get(&gate.url("/admin/status"), &[("authorization", &auth)]).json()["keys"].clone();
+        let labels: Vec<&str> = keys
+            .as_array()
+            .map(|k| k.iter().filter_map(|k| k["label"].as_str()).collect())
+            .unwrap_or_default();
+        if labels.contains(&"app") && labels.contains(&"phone") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never audited: {keys}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 
@@ -301,7 +311,8 @@ fn the_page_signs_in_with_an_admin_key_and_shows_the_gate() {
         "{seen}"
     );
     assert_eq!(seen["phone"][2], seen["phone"][1], "{seen}");
-    assert!(seen["app"][1].as_str().unwrap() >= "1", "{seen}");
+    let app_today: u64 = seen["app"][1].as_str().unwrap().parse().unwrap();
+    assert!(app_today >= 1, "{seen}");
     assert!(
         seen["version"]
             .as_str()
@@ -379,7 +390,7 @@ fn contract(advanced: bool) -> Value {
                "cache_creation_tokens": n * 40})
     };
     json!({
-        "version": "9.9.9-fixture",
+        "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": 93_784,
         "accounts": [
             {
@@ -571,14 +582,10 @@ fn the_page_renders_every_field_of_the_contract_on_a_desktop_and_a_phone() {
     assert_eq!(bar("7d_opus")["status"], "rejected");
     assert!(bar("7d_opus")["text"].as_str().unwrap().contains("Opus"));
     assert!(bar("7d_opus")["text"].as_str().unwrap().contains("100%"));
-    // An unknown window with nothing known is kept, and says so.
-    assert!(
-        bar("7d_oauth_apps")["text"]
-            .as_str()
-            .unwrap()
-            .contains("no data"),
-        "{seen}"
-    );
+    // An unknown window with nothing known is kept, named, and says so.
+    let unknown = bar("7d_oauth_apps")["text"].as_str().unwrap().to_string();
+    assert!(unknown.contains("7-day OAuth apps"), "{seen}");
+    assert!(unknown.contains("no data"), "{seen}");
     assert_eq!(seen["states"], json!(["cooldown", "blocked"]), "{seen}");
     assert_eq!(
         seen["emails"],
@@ -610,8 +617,20 @@ fn the_page_renders_every_field_of_the_contract_on_a_desktop_and_a_phone() {
         ]),
         "{seen}"
     );
-    assert!(seen["version"].as_str().unwrap().contains("9.9.9-fixture"));
+    assert!(seen["version"]
+        .as_str()
+        .unwrap()
+        .contains(env!("CARGO_PKG_VERSION")));
     assert_eq!(seen["uptime"], "1d 2h", "{seen}");
+    // The whole page at once (the README's picture, contrib/status-page.png): a viewport as
+    // tall as the page.
+    let height = b.js("return document.documentElement.scrollHeight", json!([]));
+    b.viewport(1280, height.as_u64().unwrap_or(1000) as u32, false);
+    b.wait_for(
+        "the tall viewport",
+        "return innerHeight >= document.documentElement.scrollHeight",
+        SHOW,
+    );
     b.screenshot(&artifact("contract-desktop.png"));
 
     // The refresh: the page reads again on its own and shows the new figure.

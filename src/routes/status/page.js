@@ -89,6 +89,9 @@
 
   const WINDOW_LABELS = { "5h": "5-hour", "7d": "7-day", overall: "Overall" };
   const capital = (s) => s.charAt(0).toUpperCase() + s.slice(1);
+  // Words of window names that are not plain words ("7d_oauth_apps" -> "7-day OAuth apps").
+  const WORDS = { oauth: "OAuth", api: "API" };
+  const nameWord = (p, i) => WORDS[p] || (i === 0 ? capital(p) : p);
 
   function windowLabel(w) {
     const name = String(w.name);
@@ -96,7 +99,7 @@
     const m = /^(\d+)([hd])(?:_(.+))?$/.exec(name);
     if (!m) return name.replace(/_/g, " ");
     let label = `${m[1]}-${m[2] === "h" ? "hour" : "day"}`;
-    if (m[3]) label += " " + m[3].split("_").map((p, i) => (i === 0 ? capital(p) : p)).join(" ");
+    if (m[3]) label += " " + m[3].split("_").map(nameWord).join(" ");
     return label;
   }
 
@@ -178,6 +181,8 @@
     not_logged_in: "No Claude login yet: run `claudegate login` on the server.",
     blocked: "Anthropic does not allow this account or organisation to use OAuth. A new login (`claudegate login`) or a success clears this.",
   };
+  // Our own fixed texts mark commands with backticks: those parts become <code> elements.
+  const withCode = (text) => text.split("`").map((part, i) => (i % 2 ? el("code", {}, part) : part));
   const SOURCES = { usage_endpoint: "From the usage endpoint", headers: "From the last response headers" };
 
   function cooldownsOf(a) {
@@ -193,7 +198,7 @@
         el("span", { class: "email" }, a.email || "(no login)"),
         el("span", { class: `state ${state}` }, state)),
       el("p", { class: "sub" }, [a.organization, a.kind].filter(Boolean).join(" · ") || null),
-      el("p", { class: "explain" }, STATE_TEXT[state] || null,
+      el("p", { class: "explain" }, STATE_TEXT[state] ? withCode(STATE_TEXT[state]) : null,
         a.needs_login_reason ? ` (${a.needs_login_reason})` : null));
 
     for (const c of cooldownsOf(a)) {
