@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use crate::common::gate::*;
 use crate::common::mock_upstream::*;
 use crate::common::run::skip_unless_required;
+use crate::status_page::phone_fails_then_admin_sees_the_usage;
 use claudegate::base::clock;
 use webdriver::{artifact, Browser};
 
@@ -38,13 +39,28 @@ fn browser(test: &str) -> Option<Browser> {
     Some(Browser::start())
 }
 
+/// The console holds no Content-Security-Policy violation (the hashes matched) and no uncaught
+/// script error.
+fn assert_no_policy_violation_or_script_error(b: &Browser) {
+    let console = b.console();
+    assert!(
+        !console
+            .iter()
+            .any(|m| m.contains("Content Security Policy") || m.contains("Uncaught")),
+        "{console:#?}"
+    );
+}
+
 // ---- a recording proxy between the browser and the gate -----------------------------------
+
+/// The bytes one client connection sent, filled in as the relay reads them.
+type Sent = Arc<Mutex<Vec<u8>>>;
 
 /// A loopback TCP relay to `target` that keeps every byte each client connection sent, so the
 /// test sees exactly what the browser put on the wire.
 struct Recorder {
     addr: SocketAddr,
-    sent: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>,
+    sent: Arc<Mutex<Vec<Sent>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -53,7 +69,7 @@ impl Recorder {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
-        let sent: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> = Arc::default();
+        let sent: Arc<Mutex<Vec<Sent>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let (sent2, stop2) = (sent.clone(), stop.clone());
         std::thread::spawn(move || {
@@ -107,7 +123,7 @@ impl Drop for Recorder {
 }
 
 /// Relays one connection both ways (bounded by read timeouts), recording what the client sent.
-fn relay(client: TcpStream, target: SocketAddr, log: Arc<Mutex<Vec<u8>>>) {
+fn relay(client: TcpStream, target: SocketAddr, log: Sent) {
     let Ok(server) = TcpStream::connect(target) else {
         return;
     };
@@ -115,7 +131,7 @@ fn relay(client: TcpStream, target: SocketAddr, log: Arc<Mutex<Vec<u8>>>) {
     for s in [&client, &server] {
         s.set_read_timeout(Some(Duration::from_secs(30))).ok();
     }
-    let pipe = |mut from: TcpStream, mut to: TcpStream, log: Option<Arc<Mutex<Vec<u8>>>>| {
+    let pipe = |mut from: TcpStream, mut to: TcpStream, log: Option<Sent>| {
         std::thread::spawn(move || {
             let mut buf = [0u8; 16 * 1024];
             while let Ok(n @ 1..) = from.read(&mut buf) {
@@ -177,31 +193,8 @@ fn the_page_signs_in_with_an_admin_key_and_shows_the_gate() {
     let mock = MockUpstream::start();
     let (gate, admin) = logged_in(&mock.url(), json!({}));
     let phone = gate.setup.add_key("phone", &[]);
-    let reset_7d = (unix_now() + 3 * 86_400 + 1800).to_string();
-    // The failing request first: every answer updates the last seen headers.
-    mock.enqueue(
-        "/v1/messages",
-        Reply::error(400, "invalid_request_error", "bad request"),
-    );
-    mock.enqueue(
-        "/v1/messages",
-        Reply::message("claude-sonnet-4-6", "hi")
-            .header("anthropic-ratelimit-unified-5h-utilization", "0.42")
-            .header("anthropic-ratelimit-unified-7d-utilization", "0.73")
-            .header("anthropic-ratelimit-unified-7d-status", "allowed_warning")
-            .header("anthropic-ratelimit-unified-7d-reset", &reset_7d),
-    );
-    let body = json!({"model": "claude-sonnet-4-6", "max_tokens": 16,
-                      "messages": [{"role": "user", "content": "hi"}]})
-    .to_string();
-    for (key, want) in [(&phone, 400), (&admin, 200)] {
-        let r = post(
-            &gate.url("/v1/messages"),
-            &[("x-api-key", key), ("anthropic-version", "2023-06-01")],
-            &body,
-        );
-        assert_eq!(r.status, want, "{r:?}");
-    }
+    let reset_7d = unix_now() + 3 * 86_400 + 1800;
+    phone_fails_then_admin_sees_the_usage(&gate, &mock, &phone, &admin, reset_7d);
     // The audit writer batches, and /admin/status re-reads the log at most every 2 s: wait
     // (bounded) until both keys' requests are in the totals it answers.
     let auth = format!("Bearer {admin}");
@@ -348,13 +341,7 @@ fn the_page_signs_in_with_an_admin_key_and_shows_the_gate() {
     );
 
     // No policy violation and no script error in the console.
-    let console = b.console();
-    assert!(
-        !console
-            .iter()
-            .any(|m| m.contains("Content Security Policy") || m.contains("Uncaught")),
-        "{console:#?}"
-    );
+    assert_no_policy_violation_or_script_error(&b);
     // On the wire: the key only in the admin API's Authorization header.
     let requests = proxy.requests();
     let carried = assert_key_only_in_admin_authorization(&requests, &admin);
@@ -654,12 +641,6 @@ fn the_page_renders_every_field_of_the_contract_on_a_desktop_and_a_phone() {
     assert!(overflow["page"].as_f64().unwrap() <= 390.0, "{overflow}");
     assert!(overflow["bar"].as_f64().unwrap() <= 390.0, "{overflow}");
     b.screenshot(&artifact("contract-phone.png"));
-    let console = b.console();
-    assert!(
-        !console
-            .iter()
-            .any(|m| m.contains("Content Security Policy") || m.contains("Uncaught")),
-        "{console:#?}"
-    );
+    assert_no_policy_violation_or_script_error(&b);
     stop.store(true, Ordering::Relaxed);
 }

@@ -181,6 +181,45 @@ fn figures(v: &Value) -> Vec<u64> {
     .collect()
 }
 
+/// The subscription as the mock reports it, seen on real requests: `phone` sends a bad request
+/// (a 400), then `admin` a good one whose answer carries the unified rate-limit headers (5h at
+/// 0.42; 7d at 0.73, `allowed_warning`, resetting at `reset_7d`). The failure goes first because
+/// every answer replaces the last seen headers.
+pub fn phone_fails_then_admin_sees_the_usage(
+    gate: &Gate,
+    mock: &MockUpstream,
+    phone: &str,
+    admin: &str,
+    reset_7d: u64,
+) {
+    mock.enqueue(
+        "/v1/messages",
+        Reply::error(400, "invalid_request_error", "bad request"),
+    );
+    mock.enqueue(
+        "/v1/messages",
+        Reply::message("claude-sonnet-4-6", "hi")
+            .header("anthropic-ratelimit-unified-5h-utilization", "0.42")
+            .header("anthropic-ratelimit-unified-7d-utilization", "0.73")
+            .header("anthropic-ratelimit-unified-7d-status", "allowed_warning")
+            .header(
+                "anthropic-ratelimit-unified-7d-reset",
+                &reset_7d.to_string(),
+            ),
+    );
+    let body = json!({"model": "claude-sonnet-4-6", "max_tokens": 16,
+                      "messages": [{"role": "user", "content": "hi"}]})
+    .to_string();
+    for (key, want) in [(phone, 400), (admin, 200)] {
+        let r = post(
+            &gate.url("/v1/messages"),
+            &[("x-api-key", key), ("anthropic-version", "2023-06-01")],
+            &body,
+        );
+        assert_eq!(r.status, want, "{r:?}");
+    }
+}
+
 #[test]
 fn admin_status_composes_the_account_the_keys_the_version_and_the_uptime() {
     let mock = MockUpstream::start();
@@ -202,31 +241,8 @@ fn admin_status_composes_the_account_the_keys_the_version_and_the_uptime() {
     let gate = Gate::spawn(setup);
     let phone = gate.setup.add_key("phone", &[]);
 
-    // The subscription as the mock reports it, seen on a real request.
-    // The failing request first: every answer updates the last seen headers.
-    mock.enqueue(
-        "/v1/messages",
-        Reply::error(400, "invalid_request_error", "bad request"),
-    );
-    mock.enqueue(
-        "/v1/messages",
-        Reply::message("claude-sonnet-4-6", "hi")
-            .header("anthropic-ratelimit-unified-5h-utilization", "0.42")
-            .header("anthropic-ratelimit-unified-7d-utilization", "0.73")
-            .header("anthropic-ratelimit-unified-7d-status", "allowed_warning"),
-    );
-    let body = json!({"model": "claude-sonnet-4-6", "max_tokens": 16,
-                      "messages": [{"role": "user", "content": "hi"}]})
-    .to_string();
-    let send = |key: &str| {
-        post(
-            &gate.url("/v1/messages"),
-            &[("x-api-key", key), ("anthropic-version", "2023-06-01")],
-            &body,
-        )
-    };
-    assert_eq!(send(&phone).status, 400);
-    assert_eq!(send(&admin).status, 200);
+    let reset_7d = now + 3 * 86_400 + 1800;
+    phone_fails_then_admin_sees_the_usage(&gate, &mock, &phone, &admin, reset_7d);
 
     let auth = format!("Bearer {admin}");
     let read = || {
