@@ -3,6 +3,9 @@
 #   make test       THE test command: installs what the tests need, then fmt, clippy, all tests
 #                   (with the aarch64 binary under qemu too when qemu-aarch64 is installed; CI
 #                   installs it, and `make test TEST_ARM=1` forces it)
+#   make browser-deps  headless Chromium and chromedriver (Debian's chromium, chromium-driver)
+#                   for the status page's browser tests, tests/it/status_browser.rs (part of
+#                   `make test`)
 #   make e2e-deps   the real clients the end-to-end tests drive (Claude Code and Codex CLIs,
 #                   the anthropic and openai Python SDKs),
 #                   at the versions pinned in tests/e2e/, into target/e2e/ (part of `make test`)
@@ -85,7 +88,7 @@ check_static = @info=$$(file -b $(1)); echo "$(1): $$info"; \
 	    || { echo "error: ldd finds shared libraries in $(1)" >&2; exit 1; }; fi
 
 .PHONY: build release release-deps release-x86_64 release-aarch64 release-x86_64-deps \
-	release-aarch64-deps test test-deps test-arm test-arm-deps e2e-deps lint install \
+	release-aarch64-deps test test-deps test-arm test-arm-deps e2e-deps browser-deps lint install \
 	uninstall clean fuzz bench bench-deps soak
 
 build:
@@ -107,9 +110,16 @@ lint: test-deps
 e2e-deps:
 	@bash tests/e2e/install.sh
 
-# CLAUDEGATE_E2E_REQUIRED=1: a missing client fails tests/it/e2e_clients.rs instead of skipping it.
+# The status page is tested in a real browser (tests/it/status_browser.rs), at the paths the test
+# looks for. chromium-driver depends on chromium, so a fresh machine installs both at once.
+browser-deps:
+	$(call need,/usr/bin/chromedriver,chromium chromium-driver)
+	$(call need,/usr/bin/chromium,chromium)
+
+# CLAUDEGATE_E2E_REQUIRED=1: a missing client fails tests/it/e2e_clients.rs instead of skipping it,
+# and a missing Chromium fails tests/it/status_browser.rs.
 # With TEST_ARM, the aarch64 release binary is built first and tests/it/arm.rs runs it.
-test: lint e2e-deps $(if $(TEST_ARM),test-arm-deps release-aarch64)
+test: lint e2e-deps browser-deps $(if $(TEST_ARM),test-arm-deps release-aarch64)
 	CLAUDEGATE_E2E_REQUIRED=1 $(if $(TEST_ARM),$(ARM_TEST_ENV)) $(CARGO) test --locked
 
 # ---- static release binaries -------------------------------------------------------------

@@ -115,6 +115,7 @@ pub fn run(config: Config) -> Result<(), String> {
         ),
         models: Catalogue::new(config.models.clone(), crate::base::clock::unix_now()),
         jobs: AtomicUsize::new(0),
+        started: Instant::now(),
         config,
     });
 

@@ -36,6 +36,8 @@ mod robustness;
 mod server;
 mod shutdown;
 mod sse_limits;
+mod status_browser;
+mod status_page;
 mod thinking;
 mod tiny_http_defects;
 mod tls;
