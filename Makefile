@@ -88,8 +88,8 @@ check_static = @info=$$(file -b $(1)); echo "$(1): $$info"; \
 	    || { echo "error: ldd finds shared libraries in $(1)" >&2; exit 1; }; fi
 
 .PHONY: build release release-deps release-x86_64 release-aarch64 release-x86_64-deps \
-	release-aarch64-deps test test-deps test-arm test-arm-deps e2e-deps browser-deps lint install \
-	uninstall clean fuzz bench bench-deps soak
+	release-aarch64-deps test test-deps test-arm test-arm-deps e2e-deps browser-deps caddy-deps lint \
+	install 	uninstall clean fuzz bench bench-deps soak
 
 build:
 	$(CARGO) build --locked
@@ -106,6 +106,12 @@ lint: test-deps
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) check --locked --quiet --manifest-path tests/fuzz/Cargo.toml --all-targets
 
+# Caddy, the TLS front door tests/it/caddy.rs puts in front of the server (Debian's package;
+# the tests run their own instance with a private config and CA, never the system service).
+caddy-deps:
+	@command -v caddy >/dev/null 2>&1 || { echo "installing caddy (Debian package) for the TLS front-door tests (tests/it/caddy.rs)"; \
+	  $(APT) update -qq && $(APT) install -y -qq caddy >/dev/null; }
+
 # Idempotent: a second run only checks the installed versions (well under a second).
 e2e-deps:
 	@bash tests/e2e/install.sh
@@ -119,7 +125,7 @@ browser-deps:
 # CLAUDEGATE_E2E_REQUIRED=1: a missing client fails tests/it/e2e_clients.rs instead of skipping it,
 # and a missing Chromium fails tests/it/status_browser.rs.
 # With TEST_ARM, the aarch64 release binary is built first and tests/it/arm.rs runs it.
-test: lint e2e-deps browser-deps $(if $(TEST_ARM),test-arm-deps release-aarch64)
+test: lint e2e-deps browser-deps caddy-deps $(if $(TEST_ARM),test-arm-deps release-aarch64)
 	CLAUDEGATE_E2E_REQUIRED=1 $(if $(TEST_ARM),$(ARM_TEST_ENV)) $(CARGO) test --locked
 
 # ---- static release binaries -------------------------------------------------------------

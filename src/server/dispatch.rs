@@ -343,7 +343,10 @@ fn authenticate(state: &State, rq: &Request) -> Result<(KeyInfo, Scope), ApiErro
             return Ok(info);
         }
     }
-    if let Some(refusal) = state.limits.auth_failure(http::client_ip(rq)) {
+    if let Some(refusal) = state
+        .limits
+        .auth_failure(http::client_ip(rq, &state.config.trusted_proxies))
+    {
         return Err(refusal.into());
     }
     let message = if presented.is_empty() {

@@ -261,7 +261,10 @@ fn handle(state: &State, rq: Request) {
     let path = path_of(rq.url()).to_string();
     let protocol = protocol_of(&rq, &path);
     let cors = http::cors::cors_grant(&rq);
-    record::begin(route_name(&path), http::client_ip(&rq));
+    record::begin(
+        route_name(&path),
+        http::client_ip(&rq, &state.config.trusted_proxies),
+    );
     let mut slot = Some(rq);
     let status = match panic::catch_unwind(AssertUnwindSafe(|| {
         route(state, &mut slot, &path, protocol, &cors)

@@ -8,6 +8,7 @@ mod abandoned;
 mod architecture;
 mod arm;
 mod availability;
+mod caddy;
 mod catalogue;
 mod chat_policy;
 mod cli;
