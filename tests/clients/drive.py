@@ -15,6 +15,10 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "contrib", "clients", "python"))
 import claudegate  # noqa: E402
 
+# Everything __all__ promises exists.
+missing = [name for name in claudegate.__all__ if not hasattr(claudegate, name)]
+assert not missing, "claudegate.__all__ names what the module lacks: %s" % missing
+
 spec = json.loads(sys.argv[1])
 args = spec.get("args", {})
 out = {"client": None}

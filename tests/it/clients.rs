@@ -19,6 +19,7 @@ use crate::common::gate::*;
 use crate::common::mock_upstream::*;
 use crate::common::run::{repo, run_with_deadline, skip_unless_required};
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -348,6 +349,41 @@ fn no_login_is_unavailable_at_once(lang: Lang, test: &str) {
     assert!(
         out["elapsed_ms"].as_u64().unwrap() < 2000,
         "no Retry-After, no retry: {out}"
+    );
+}
+
+/// The hand-written `claudegate.d.ts` declares exactly what `claudegate.mjs` exports (no
+/// TypeScript compiler is needed to catch the two drifting apart).
+#[test]
+fn the_typescript_declarations_match_the_module() {
+    let read =
+        |name: &str| std::fs::read_to_string(repo().join("contrib/clients/js").join(name)).unwrap();
+    let exported = |text: &str, prefixes: &[&str]| -> BTreeSet<String> {
+        text.lines()
+            .filter_map(|l| prefixes.iter().find_map(|p| l.strip_prefix(p)))
+            .map(|rest| {
+                rest.chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect()
+            })
+            .collect()
+    };
+    let module = exported(
+        &read("claudegate.mjs"),
+        &["export class ", "export function ", "export const "],
+    );
+    let declared = exported(
+        &read("claudegate.d.ts"),
+        &[
+            "export declare class ",
+            "export declare function ",
+            "export declare const ",
+        ],
+    );
+    assert!(module.len() >= 17, "{module:?}");
+    assert_eq!(
+        module, declared,
+        "claudegate.mjs exports (left) vs claudegate.d.ts declares (right)"
     );
 }
 
