@@ -112,10 +112,23 @@ fn drive(
     })
 }
 
-/// The error the driver reported; fails if the call succeeded.
-fn error_of(out: &Value) -> &Value {
-    assert!(out["error"].is_object(), "expected an error, got {out}");
-    &out["error"]
+/// The error the driver reported, checked to be of `class` (and `kind`) with `status`; fails
+/// if the call succeeded.
+fn expect_error<'a>(out: &'a Value, class: &str, kind: &str, status: Value) -> &'a Value {
+    let e = &out["error"];
+    assert!(e.is_object(), "expected an error, got {out}");
+    assert_eq!(
+        (&e["class"], &e["kind"], &e["status"]),
+        (&json!(class), &json!(kind), &status),
+        "{out}"
+    );
+    e
+}
+
+/// The driver's elapsed time, and how many calls reached the mock's `/v1/messages`.
+fn elapsed_and_calls(out: &Value, mock: &MockUpstream) -> (u64, usize) {
+    let elapsed = out["elapsed_ms"].as_u64().unwrap();
+    (elapsed, mock.requests_to("/v1/messages").len())
 }
 
 // --- the scenarios, each run for both clients ------------------------------------------------
@@ -223,22 +236,14 @@ fn wrong_key_is_an_auth_error(lang: Lang, test: &str) {
     let wrong = "cgk_this-key-was-never-minted-0123456789";
     let spec = json!({"client": {"key": wrong}, "call": "complete", "args": {"prompt": "hi"}});
     let out = drive(lang, &interp, &gate, &key, spec, &[wrong]);
-    let e = error_of(&out);
-    assert_eq!(e["class"], "AuthError", "{out}");
-    assert_eq!(e["kind"], "auth", "{out}");
-    assert_eq!(e["status"], 401, "{out}");
+    let e = expect_error(&out, "AuthError", "auth", json!(401));
     assert_eq!(e["error_type"], "authentication_error", "{out}");
+    let message = e["message"].as_str().unwrap();
     assert!(
-        e["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("invalid API key"),
-        "the server's own message: {out}"
+        message.starts_with("invalid API key"),
+        "the server's own: {out}"
     );
-    assert!(
-        e["str"].as_str().unwrap().contains("invalid API key"),
-        "{out}"
-    );
+    assert!(e["str"].as_str().unwrap().contains(message), "{out}");
     assert_eq!(e["retry_after"], Value::Null, "{out}");
     assert_eq!(mock.count(), 0);
 }
@@ -250,24 +255,20 @@ fn waits_out_a_429_then_succeeds(lang: Lang, test: &str) {
     let mock = MockUpstream::start();
     // claudegate passes the upstream's 429 and its Retry-After on instead of retrying itself.
     let (gate, key) = logged_in(&mock.url(), json!({"upstream": {"max_retries": 0}}));
-    mock.enqueue(
-        "/v1/messages",
-        Reply::error(429, "rate_limit_error", "slow down").retry_after(1),
-    );
-    mock.enqueue(
-        "/v1/messages",
-        Reply::sse(sse_text_events(HAIKU, &["after the wait"])),
-    );
-    let spec = json!({"client": {"max_retries": 3, "max_retry_wait_s": 5}, "call": "complete",
-        "args": {"prompt": "hi"}});
+    let limited = Reply::error(429, "rate_limit_error", "slow down").retry_after(1);
+    mock.enqueue("/v1/messages", limited);
+    let answer = Reply::sse(sse_text_events(HAIKU, &["after the wait"]));
+    mock.enqueue("/v1/messages", answer);
+    let client = json!({"max_retries": 3, "max_retry_wait_s": 5});
+    let spec = json!({"client": client, "call": "complete", "args": {"prompt": "hi"}});
     let out = drive(lang, &interp, &gate, &key, spec, &[]);
     assert_eq!(out["result"]["text"], "after the wait", "{out}");
-    let elapsed = out["elapsed_ms"].as_u64().unwrap();
+    let (elapsed, calls) = elapsed_and_calls(&out, &mock);
     assert!(
         elapsed >= 900,
-        "Retry-After: 1 was waited out ({elapsed} ms): {out}"
+        "Retry-After: 1 waited out ({elapsed} ms): {out}"
     );
-    assert_eq!(mock.requests_to("/v1/messages").len(), 2, "{out}");
+    assert_eq!(calls, 2, "{out}");
 }
 
 fn retry_after_beyond_the_cap_fails_at_once(lang: Lang, test: &str) {
@@ -276,30 +277,18 @@ fn retry_after_beyond_the_cap_fails_at_once(lang: Lang, test: &str) {
     };
     let mock = MockUpstream::start();
     let (gate, key) = logged_in(&mock.url(), json!({"upstream": {"max_retries": 0}}));
-    mock.enqueue(
-        "/v1/messages",
-        Reply::error(429, "rate_limit_error", "come back in two minutes").retry_after(120),
-    );
-    let spec = json!({"client": {"max_retries": 3, "max_retry_wait_s": 60}, "call": "complete",
-        "args": {"prompt": "hi"}});
+    let limited = Reply::error(429, "rate_limit_error", "come back in two minutes");
+    mock.enqueue("/v1/messages", limited.retry_after(120));
+    let client = json!({"max_retries": 3, "max_retry_wait_s": 60});
+    let spec = json!({"client": client, "call": "complete", "args": {"prompt": "hi"}});
     let out = drive(lang, &interp, &gate, &key, spec, &[]);
-    let e = error_of(&out);
-    assert_eq!(e["class"], "RateLimitError", "{out}");
-    assert_eq!(e["kind"], "rate_limit", "{out}");
-    assert_eq!(e["status"], 429, "{out}");
+    let e = expect_error(&out, "RateLimitError", "rate_limit", json!(429));
     assert_eq!(e["error_type"], "rate_limit_error", "{out}");
     assert_eq!(e["message"], "come back in two minutes", "{out}");
     assert_eq!(e["retry_after"], 120.0, "{out}");
-    let elapsed = out["elapsed_ms"].as_u64().unwrap();
-    assert!(
-        elapsed < 3000,
-        "failed at once, not after a wait ({elapsed} ms): {out}"
-    );
-    assert_eq!(
-        mock.requests_to("/v1/messages").len(),
-        1,
-        "never retried: {out}"
-    );
+    let (elapsed, calls) = elapsed_and_calls(&out, &mock);
+    assert!(elapsed < 3000, "failed at once ({elapsed} ms): {out}");
+    assert_eq!(calls, 1, "never retried: {out}");
 }
 
 fn times_out(lang: Lang, test: &str) {
@@ -308,26 +297,17 @@ fn times_out(lang: Lang, test: &str) {
     };
     let mock = MockUpstream::start();
     let (gate, key) = logged_in(&mock.url(), json!({}));
-    mock.enqueue(
-        "/v1/messages",
-        Reply::sse(sse_text_events(HAIKU, &["too late"])).delay_before_ms(10_000),
-    );
+    let slow = Reply::sse(sse_text_events(HAIKU, &["too late"])).delay_before_ms(10_000);
+    mock.enqueue("/v1/messages", slow);
     let spec = json!({"client": {"timeout_s": 1}, "call": "complete", "args": {"prompt": "hi"}});
     let out = drive(lang, &interp, &gate, &key, spec, &[]);
-    let e = error_of(&out);
-    assert_eq!(e["class"], "ClientTimeoutError", "{out}");
-    assert_eq!(e["kind"], "timeout", "{out}");
-    assert_eq!(e["status"], Value::Null, "{out}");
-    let elapsed = out["elapsed_ms"].as_u64().unwrap();
+    expect_error(&out, "ClientTimeoutError", "timeout", Value::Null);
+    let (elapsed, calls) = elapsed_and_calls(&out, &mock);
     assert!(
         (900..5000).contains(&elapsed),
         "the 1 s deadline held ({elapsed} ms): {out}"
     );
-    assert_eq!(
-        mock.requests_to("/v1/messages").len(),
-        1,
-        "a timeout is not retried: {out}"
-    );
+    assert_eq!(calls, 1, "a timeout is not retried: {out}");
 }
 
 fn no_login_is_unavailable_at_once(lang: Lang, test: &str) {
@@ -338,18 +318,18 @@ fn no_login_is_unavailable_at_once(lang: Lang, test: &str) {
     let (gate, key) = Gate::start_with_key(upstream_config(&mock.url()));
     let spec = json!({"client": {"max_retries": 3}, "call": "complete", "args": {"prompt": "hi"}});
     let out = drive(lang, &interp, &gate, &key, spec, &[]);
-    let e = error_of(&out);
-    assert_eq!(e["class"], "UnavailableError", "{out}");
-    assert_eq!(e["status"], 503, "{out}");
+    let e = expect_error(&out, "UnavailableError", "unavailable", json!(503));
     assert_eq!(e["retry_after"], Value::Null, "{out}");
     assert!(
         e["message"].as_str().unwrap().contains("claudegate login"),
         "{out}"
     );
+    let (elapsed, calls) = elapsed_and_calls(&out, &mock);
     assert!(
-        out["elapsed_ms"].as_u64().unwrap() < 2000,
-        "no Retry-After, no retry: {out}"
+        elapsed < 2000,
+        "no Retry-After, no retry ({elapsed} ms): {out}"
     );
+    assert_eq!(calls, 0, "{out}");
 }
 
 /// The hand-written `claudegate.d.ts` declares exactly what `claudegate.mjs` exports (no
