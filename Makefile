@@ -94,9 +94,13 @@ check_static = @info=$$(file -b $(1)); echo "$(1): $$info"; \
 build:
 	$(CARGO) build --locked
 
+# python3 and node run the drop-in clients (contrib/clients/) in tests/it/clients.rs; Debian's
+# nodejs (18 on bookworm) has the global fetch the JS client needs.
 test-deps:
 	$(call need,script,bsdutils)
 	$(call need,openssl,openssl)
+	$(call need,python3,python3)
+	$(call need,node,nodejs)
 	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 
 # The fuzz targets are a separate crate that `make test` never runs; checking that it still

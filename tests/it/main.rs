@@ -14,6 +14,7 @@ mod chat_policy;
 mod cli;
 mod cli_backend;
 mod cli_fake;
+mod clients;
 mod complete;
 mod connections;
 mod cooldown_cap;
