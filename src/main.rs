@@ -5,7 +5,7 @@
 
 use claudegate::backends::upstream;
 use claudegate::base::clock;
-use claudegate::commands::{keys, login, usage};
+use claudegate::commands::{doctor, keys, login, usage};
 use claudegate::guard::keys::{Grant, Scope};
 use claudegate::{config, server};
 use lexopt::prelude::*;
@@ -16,7 +16,7 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: claudegate::base::alloc::ThreadCache = claudegate::base::alloc::ThreadCache;
 
-const USAGE: &str = "usage: claudegate [--config PATH] [--ca-file PATH] [serve | login [--manual | --import-claude-code [PATH] | --token TOKEN] | logout | status | keys add LABEL [--admin] [--rpm N] [--daily N] | keys list | keys revoke LABEL | usage [--since YYYY-MM-DD]]";
+const USAGE: &str = "usage: claudegate [--config PATH] [--ca-file PATH] [serve | login [--manual | --import-claude-code [PATH] | --token TOKEN] | logout | status | keys add LABEL [--admin] [--rpm N] [--daily N] | keys list | keys revoke LABEL | usage [--since YYYY-MM-DD] | doctor [--json]]";
 
 const HELP: &str = "\
 claudegate: your Claude subscription as a secured HTTP API for your own apps
@@ -45,6 +45,12 @@ COMMANDS:
     usage                    Per-key totals from the audit log and its rotated files:
                              requests, errors (status >= 400), input/output/cache tokens
          [--since YYYY-MM-DD]  only requests from that UTC day on
+    doctor                   Check the setup, a line each (✓ ok, ✗ failed with its fix, ⚠
+                             warning, – skipped): config, file modes, login, the upstream
+                             (a free call), usage windows, clock, keys, port, and the claude
+                             CLI on that backend; exit status 1 when a check failed
+         [--json]              one JSON document: {\"ok\", \"checks\": [{name, status,
+                               detail, fix}]}
 
 OPTIONS:
     --ca-file PATH           PEM root certificates replacing the built-in ones
@@ -103,6 +109,10 @@ enum Command {
     Usage {
         since: Option<u64>,
     },
+    /// Checks of the setup; `json`: one JSON document instead of lines.
+    Doctor {
+        json: bool,
+    },
     /// `--help`, for the whole program (`None`) or one command (`login`, `keys add`, ...).
     Help(Option<String>),
     Version,
@@ -150,6 +160,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                     "status" => Command::Status,
                     "keys" => parse_keys(&mut p, &mut config)?,
                     "usage" => parse_usage(&mut p, &mut config)?,
+                    "doctor" => parse_doctor(&mut p, &mut config)?,
                     _ => return Err(format!("unknown command {v:?}").into()),
                 });
             }
@@ -220,6 +231,22 @@ fn parse_usage(
     Ok(Command::Usage { since })
 }
 
+fn parse_doctor(
+    p: &mut lexopt::Parser,
+    config: &mut Option<PathBuf>,
+) -> Result<Command, lexopt::Error> {
+    let mut json = false;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("json") => json = true,
+            Long("config") => *config = Some(PathBuf::from(p.value()?)),
+            Short('h') | Long("help") => return Ok(Command::Help(Some("doctor".into()))),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(Command::Doctor { json })
+}
+
 fn parse_keys(
     p: &mut lexopt::Parser,
     config: &mut Option<PathBuf>,
@@ -275,6 +302,20 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
+    if let Command::Doctor { json } = args.command {
+        // Each check prints its own finding (a configuration that does not load is the first),
+        // so a failure is the exit status alone.
+        let path = config::load::locate(args.config.as_deref());
+        let source = doctor::Source {
+            path: &path,
+            explicit: config_named(&args),
+            ca_file: args.ca_file,
+        };
+        return match doctor::run(source, json) {
+            true => ExitCode::SUCCESS,
+            false => ExitCode::from(1),
+        };
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -282,6 +323,11 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Whether the user named the config file (`--config`, `$CLAUDEGATE_CONFIG`): then it must exist.
+fn config_named(args: &Args) -> bool {
+    args.config.is_some() || std::env::var_os("CLAUDEGATE_CONFIG").is_some_and(|v| !v.is_empty())
 }
 
 fn run(args: Args) -> Result<(), String> {
@@ -300,8 +346,7 @@ fn run(args: Args) -> Result<(), String> {
         }
         _ => {}
     }
-    let explicit = args.config.is_some()
-        || std::env::var_os("CLAUDEGATE_CONFIG").is_some_and(|v| !v.is_empty());
+    let explicit = config_named(&args);
     let path = config::load::locate(args.config.as_deref());
     let mut config = config::Config::load(&path, explicit).map_err(|e| e.to_string())?;
     if args.ca_file.is_some() {
@@ -317,6 +362,6 @@ fn run(args: Args) -> Result<(), String> {
         Command::KeysList => keys::list(&config),
         Command::KeysRevoke { label } => keys::revoke(&config, &label),
         Command::Usage { since } => usage::run(&config, since),
-        Command::Help(_) | Command::Version => Ok(()),
+        Command::Help(_) | Command::Version | Command::Doctor { .. } => Ok(()),
     }
 }

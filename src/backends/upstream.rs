@@ -202,13 +202,80 @@ impl Upstream {
         headers: &[(String, String)],
         whole_call: Duration,
     ) -> Result<Response<Body>, UpstreamError> {
+        self.get_staged(path, headers, whole_call)
+            .map_err(|(_, e)| UpstreamError::from_ureq(e))
+    }
+
+    /// [`Upstream::get`], with a failure to get any answer told by where it happened
+    /// ([`Stage`]), for `claudegate doctor`.
+    pub fn get_staged(
+        &self,
+        path: &str,
+        headers: &[(String, String)],
+        whole_call: Duration,
+    ) -> Result<Response<Body>, (Stage, ureq::Error)> {
         let url = format!("{}{path}", self.base_url);
         let mut rq = self.agent.get(&url);
         for (name, value) in headers {
             rq = rq.header(name.as_str(), value.as_str());
         }
         let rq = rq.config().timeout_global(Some(whole_call)).build();
-        rq.call().map_err(UpstreamError::from_ureq)
+        rq.call().map_err(|e| (Stage::of(&e), e))
+    }
+}
+
+/// Where a call that got no answer at all failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The host name did not resolve.
+    Dns,
+    /// No TCP connection (refused, unreachable, reset).
+    Tcp,
+    /// The TLS handshake failed (certificate, protocol).
+    Tls,
+    /// A timeout fired: connecting (TCP and TLS), or waiting for the answer.
+    Timeout,
+    /// Anything else (a proxy, a malformed answer).
+    Other,
+}
+
+impl Stage {
+    /// ureq's error, by where it arises. A TLS failure comes back from the handshake as an
+    /// `io::Error` of kind `InvalidData` wrapping rustls's error (ureq's rustls connector runs
+    /// `complete_io` and converts with `?`); nothing else reads data while connecting.
+    pub fn of(e: &ureq::Error) -> Stage {
+        use std::io::ErrorKind as K;
+        match e {
+            ureq::Error::HostNotFound => Stage::Dns,
+            ureq::Error::Timeout(_) => Stage::Timeout,
+            e if crate::base::error::is_timeout(e) => Stage::Timeout,
+            ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::TlsRequired => Stage::Tls,
+            ureq::Error::Pem(_) => Stage::Tls,
+            ureq::Error::ConnectionFailed => Stage::Tcp,
+            ureq::Error::Io(io) => match io.kind() {
+                K::InvalidData => Stage::Tls,
+                K::ConnectionRefused
+                | K::ConnectionReset
+                | K::ConnectionAborted
+                | K::HostUnreachable
+                | K::NetworkUnreachable
+                | K::NetworkDown
+                | K::AddrNotAvailable => Stage::Tcp,
+                _ => Stage::Other,
+            },
+            _ => Stage::Other,
+        }
+    }
+
+    /// `DNS`, `TCP`, `TLS`, `timeout`, `connection`: how a message names the stage.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Dns => "DNS",
+            Stage::Tcp => "TCP",
+            Stage::Tls => "TLS",
+            Stage::Timeout => "timeout",
+            Stage::Other => "connection",
+        }
     }
 }
 

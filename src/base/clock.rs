@@ -1,4 +1,4 @@
-//! Wall-clock helpers: Unix time, UTC calendar days and RFC 3339 timestamps.
+//! Wall-clock helpers: Unix time, UTC calendar days, RFC 3339 timestamps and HTTP dates.
 //!
 //! The daily limits roll over at UTC midnight and every file we write carries RFC 3339 times,
 //! so this small civil-calendar conversion replaces a date crate.
@@ -72,6 +72,29 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
     Some(parse_day(day)? * 86_400 + h * 3600 + m * 60 + sec)
 }
 
+/// Reads an HTTP `Date` value in the form every server sends (IMF-fixdate, RFC 9110 §5.6.7:
+/// `Sun, 06 Nov 1994 08:49:37 GMT`) into a Unix time; `None` for anything else (the obsolete
+/// RFC 850 and asctime forms included, which a recipient may but need not accept).
+pub fn parse_http_date(s: &str) -> Option<u64> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (_weekday, rest) = s.trim().split_once(", ")?;
+    let mut parts = rest.split(' ');
+    let (day, month, year, time, zone) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    if parts.next().is_some() || zone != "GMT" || day.len() != 2 || year.len() != 4 {
+        return None;
+    }
+    let month = MONTHS.iter().position(|m| *m == month)? + 1;
+    parse_rfc3339(&format!("{year}-{month:02}-{day}T{time}Z"))
+}
+
 // Howard Hinnant's algorithms (public domain), proleptic Gregorian calendar.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -117,6 +140,28 @@ mod tests {
         assert_eq!(parse_day("2026-02-30"), None);
         assert_eq!(parse_day("2026-11"), None);
         assert_eq!(parse_day("yesterday"), None);
+    }
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(
+            parse_http_date("Sun, 22 Nov 2026 13:40:05 GMT"),
+            Some(1_795_354_805)
+        );
+        for bad in [
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //! [`write_private`], so a crash or a full disk leaves either the old file or the new one,
 //! never half of either, and nobody but the owner can read it. Files and directories that
 //! already exist keep their mode when written, so [`tighten_private`] checks them at start.
+//! What "private" means (no access for group or others; 0700 for a directory, 0600 for a
+//! file; owned by the user we run as) is said once, in [`private_mode`] and [`check_private`],
+//! which `claudegate doctor` reports from without changing anything.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -83,6 +86,52 @@ pub fn tighten_private(paths: &[PathBuf]) {
     }
 }
 
+/// The mode a private path gets: 0700 for a directory, 0600 for a file.
+pub fn private_mode(meta: &fs::Metadata) -> u32 {
+    if meta.is_dir() {
+        0o700
+    } else {
+        0o600
+    }
+}
+
+/// Whether `mode` lets group or others in.
+fn open_to_others(mode: u32) -> bool {
+    mode & 0o077 != 0
+}
+
+/// How one of our paths falls short of private.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotPrivate {
+    /// Its mode (permission bits), and the one it should have (see [`private_mode`]).
+    pub mode: u32,
+    pub wanted: u32,
+    /// Open to group or others.
+    pub loose: bool,
+    /// Its owner, when it is not the user we run as.
+    pub other_owner: Option<u32>,
+}
+
+/// Looks at `path` without changing it: `Ok(None)` when it is absent or private, else how it
+/// is not. Symlinks are followed, as every read and write of these paths does.
+pub fn check_private(path: &Path) -> io::Result<Option<NotPrivate>> {
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    let owner = std::os::unix::fs::MetadataExt::uid(&meta);
+    let other_owner = (owner != crate::base::sys::effective_uid()).then_some(owner);
+    let loose = open_to_others(mode);
+    Ok((loose || other_owner.is_some()).then(|| NotPrivate {
+        mode,
+        wanted: private_mode(&meta),
+        loose,
+        other_owner,
+    }))
+}
+
 /// Tightens one path: `Ok(Some((old mode, new mode)))` when it changed it, `Ok(None)` when it
 /// is absent or already private, `Err((old mode, wanted mode, why))` when chmod failed.
 /// Symlinks are followed, as every read and write of these paths does.
@@ -91,10 +140,10 @@ fn tighten(path: &Path) -> Result<Option<(u32, u32)>, (u32, u32, io::Error)> {
         return Ok(None);
     };
     let was = meta.permissions().mode() & 0o7777;
-    if was & 0o077 == 0 {
+    if !open_to_others(was) {
         return Ok(None);
     }
-    let now = if meta.is_dir() { 0o700 } else { 0o600 };
+    let now = private_mode(&meta);
     match fs::set_permissions(path, fs::Permissions::from_mode(now)) {
         Ok(()) => Ok(Some((was, now))),
         Err(e) => Err((was, now, e)),
@@ -144,6 +193,16 @@ mod tests {
         set(&file, 0o400).unwrap();
         assert_eq!(tighten(&file).unwrap(), None, "private though read-only");
         assert_eq!(tighten(&dir.join("missing")).unwrap(), None);
+        set(&file, 0o644).unwrap();
+        let seen = check_private(&file).unwrap().unwrap();
+        assert_eq!((seen.mode, seen.wanted, seen.loose), (0o644, 0o600, true));
+        assert_eq!(seen.other_owner, None, "ours");
+        assert_eq!(
+            fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        assert_eq!(check_private(&dir).unwrap(), None, "0700 and ours");
+        assert_eq!(check_private(&dir.join("missing")).unwrap(), None);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,6 +1,6 @@
 //! The few C library calls std does not wrap, declared by hand: the design card has no `libc`
 //! crate, and these are functions of the C library every Linux binary already links (glibc, or
-//! musl in the static builds): poll, get/setrlimit, flock, kill, getsockopt, dup, `syscall`
+//! musl in the static builds): poll, get/setrlimit, flock, kill, getsockopt, dup, geteuid, `syscall`
 //! for the two pidfd calls the C libraries of our oldest targets have no wrapper for, and the
 //! signal-mask calls that let the server wait for SIGTERM and SIGINT (see [`block_stop_signals`]).
 //!
@@ -69,6 +69,8 @@ extern "C" {
     /// syscall argument register at.
     fn syscall(number: c_long, ...) -> c_long;
     fn getsockopt(fd: i32, level: i32, name: i32, value: *mut u8, len: *mut u32) -> i32;
+    /// Always succeeds (POSIX: "shall not return an error"); `uid_t` is 32 bits on Linux.
+    fn geteuid() -> u32;
 }
 
 const POLLERR: i16 = 0x008;
@@ -249,6 +251,13 @@ pub fn peer_closed(fd: impl AsFd) -> bool {
         return peer_hung_up(fd); // not TCP (a Unix socket): only `poll` can tell
     }
     TCP_PEER_CLOSED.contains(&state[0])
+}
+
+/// The user id this process acts as (its effective uid): the owner of the files it creates,
+/// and who `claudegate doctor` expects to own the data directory.
+pub fn effective_uid() -> u32 {
+    // SAFETY: no arguments, no memory touched; the call cannot fail.
+    unsafe { geteuid() }
 }
 
 /// Raises the soft limit on open files to the hard limit, so the server can hold as many

@@ -312,7 +312,7 @@ fn usage_lines(config: &Config, t: &Token, now: u64) -> Vec<(String, String)> {
 }
 
 /// `[####------]  42%  allowed, resets in 3h 12m (2026-11-22T21:40:05Z)`.
-fn window_text(w: &Value, now: u64) -> String {
+pub(super) fn window_text(w: &Value, now: u64) -> String {
     let mut out = match w["utilization"].as_f64() {
         Some(u) => {
             let u = u.clamp(0.0, 1.0);
@@ -358,7 +358,7 @@ fn print_aligned<K: AsRef<str>>(lines: &[(K, String)]) {
 }
 
 /// `2026-11-22T21:40:05Z (in 7h 59m)`, `… (expired 3m ago)`, or why there is no expiry.
-fn expiry_text(t: &Token, now: u64) -> String {
+pub(super) fn expiry_text(t: &Token, now: u64) -> String {
     match t.expires_at {
         None if t.kind == TokenKind::LongLived => "unknown (long-lived token)".into(),
         None => "unknown".into(),
@@ -372,7 +372,7 @@ fn expiry_text(t: &Token, now: u64) -> String {
 }
 
 /// `45s`, `12m`, `5h 12m`, `3d 4h`.
-fn human_duration(secs: u64) -> String {
+pub(super) fn human_duration(secs: u64) -> String {
     match secs {
         0..=59 => format!("{secs}s"),
         60..=3599 => format!("{}m", secs / 60),

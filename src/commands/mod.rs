@@ -3,8 +3,10 @@
 //! server, prints its result, and returns an error message for `main` to print.
 //!
 //! [`login`] is `login`, `logout` and `status`; [`keys`] is `keys add`, `keys list` and
-//! `keys revoke`; [`usage`] is `usage`.
+//! `keys revoke`; [`usage`] is `usage`; [`doctor`] is `doctor`, which loads the configuration
+//! itself (a configuration that does not load is its first finding).
 
+pub mod doctor;
 pub mod keys;
 pub mod login;
 pub mod usage;

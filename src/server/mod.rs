@@ -14,11 +14,13 @@
 //! panic in a handler is caught per request and answered with a JSON 500; the worker lives on.
 //! While a backend works for a request, `watch.rs` watches its client and abandons the call of
 //! one that hangs up. Once everything runs, the main thread waits for SIGTERM or SIGINT and
-//! stops the server cleanly (`stop.rs`).
+//! stops the server cleanly (`stop.rs`). Whether the configured address is free, or already
+//! served by a claudegate, is `port.rs` (asked by `claudegate doctor`).
 
 mod connections;
 mod dispatch;
 mod intake;
+pub mod port;
 mod stop;
 mod watch;
 
@@ -48,6 +50,22 @@ use crate::observe::{audit, record};
 use crate::routes::state::State;
 use dispatch::{path_of, protocol_of, route, route_name};
 
+/// The data directory and every file in it that holds a secret or the operator's records
+/// (keys, token, usage counters, the usage view, the device id, the audit log): what must be
+/// private. `serve` tightens them at start; `claudegate doctor` reports them.
+pub fn private_paths(config: &Config) -> Vec<std::path::PathBuf> {
+    let data_dir = config.data_dir();
+    vec![
+        data_dir.clone(),
+        keys::file_path(&data_dir),
+        crate::backends::oauth::token::token_path(&data_dir),
+        limits::usage_path(&data_dir),
+        crate::backends::oauth::usage::saved_path(&data_dir),
+        crate::backends::oauth::cloak::device_id_path(&data_dir),
+        audit::log_path(&config.audit, &data_dir),
+    ]
+}
+
 /// Runs the server in the foreground until SIGTERM or SIGINT, which `main` must have blocked
 /// before any thread started (`base::sys::block_stop_signals`); returns once it has stopped
 /// cleanly.
@@ -65,15 +83,7 @@ pub fn run(config: Config) -> Result<(), String> {
     crate::base::fsutil::ensure_private_dir(&data_dir)
         .map_err(|e| format!("cannot create data_dir {}: {e}", data_dir.display()))?;
     // Modes left by an older version, a backup or a hand copy are warned about and tightened.
-    crate::base::fsutil::tighten_private(&[
-        data_dir.clone(),
-        keys::file_path(&data_dir),
-        crate::backends::oauth::token::token_path(&data_dir),
-        limits::usage_path(&data_dir),
-        crate::backends::oauth::usage::saved_path(&data_dir),
-        crate::backends::oauth::cloak::device_id_path(&data_dir),
-        audit::log_path(&config.audit, &data_dir),
-    ]);
+    crate::base::fsutil::tighten_private(&private_paths(&config));
     let keys_path = keys::file_path(&data_dir);
     let keys = KeyStore::open(keys_path.clone())?;
     if keys.is_empty() {

@@ -18,6 +18,7 @@ mod clients;
 mod complete;
 mod connections;
 mod cooldown_cap;
+mod doctor;
 mod doors_agree;
 mod e2e_clients;
 mod e2e_openai;

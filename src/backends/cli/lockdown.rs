@@ -97,6 +97,17 @@ const ZERO_WIDTH_SPACE: char = '\u{200B}';
 /// The complete, locked-down command (argv, environment, cwd, process group) for `model`, with
 /// `home` (`cli.home`, `~` expanded) as the CLI's `HOME` and `call` as its private directory.
 pub(super) fn command(cfg: &CliConfig, home: &Path, model: &str, call: &CallDir) -> Command {
+    locked_down(cfg, home, call, cli_args(model, &call.system_file()))
+}
+
+/// The locked-down command with other arguments (`--version`, `auth status`): the same binary,
+/// environment, cwd and process group as a call's, for `claudegate doctor`'s look at the CLI.
+pub(super) fn locked_down(
+    cfg: &CliConfig,
+    home: &Path,
+    call: &CallDir,
+    args: Vec<OsString>,
+) -> Command {
     // A relative path would otherwise be looked up from the CLI's own (temp) cwd.
     let binary = crate::base::fsutil::expand_home(&cfg.binary);
     let binary = std::path::absolute(&binary).unwrap_or(binary);
@@ -113,7 +124,7 @@ pub(super) fn command(cfg: &CliConfig, home: &Path, model: &str, call: &CallDir)
     } else {
         cfg.binary.clone().into()
     });
-    cmd.args(cli_args(model, &call.system_file()));
+    cmd.args(args);
     cmd.env_clear().env("PATH", path).env("LANG", "C.UTF-8");
     // The operator's additions (e.g. ANTHROPIC_BASE_URL, HTTPS_PROXY) come next…
     cmd.envs(&cfg.env);

@@ -11,11 +11,13 @@
 //! - `calldir.rs`: the throwaway private working directory;
 //! - `process.rs`: the child process, its pipes, the wall-clock kill of its process group;
 //! - `transcript.rs`: parsing the CLI's JSON lines into events, completing the stream and
-//!   mapping its failures to HTTP statuses without leaking secrets.
+//!   mapping its failures to HTTP statuses without leaking secrets;
+//! - `probe.rs`: `claudegate doctor`'s `--version` and `auth status`, run the same way.
 
 mod calldir;
 mod interface;
 mod lockdown;
+pub mod probe;
 mod process;
 mod transcript;
 

@@ -14,13 +14,16 @@
 //! [`token`] is the OAuth protocol itself (the token file, the token endpoint), [`login`]
 //! the interactive login that `claudegate login` runs, [`models`] the upstream's model list,
 //! fetched in the background for the catalogue, and [`usage`] the subscription's usage
-//! windows, read from the usage endpoint in the background.
+//! windows, read from the usage endpoint in the background. [`probe`] is `claudegate
+//! doctor`'s free call: is the upstream reachable, is the token accepted, what do the windows
+//! say, and what time does the upstream think it is.
 
 pub mod account;
 pub mod cloak;
 mod health;
 pub mod login;
 pub mod models;
+pub mod probe;
 pub mod refusals;
 pub mod token;
 pub mod usage;

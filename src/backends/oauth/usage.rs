@@ -68,19 +68,10 @@ pub fn read(
     access_token: &str,
     whole_call: Duration,
 ) -> Result<Snapshot, Failure> {
-    let headers = [
-        (
-            "anthropic-version",
-            crate::anthropic::API_VERSION.to_string(),
-        ),
-        ("anthropic-beta", crate::anthropic::betas::OAUTH.to_string()),
-        ("Accept", "application/json".to_string()),
-        ("Content-Type", "application/json".to_string()),
-        ("Authorization", format!("Bearer {access_token}")),
-    ]
-    .map(|(name, value)| (name.to_string(), value));
     let failed = |e: UpstreamError| Failure::said(redact(&e.to_string()));
-    let mut resp = upstream.get(PATH, &headers, whole_call).map_err(failed)?;
+    let mut resp = upstream
+        .get(PATH, &headers(access_token), whole_call)
+        .map_err(failed)?;
     let status = resp.status().as_u16();
     if !(200..300).contains(&status) {
         let wait = upstream::header(&resp, "retry-after")
@@ -92,15 +83,36 @@ pub fn read(
             ..Failure::said(format!("the usage endpoint answered {status}: {said}"))
         });
     }
+    read_answer(&mut resp).map_err(Failure::said)
+}
+
+/// The request headers of a read of the endpoint with `access_token`.
+pub(super) fn headers(access_token: &str) -> Vec<(String, String)> {
+    [
+        (
+            "anthropic-version",
+            crate::anthropic::API_VERSION.to_string(),
+        ),
+        ("anthropic-beta", crate::anthropic::betas::OAUTH.to_string()),
+        ("Accept", "application/json".to_string()),
+        ("Content-Type", "application/json".to_string()),
+        ("Authorization", format!("Bearer {access_token}")),
+    ]
+    .map(|(name, value)| (name.to_string(), value))
+    .into()
+}
+
+/// Reads a successful answer's body (capped) into windows; the error says what is wrong.
+pub(super) fn read_answer(resp: &mut ureq::http::Response<ureq::Body>) -> Result<Snapshot, String> {
     let body = resp
         .body_mut()
         .with_config()
         .limit(MAX_BODY_BYTES)
         .read_to_vec()
-        .map_err(|e| failed(UpstreamError::from_ureq(e)))?;
+        .map_err(|e| redact(&UpstreamError::from_ureq(e).to_string()))?;
     let value: Value = serde_json::from_slice(&body)
-        .map_err(|_| Failure::said("the usage endpoint's answer is not JSON".into()))?;
-    ratelimit::from_usage_endpoint(&value).map_err(Failure::said)
+        .map_err(|_| "the usage endpoint's answer is not JSON".to_string())?;
+    ratelimit::from_usage_endpoint(&value)
 }
 
 impl OauthBackend {

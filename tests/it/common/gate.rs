@@ -88,17 +88,16 @@ impl Setup {
         self.dir.path().join("data")
     }
 
-    /// Stores a login as `data_dir/token.json` (what `claudegate login` would write).
+    /// Stores a login as `data_dir/token.json` (what `claudegate login` would write, mode
+    /// 0600 included).
     pub fn store_login(&self, token: Value) {
         use std::os::unix::fs::PermissionsExt;
         let data = self.data_dir();
         std::fs::create_dir_all(&data).unwrap();
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
-        std::fs::write(
-            data.join("token.json"),
-            serde_json::to_vec_pretty(&token).unwrap(),
-        )
-        .unwrap();
+        let path = data.join("token.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&token).unwrap()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
 
     /// The stored login, as JSON.

@@ -32,8 +32,9 @@
 //!   ([`MockUpstream::usage_reply`]).
 //! - Anything else: 404 `not_found_error`.
 //!
-//! Every reply except [`Reply::raw`] carries `request-id: req_...` and
-//! `anthropic-ratelimit-unified-*` headers; a reply's own headers override them.
+//! Every reply except [`Reply::raw`] carries `request-id: req_...`, a `date` (now, as
+//! Anthropic's servers send it; [`http_date`]) and `anthropic-ratelimit-unified-*` headers; a
+//! reply's own headers override them (a `date` far off plays a server whose clock differs).
 //! JSON built by this module keeps Anthropic's key order (`"type"` first).
 //! Tests script behaviour with [`MockUpstream::enqueue`] (FIFO per route) and inspect
 //! traffic with [`MockUpstream::requests`]. While a reply waits (`delay_before_ms`, the
@@ -774,6 +775,25 @@ pub fn default_usage() -> Value {
     })
 }
 
+/// An HTTP `Date` value (IMF-fixdate, RFC 9110 §5.6.7): `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub fn http_date(unix: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    // `YYYY-MM-DDTHH:MM:SSZ`, re-ordered; 1970-01-01 was a Thursday.
+    let t = claudegate::base::clock::rfc3339(unix);
+    let month: usize = t[5..7].parse().unwrap_or(1);
+    format!(
+        "{}, {} {} {} {} GMT",
+        DAYS[(unix / 86_400 % 7) as usize],
+        &t[8..10],
+        MONTHS[month - 1],
+        &t[0..4],
+        &t[11..19]
+    )
+}
+
 /// `2026-01-28T07:59:59.571404+00:00`, the way the usage endpoint writes its times.
 pub fn rfc3339_micros(unix: u64) -> String {
     claudegate::base::clock::rfc3339(unix).replace('Z', ".571404+00:00")
@@ -1099,6 +1119,7 @@ fn write_head(
     let reset = (unix_micros() / 1_000_000 + 5 * 3600).to_string();
     defaults.extend([
         ("request-id", format!("req_01Mock{:016}", next_id())),
+        ("date", http_date(unix_micros() / 1_000_000)),
         ("anthropic-ratelimit-unified-status", "allowed".into()),
         ("anthropic-ratelimit-unified-5h-status", "allowed".into()),
         ("anthropic-ratelimit-unified-5h-utilization", "0.01".into()),
