@@ -93,7 +93,7 @@ fn api_root(gate: &Gate) -> String {
 /// What claudegate must guarantee about every request that reached the upstream (the common
 /// checks, [`common_assert`]), plus what the OpenAI doors promise: only `/v1/messages` was
 /// called, always streamed, with a `max_tokens`, in a shape the real Messages API accepts.
-fn assert_upstream_saw_oauth_not_key(mock: &MockUpstream, gate: &Gate, key: &str) {
+pub(crate) fn assert_upstream_saw_oauth_not_key(mock: &MockUpstream, gate: &Gate, key: &str) {
     let reqs = mock.requests();
     common_assert(&reqs, gate, key);
     for r in &reqs {
@@ -174,7 +174,7 @@ fn assert_valid_anthropic_messages(body: &Value) {
 }
 
 /// The `/v1/messages` requests the upstream got.
-fn upstream_messages(mock: &MockUpstream) -> Vec<Value> {
+pub(crate) fn upstream_messages(mock: &MockUpstream) -> Vec<Value> {
     mock.requests_to("/v1/messages")
         .iter()
         .map(Recorded::json)
@@ -182,7 +182,7 @@ fn upstream_messages(mock: &MockUpstream) -> Vec<Value> {
 }
 
 /// All content blocks of all turns of an Anthropic request, with their turn's role.
-fn blocks_of(body: &Value) -> Vec<(String, Value)> {
+pub(crate) fn blocks_of(body: &Value) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     for m in body["messages"].as_array().into_iter().flatten() {
         let role = m["role"].as_str().unwrap_or("").to_string();
@@ -196,7 +196,7 @@ fn blocks_of(body: &Value) -> Vec<(String, Value)> {
 }
 
 /// The text of a `tool_result`'s content (a string or text blocks).
-fn tool_result_text(block: &Value) -> String {
+pub(crate) fn tool_result_text(block: &Value) -> String {
     match &block["content"] {
         Value::String(s) => s.clone(),
         Value::Array(parts) => parts
@@ -211,7 +211,7 @@ fn tool_result_text(block: &Value) -> String {
 // --- Anthropic streams the mock sends ---------------------------------------------------------
 
 /// One content block of a scripted answer.
-enum Block<'a> {
+pub(crate) enum Block<'a> {
     Text(&'a [&'a str]),
     /// Thinking text, then its signature.
     Thinking(&'a str, &'a str),
@@ -222,14 +222,14 @@ enum Block<'a> {
 /// Usage a scripted answer reports: `message_start` has the input side, `message_delta` the
 /// output tokens (as Anthropic sends them).
 #[derive(Clone, Copy)]
-struct Usage {
-    input: u64,
-    cache_read: u64,
-    cache_creation: u64,
-    output: u64,
+pub(crate) struct Usage {
+    pub(crate) input: u64,
+    pub(crate) cache_read: u64,
+    pub(crate) cache_creation: u64,
+    pub(crate) output: u64,
 }
 
-const USAGE: Usage = Usage {
+pub(crate) const USAGE: Usage = Usage {
     input: 12,
     cache_read: 0,
     cache_creation: 0,
@@ -239,7 +239,7 @@ const USAGE: Usage = Usage {
 static MSG_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// An Anthropic SSE stream with `blocks` (indexes 0, 1, …), ending with `stop`.
-fn anthropic_stream(blocks: &[Block], stop: &str, u: Usage) -> Vec<SseEvent> {
+pub(crate) fn anthropic_stream(blocks: &[Block], stop: &str, u: Usage) -> Vec<SseEvent> {
     let n = MSG_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let ev = |name: &str, data: Value| SseEvent::new(name, data.to_string());
     let mut out = vec![ev(

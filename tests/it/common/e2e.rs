@@ -80,3 +80,77 @@ pub fn dump_if_asked(reqs: &[Recorded], gate: &Gate, run: Option<&Run>) {
     }
     eprintln!("==== claudegate log:\n{}", gate.log());
 }
+
+/// A stand-in HTTP(S) proxy on loopback that refuses everything and remembers what was asked
+/// (`CONNECT host:443 …` or `GET http://…`). A client started with `HTTP(S)_PROXY` pointing
+/// here and `NO_PROXY` naming loopback reaches claudegate directly, and any other connection it
+/// tries over HTTP shows up in [`ProxyTrap::seen`] instead of leaving the machine.
+pub struct ProxyTrap {
+    addr: std::net::SocketAddr,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ProxyTrap {
+    pub fn start() -> ProxyTrap {
+        use std::io::{BufRead, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy trap");
+        let addr = listener.local_addr().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen2, stop2) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut conn) = conn else { continue };
+                conn.set_read_timeout(Some(Duration::from_secs(2))).ok();
+                let mut line = String::new();
+                let mut reader = std::io::BufReader::new(&conn);
+                reader.read_line(&mut line).ok();
+                let line = line.trim().to_string();
+                seen2
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(if line.is_empty() {
+                        "<no request line>".into()
+                    } else {
+                        line
+                    });
+                let refusal =
+                    "HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+                conn.write_all(refusal.as_bytes()).ok();
+            }
+        });
+        ProxyTrap { addr, seen, stop }
+    }
+
+    /// `http://127.0.0.1:PORT`, for `HTTP_PROXY` and `HTTPS_PROXY`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The first line of every request the trap got.
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Fails naming every connection a client tried beyond loopback.
+    pub fn assert_untouched(&self, client: &str) {
+        let seen = self.seen();
+        assert!(
+            seen.is_empty(),
+            "{client} tried to reach beyond loopback (through the proxy trap): {seen:?}"
+        );
+    }
+}
+
+impl Drop for ProxyTrap {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the blocking accept so the thread ends.
+        let _ = std::net::TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+    }
+}
