@@ -4,7 +4,8 @@
 #                   (with the aarch64 binary under qemu too when qemu-aarch64 is installed; CI
 #                   installs it, and `make test TEST_ARM=1` forces it)
 #   make e2e-deps   the real clients the end-to-end tests drive (Claude Code and Codex CLIs,
-#                   the anthropic and openai Python SDKs),
+#                   the anthropic and openai Python SDKs, the Vercel AI SDK and OpenCode on a
+#                   pinned Node 22),
 #                   at the versions pinned in tests/e2e/, into target/e2e/ (part of `make test`)
 #   make build      debug build
 #   make release    static x86_64 and aarch64 musl binaries in target/<target>/release/,
