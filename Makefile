@@ -104,7 +104,7 @@ lint: test-deps
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) check --locked --quiet --manifest-path tests/fuzz/Cargo.toml --all-targets
 
-# Idempotent: a second run only checks the installed versions (well under a second).
+# Idempotent: a second run only checks the installed versions (a few seconds).
 e2e-deps:
 	@bash tests/e2e/install.sh
 

@@ -41,10 +41,12 @@ fn opencode(test: &str) -> Option<PathBuf> {
         test,
     )?;
     let home = TempDir::new();
+    let trap = ProxyTrap::start();
     let mut cmd = Command::new(&bin);
     cmd.arg("--version");
-    isolate(&mut cmd, home.path(), None);
+    isolate(&mut cmd, home.path(), &trap);
     let run = run_with_deadline(&mut cmd, Duration::from_secs(30));
+    trap.assert_untouched("`opencode --version`");
     let want = pinned_node22("opencode-linux-x64");
     assert_eq!(
         run.stdout.trim(),
@@ -57,7 +59,7 @@ fn opencode(test: &str) -> Option<PathBuf> {
 
 /// A clean environment for OpenCode: `HOME` and every XDG directory under `home`, everything
 /// that would reach beyond loopback turned off, and any HTTP(S) it still tried sent to `trap`.
-fn isolate(cmd: &mut Command, home: &Path, trap: Option<&ProxyTrap>) {
+fn isolate(cmd: &mut Command, home: &Path, trap: &ProxyTrap) {
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)
@@ -80,17 +82,15 @@ fn isolate(cmd: &mut Command, home: &Path, trap: Option<&ProxyTrap>) {
         .env("OPENCODE_DISABLE_EMBEDDED_WEB_UI", "1")
         .env("OPENCODE_DISABLE_TERMINAL_TITLE", "1");
     std::fs::create_dir_all(home.join("tmp")).unwrap();
-    if let Some(trap) = trap {
-        let url = trap.url();
-        for var in [
-            "HTTP_PROXY",
-            "HTTPS_PROXY",
-            "http_proxy",
-            "https_proxy",
-            "ALL_PROXY",
-        ] {
-            cmd.env(var, &url);
-        }
+    let url = trap.url();
+    for var in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "ALL_PROXY",
+    ] {
+        cmd.env(var, &url);
     }
 }
 
@@ -183,7 +183,7 @@ fn run_opencode(
     // the failure message.
     cmd.args(["run", "--format", "json", "--title", "claudegate e2e"])
         .args(["--print-logs", "--log-level", "INFO", prompt]);
-    isolate(&mut cmd, &project.home, Some(trap));
+    isolate(&mut cmd, &project.home, trap);
     cmd.current_dir(&project.dir)
         .env(
             "OPENCODE_CONFIG_CONTENT",
