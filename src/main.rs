@@ -228,6 +228,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if matches!(args.command, Command::Serve) {
+        // First, while this is the only thread: every thread the server starts inherits the
+        // mask, so SIGTERM and SIGINT wait, pending, for the server's stop (see
+        // `server::stop`), whatever thread the kernel would have picked.
+        if let Err(e) = claudegate::base::sys::block_stop_signals() {
+            eprintln!("claudegate: error: cannot block SIGTERM and SIGINT for a clean stop: {e}");
+            return ExitCode::from(1);
+        }
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -193,6 +193,23 @@ impl Upstream {
         }
         rq.send(call.body).map_err(UpstreamError::from_ureq)
     }
+
+    /// Sends a GET for a small answer read whole (the model list), bounded by `whole_call`
+    /// from connecting to the end of the body.
+    pub fn get(
+        &self,
+        path: &str,
+        headers: &[(String, String)],
+        whole_call: Duration,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let url = format!("{}{path}", self.base_url);
+        let mut rq = self.agent.get(&url);
+        for (name, value) in headers {
+            rq = rq.header(name.as_str(), value.as_str());
+        }
+        let rq = rq.config().timeout_global(Some(whole_call)).build();
+        rq.call().map_err(UpstreamError::from_ureq)
+    }
 }
 
 /// ureq's own connector (proxies, TCP, TLS), with the socket of each new connection noted: its

@@ -72,8 +72,8 @@ impl ErrorKind {
         }
     }
 
-    /// Anthropic's `error.type` for this kind.
-    fn anthropic_type(self) -> &'static str {
+    /// Anthropic's `error.type` for this kind (also what a stream's error event carries).
+    pub fn anthropic_type(self) -> &'static str {
         match self {
             ErrorKind::InvalidRequest
             | ErrorKind::MethodNotAllowed

@@ -152,7 +152,9 @@ pub fn logout(config: &Config) -> Result<(), String> {
         Ok(Some(t)) => t.account_phrase(),
         Err(_) => "the token file was unreadable".into(),
     };
-    match std::fs::remove_file(&path) {
+    // Under the token file's lock: a running server saving a refreshed token checks the file
+    // under it too, so it cannot write the login back just after it was removed.
+    crate::backends::oauth::token::locked(&path, || match std::fs::remove_file(&path) {
         Ok(()) => {
             println!("logged out ({who})");
             Ok(())
@@ -162,7 +164,7 @@ pub fn logout(config: &Config) -> Result<(), String> {
             Ok(())
         }
         Err(e) => Err(format!("cannot remove {}: {e}", path.display())),
-    }
+    })
 }
 
 /// `claudegate status`: the stored login, without asking a server.

@@ -71,6 +71,7 @@ impl Config {
         top.field("body_min_bytes_per_s", &mut c.body_min_bytes_per_s)?;
         top.field("max_connections", &mut c.max_connections)?;
         top.field("max_connections_per_ip", &mut c.max_connections_per_ip)?;
+        top.field("shutdown_grace_ms", &mut c.shutdown_grace_ms)?;
         if let Some(v) = top.take("debug") {
             c.debug = match v.as_str() {
                 Some("off") => DebugSetting::Off,
@@ -156,6 +157,7 @@ impl Config {
             let mut s = Section::new("models.", v)?;
             s.field("catalogue", &mut c.models.catalogue)?;
             s.field("aliases", &mut c.models.aliases)?;
+            s.field("refresh_s", &mut c.models.refresh_s)?;
             s.finish()?;
         }
         if let Some(v) = top.take("audit") {
@@ -218,6 +220,12 @@ impl Config {
             return Err(bad(
                 "max_connections_per_ip",
                 "must be between 1 and max_connections",
+            ));
+        }
+        if self.shutdown_grace_ms > 3_600_000 {
+            return Err(bad(
+                "shutdown_grace_ms",
+                "must be between 0 and 3600000 (0 ends requests in flight at once)",
             ));
         }
         let url = &self.upstream.base_url;
@@ -349,6 +357,12 @@ impl Config {
                 return Err(bad("models", "model ids must be 1 to 200 characters"));
             }
         }
+        if self.models.refresh_s > 30 * 86_400 {
+            return Err(bad(
+                "models.refresh_s",
+                "must be at most 2592000 (30 days); 0 turns the fetch off",
+            ));
+        }
         Ok(())
     }
 }
@@ -433,10 +447,24 @@ mod tests {
     #[test]
     fn body_pace_and_per_key_concurrency_are_checked() {
         assert!(err(json!({"body_grace_ms": 50})).contains("`body_grace_ms`"));
+        let e = err(json!({"shutdown_grace_ms": 3_600_001}));
+        assert!(e.contains("`shutdown_grace_ms`"), "{e}");
+        assert!(Config::from_value(&json!({"shutdown_grace_ms": 0})).is_ok());
         assert!(err(json!({"body_min_bytes_per_s": 0})).contains("`body_min_bytes_per_s`"));
         let e = err(json!({"limits": {"per_key_concurrent": 5000}}));
         assert!(e.contains("`limits.per_key_concurrent`"), "{e}");
         let c = Config::from_value(&json!({"limits": {"per_key_concurrent": 2}})).unwrap();
         assert_eq!(c.limits.per_key_cap(c.workers), 2);
+    }
+
+    #[test]
+    fn the_model_list_interval_is_checked() {
+        let e = err(json!({"models": {"refresh_s": 31 * 86_400}}));
+        assert!(e.contains("`models.refresh_s`"), "{e}");
+        assert!(err(json!({"models": {"refresh_s": -1}})).contains("`models.refresh_s`"));
+        for ok in [0, 1, 86_400] {
+            let c = Config::from_value(&json!({"models": {"refresh_s": ok}})).unwrap();
+            assert_eq!(c.models.refresh_s, ok);
+        }
     }
 }

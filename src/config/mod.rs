@@ -60,6 +60,12 @@ pub struct Config {
     /// every connection comes from the proxy's address: set it to `max_connections`. At most
     /// `max_connections`.
     pub max_connections_per_ip: usize,
+    /// On SIGTERM or SIGINT, how long requests in flight may take to finish, in ms, while no
+    /// new ones are taken in; what still runs then is ended with an error in its caller's
+    /// protocol, and the process exits. Default 10000: most answers finish, and it stays
+    /// inside the stop timeouts of service managers (systemd's 90 s; set a container's stop
+    /// timeout above it). 0 ends everything in flight at once.
+    pub shutdown_grace_ms: u64,
     /// Logging: `off`, `errors` or `verbose`. Default `off`.
     pub debug: DebugSetting,
     pub upstream: UpstreamConfig,
@@ -258,6 +264,13 @@ pub struct ModelsConfig {
     pub catalogue: Vec<String>,
     /// Alias → model id, e.g. `"sonnet": "claude-sonnet-4-6"`. Aliases are listed too.
     pub aliases: BTreeMap<String, String>,
+    /// How often the upstream's own model list (`GET /v1/models` with the account's token) is
+    /// fetched and merged into what `/v1/models` lists, in seconds: at start, then this often,
+    /// on a thread of its own (never on a request's path). Default 86400 (daily; new models
+    /// ship every few weeks). 0 = never: only `catalogue` and `aliases` are listed. A failed
+    /// fetch keeps the last good list and is tried again after at most 10 minutes. Only the
+    /// `oauth` backend fetches it.
+    pub refresh_s: u64,
 }
 
 /// The `debug` key's value.
@@ -294,6 +307,7 @@ impl Default for Config {
             body_min_bytes_per_s: 16 << 10,
             max_connections: 400,
             max_connections_per_ip: 300,
+            shutdown_grace_ms: 10_000,
             debug: DebugSetting::Off,
             upstream: UpstreamConfig {
                 base_url: "https://api.anthropic.com".into(),
@@ -369,6 +383,7 @@ impl Default for Config {
                 .into_iter()
                 .map(|(a, m)| (a.to_string(), m.to_string()))
                 .collect(),
+                refresh_s: 86_400,
             },
             audit: AuditConfig {
                 enabled: true,

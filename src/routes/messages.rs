@@ -14,6 +14,7 @@ use ureq::http::Response;
 use ureq::Body;
 
 use crate::anthropic::usage::Usage;
+use crate::backends::abandon;
 use crate::backends::oauth::{Native, Prepared};
 use crate::backends::upstream;
 use crate::base::error::{ApiError, ErrorKind, Protocol, UpstreamError};
@@ -117,6 +118,9 @@ fn relay(
             .take(BUFFERED_BODY as u64)
             .read_to_end(&mut kept)
         {
+            if let Some(err) = abandon::stop_error() {
+                return http::fail(rq, err, Protocol::Anthropic, cors);
+            }
             let e = UpstreamError::from_io(e);
             log_broken_body(&e);
             state.oauth.account.record_transient(&format!("body: {e}"));
@@ -210,10 +214,10 @@ fn note_answer_usage(state: &State, status: u16, body: &[u8]) {
 }
 
 /// A broken upstream body is worth an error line, unless claudegate broke it itself because
-/// the client hung up (`backends::abandon`).
+/// the client hung up or the server is stopping (`backends::abandon`).
 fn log_broken_body(e: &UpstreamError) {
-    if crate::backends::abandon::client_gone() {
-        log::verbose("the client went away; its upstream call was cut");
+    if abandon::client_gone() {
+        log::verbose("the call was abandoned (its client left, or the server is stopping)");
     } else {
         log::error(&format!("upstream body broke: {e}"));
     }

@@ -10,6 +10,8 @@ use crate::anthropic::collector::Collector;
 use crate::anthropic::drain::{self, Ending};
 use crate::anthropic::event::Event;
 use crate::anthropic::sse::EventReader;
+use crate::backends::abandon;
+use crate::backends::cli::CliError;
 use crate::backends::upstream;
 use crate::backends::Completion;
 use crate::base::error::{ApiError, ErrorKind, Protocol};
@@ -124,6 +126,9 @@ fn oauth(
             )),
         };
         if let Some((kind, message)) = failure {
+            if let Some(err) = abandon::stop_error() {
+                return http::fail(rq, err, Protocol::OpenAi, cors);
+            }
             let err = ApiError::from_stream_error(&kind, &message);
             return upstream_error(rq, err, &returned, cors);
         }
@@ -145,6 +150,13 @@ fn oauth(
         more || out.flush()
     });
     state.oauth.book(&drained.ending, drained.usage, &returned);
+    let finished = matches!(drained.ending, Ending::Complete | Ending::ErrorEvent { .. });
+    if let Some(err) = (!finished).then(abandon::stop_error).flatten() {
+        // The stopping server cut it off, whatever the cut looked like below.
+        t.fail(err.kind.anthropic_type(), &err.message, &mut out.buf);
+        out.finish();
+        return 200;
+    }
     match drained.ending {
         Ending::Complete => t.finish(&mut out.buf),
         Ending::ErrorEvent { kind, message } => t.fail(&kind, &message, &mut out.buf),
@@ -203,7 +215,13 @@ fn cli(state: &State, rq: Request, req: &Value, cors: &Cors) -> u16 {
         Err(e) => match out.unstarted() {
             // Nothing sent yet: a proper error response.
             Some(rq) => return http::fail(rq, e.into(), Protocol::OpenAi, cors),
-            None => t.fail("api_error", &ApiError::from(e).message, &mut out.buf),
+            None => {
+                let kind = match e {
+                    CliError::Stopping => ErrorKind::Busy.anthropic_type(),
+                    _ => "api_error",
+                };
+                t.fail(kind, &ApiError::from(e).message, &mut out.buf)
+            }
         },
     }
     out.finish();

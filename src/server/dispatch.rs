@@ -214,7 +214,7 @@ pub fn route(
     // A client that hangs up while the backend works for it gets its call abandoned
     // (server::watch); the watch ends when this function returns.
     let watch = match slot.as_ref() {
-        Some(rq) if route.uses_backend() => super::watch::watch(rq),
+        Some(rq) if route.uses_backend() => Some(super::watch::watch(rq)),
         _ => None,
     };
     let status = serve(state, slot, route, &key, path, protocol, cors);

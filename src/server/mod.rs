@@ -13,11 +13,13 @@
 //! threads per request, which the benchmark showed to be the main cost of a small request. A
 //! panic in a handler is caught per request and answered with a JSON 500; the worker lives on.
 //! While a backend works for a request, `watch.rs` watches its client and abandons the call of
-//! one that hangs up.
+//! one that hangs up. Once everything runs, the main thread waits for SIGTERM or SIGINT and
+//! stops the server cleanly (`stop.rs`).
 
 mod connections;
 mod dispatch;
 mod intake;
+mod stop;
 mod watch;
 
 use std::io::IsTerminal;
@@ -46,7 +48,9 @@ use crate::observe::{audit, record};
 use crate::routes::state::State;
 use dispatch::{path_of, protocol_of, route, route_name};
 
-/// Runs the server in the foreground until the process is stopped.
+/// Runs the server in the foreground until SIGTERM or SIGINT, which `main` must have blocked
+/// before any thread started (`base::sys::block_stop_signals`); returns once it has stopped
+/// cleanly.
 pub fn run(config: Config) -> Result<(), String> {
     let ms = config.client_timeout_ms;
     tiny_http::SOCKET_READ_TIMEOUT_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
@@ -134,15 +138,13 @@ pub fn run(config: Config) -> Result<(), String> {
         .to_ip()
         .map_or(addr.clone(), |a| a.to_string());
     let server = Arc::new(server);
-    let mut pool = Vec::with_capacity(state.config.workers);
     for i in 0..state.config.workers {
         let (state, server) = (state.clone(), server.clone());
-        let handle = thread::Builder::new()
+        thread::Builder::new()
             .name(format!("worker-{i}"))
             .stack_size(512 * 1024)
             .spawn(move || worker(&state, &server))
             .map_err(|e| format!("cannot start worker threads: {e}"))?;
-        pool.push(handle);
     }
     let refresher = state.clone();
     thread::Builder::new()
@@ -150,6 +152,16 @@ pub fn run(config: Config) -> Result<(), String> {
         .spawn(move || refresher.oauth.account.keep_fresh())
         .map_err(|e| format!("cannot start token refresh thread: {e}"))?;
     watch::start()?;
+    // The upstream's model list for /v1/models, fetched off every request's path.
+    if crate::backends::oauth::models::wanted(&state.config) {
+        let s = state.clone();
+        thread::Builder::new()
+            .name("model-list".into())
+            .spawn(move || {
+                crate::backends::oauth::models::keep_current(&s.oauth, &s.models, &s.config)
+            })
+            .map_err(|e| format!("cannot start the model list thread: {e}"))?;
+    }
     let keeper = state.clone();
     thread::Builder::new()
         .name("housekeeping".into())
@@ -164,10 +176,7 @@ pub fn run(config: Config) -> Result<(), String> {
         state.config.workers, state.config.queue, state.config.upstream.base_url
     ));
 
-    for handle in pool {
-        handle.join().ok();
-    }
-    Ok(())
+    stop::serve_until_signalled(&state, &server)
 }
 
 /// Serves the seed's first-run promise without ever writing a secret into a log: the key is
@@ -215,7 +224,11 @@ fn worker(state: &State, server: &Server) {
     // (tiny_http logs those); either way there is no request to answer.
     loop {
         if let Ok(rq) = server.recv() {
-            handle(state, rq);
+            if stop::cut() {
+                intake::refuse_stopping(rq); // still queued when the shutdown grace ended
+            } else {
+                handle(state, rq);
+            }
             state.jobs.fetch_sub(1, Ordering::AcqRel);
         }
     }

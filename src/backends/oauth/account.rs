@@ -15,7 +15,6 @@
 //! to the file meanwhile still wins over it.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -134,7 +133,7 @@ struct Health {
 struct Slot {
     token: Option<Token>,
     generation: u64,
-    stamp: Option<(u64, i64, i64)>,
+    stamp: token::Stamp,
     checked: Instant,
     /// `token` is newer than the file (its save failed) and is saved again at each check.
     unsaved: bool,
@@ -157,12 +156,6 @@ pub struct Account {
     health: Mutex<Health>,
 }
 
-fn file_stamp(path: &PathBuf) -> Option<(u64, i64, i64)> {
-    std::fs::metadata(path)
-        .ok()
-        .map(|m| (m.ino(), m.mtime(), m.mtime_nsec()))
-}
-
 impl Account {
     /// Loads the stored login (absent is fine: requests then get a clear "not logged in").
     pub fn load(cfg: OauthConfig, path: PathBuf) -> Result<Account, String> {
@@ -174,7 +167,7 @@ impl Account {
             slot: Mutex::new(Slot {
                 token,
                 generation: 0,
-                stamp: file_stamp(&path),
+                stamp: token::stamp(&path),
                 checked: Instant::now(),
                 unsaved: false,
             }),
@@ -202,14 +195,16 @@ impl Account {
                 return;
             }
             slot.checked = Instant::now();
-            if file_stamp(&self.path) == slot.stamp {
-                if slot.unsaved {
-                    self.save_unsaved(&mut slot);
+            if token::stamp(&self.path) == slot.stamp {
+                let unsaved = slot.unsaved;
+                drop(slot);
+                if unsaved {
+                    self.save_unsaved();
                 }
                 return;
             }
         }
-        let stamp = file_stamp(&self.path);
+        let stamp = token::stamp(&self.path);
         match token::load_token(&self.path) {
             Ok(token) => {
                 let mut slot = lock(&self.slot);
@@ -238,17 +233,26 @@ impl Account {
         }
     }
 
-    /// Saves a token whose earlier save failed; the caller checked the file is unchanged since.
-    /// Failures stay quiet (the first one was logged); success is logged once.
-    fn save_unsaved(&self, slot: &mut Slot) {
-        let Some(token) = slot.token.as_ref() else {
-            slot.unsaved = false;
-            return;
-        };
-        match token::save_token(&self.path, token) {
-            Ok(()) => {
+    /// Saves a token whose earlier save failed, unless the file changed since (then the next
+    /// check loads what is there: a login stored meanwhile wins). Failures stay quiet (the
+    /// first one was logged); success is logged once.
+    fn save_unsaved(&self) {
+        let (token, seen, generation) = {
+            let mut slot = lock(&self.slot);
+            let Some(token) = slot.token.clone() else {
                 slot.unsaved = false;
-                slot.stamp = file_stamp(&self.path);
+                return;
+            };
+            (token, slot.stamp, slot.generation)
+        };
+        match token::save_unless_changed(&self.path, &token, seen) {
+            Ok(None) => {}
+            Ok(Some(stamp)) => {
+                let mut slot = lock(&self.slot);
+                if slot.generation == generation {
+                    slot.unsaved = false;
+                    slot.stamp = stamp;
+                }
                 log::info(&format!(
                     "saved the refreshed Claude login to {}; it could not be saved before",
                     self.path.display()
@@ -354,6 +358,17 @@ impl Account {
         result
     }
 
+    /// The token file's stamp when we last read or wrote it.
+    fn seen(&self) -> token::Stamp {
+        lock(&self.slot).stamp
+    }
+
+    /// Whether a refresh is under way (a stopping server waits for it to save its token: the
+    /// old refresh token is already spent).
+    pub fn refreshing(&self) -> bool {
+        lock(&self.gate).busy
+    }
+
     fn current_if_newer(&self, seen_generation: u64) -> Option<Credential> {
         let slot = lock(&self.slot);
         let t = slot.token.as_ref()?;
@@ -382,18 +397,25 @@ impl Account {
             }
             match token::refresh(&self.cfg, &old) {
                 Ok(new) => {
-                    // A `claudegate login` that wrote a new login meanwhile wins: never
-                    // overwrite it with the refreshed old one.
-                    if file_stamp(&self.path) != lock(&self.slot).stamp {
+                    // Persist first: the old refresh token is already spent, so losing the new
+                    // one would mean a new login. But a `claudegate login` (or logout) that
+                    // changed the file meanwhile wins: never overwrite it with the refreshed
+                    // old login.
+                    let mut saved = token::save_unless_changed(&self.path, &new, self.seen());
+                    if let Ok(None) = saved {
                         log::info("a new login was stored during a refresh; using the new login");
                         self.reload(true);
                         if let Some(cred) = self.current_if_newer(old_generation) {
                             return Ok(cred);
                         }
+                        if lock(&self.slot).token.is_none() {
+                            return Err(Unavailable::NotLoggedIn); // logged out meanwhile
+                        }
+                        saved = token::save_unless_changed(&self.path, &new, self.seen());
                     }
-                    // Persist first: the old refresh token is already spent, so losing the new
-                    // one would mean a new login.
-                    let saved = token::save_token(&self.path, &new);
+                    let saved = saved.and_then(|stamp| {
+                        stamp.ok_or_else(|| "the token file kept changing".to_string())
+                    });
                     if let Err(e) = &saved {
                         log::info(&format!(
                             "refreshed the Claude token but could not save it: {e}; retrying \
@@ -405,7 +427,9 @@ impl Account {
                     slot.unsaved = saved.is_err();
                     slot.token = Some(new.clone());
                     slot.generation += 1;
-                    slot.stamp = file_stamp(&self.path);
+                    if let Ok(stamp) = saved {
+                        slot.stamp = stamp;
+                    }
                     let mut h = lock(&self.health);
                     h.last_refresh = new.last_refresh;
                     h.needs_login = None;
@@ -446,26 +470,33 @@ impl Account {
         Err(Unavailable::RefreshFailed(last))
     }
 
-    /// Marks the account as needing a new login, in memory and in the token file (so
-    /// `claudegate status` shows it).
+    /// Marks the account as needing a new login, in the token file (so `claudegate status`
+    /// shows it) and then in memory. In that order: a request that finds the state in memory
+    /// answers at once, and by then the file says so too.
     fn set_needs_login(&self, why: &str) {
         log::info(&format!(
             "the Claude login needs renewing: {why}; run `claudegate login`"
         ));
-        {
-            let mut h = lock(&self.health);
-            h.needs_login = Some(why.to_string());
-            h.failures.auth += 1;
-            h.last_error = Some(format!("auth: {why}"));
-        }
-        let mut slot = lock(&self.slot);
-        if let Some(t) = slot.token.as_mut() {
-            t.needs_login = Some(why.to_string());
-            if token::save_token(&self.path, t).is_ok() {
-                slot.stamp = file_stamp(&self.path);
+        let flagged = {
+            let mut slot = lock(&self.slot);
+            let seen = slot.stamp;
+            slot.token.as_mut().map(|t| {
+                t.needs_login = Some(why.to_string());
+                (t.clone(), seen)
+            })
+        };
+        // Not over a login stored meanwhile: the next check loads that one instead.
+        if let Some((flagged, seen)) = flagged {
+            if let Ok(Some(stamp)) = token::save_unless_changed(&self.path, &flagged, seen) {
+                let mut slot = lock(&self.slot);
+                slot.stamp = stamp;
                 slot.unsaved = false;
             }
         }
+        let mut h = lock(&self.health);
+        h.needs_login = Some(why.to_string());
+        h.failures.auth += 1;
+        h.last_error = Some(format!("auth: {why}"));
     }
 
     /// Background refresh ahead of expiry; runs forever on its own thread.
@@ -685,86 +716,4 @@ fn raw_cooldown(headers: &[(String, String)], now: u64) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cooldown_times() {
-        let h = |n: &str, v: &str| vec![(n.to_string(), v.to_string())];
-        assert_eq!(cooldown_from_headers(&h("Retry-After", "7"), 100), Some(7));
-        assert_eq!(
-            cooldown_from_headers(&h("anthropic-ratelimit-unified-reset", "160"), 100),
-            Some(60)
-        );
-        assert_eq!(cooldown_from_headers(&h("x", "1"), 100), None);
-        let far = u64::MAX.to_string();
-        assert_eq!(
-            cooldown_from_headers(&h("retry-after", &far), 100),
-            Some(MAX_COOLDOWN_S)
-        );
-        assert_eq!(
-            cooldown_from_headers(&h("anthropic-ratelimit-unified-reset", &far), 100),
-            Some(MAX_COOLDOWN_S)
-        );
-        assert_eq!(cooldown_from_headers(&h("retry-after", "0"), 100), Some(1));
-    }
-
-    fn token(access: &str) -> Token {
-        serde_json::from_value(json!({
-            "kind": "oauth", "access_token": access, "refresh_token": format!("{access}-rt"),
-            "expires_at": clock::unix_now() + 3600, "source": "manual",
-        }))
-        .unwrap()
-    }
-
-    /// An account on a fresh token file holding `old`, whose in-memory token is then `new`
-    /// with its save failed, as after a refresh on a full disk.
-    fn unsaved_account(name: &str) -> (Account, PathBuf) {
-        let dir = std::env::temp_dir().join(format!("cg-account-{name}-{}", std::process::id()));
-        std::fs::remove_dir_all(&dir).ok();
-        let path = dir.join("token.json");
-        token::save_token(&path, &token("old")).unwrap();
-        let account = Account::load(crate::config::Config::default().oauth, path.clone()).unwrap();
-        {
-            let mut slot = lock(&account.slot);
-            slot.token = Some(token("refreshed"));
-            slot.generation += 1;
-            slot.unsaved = true;
-        }
-        (account, path)
-    }
-
-    fn stored(path: &std::path::Path) -> String {
-        token::load_token(path).unwrap().unwrap().access_token
-    }
-
-    #[test]
-    fn an_unsaved_refreshed_token_is_saved_at_the_next_check() {
-        let (account, path) = unsaved_account("save");
-        account.reload(true);
-        assert_eq!(stored(&path), "refreshed");
-        assert!(!lock(&account.slot).unsaved);
-        // Saved once: our own write is not mistaken for an outside login.
-        account.reload(true);
-        assert_eq!(lock(&account.slot).generation, 1);
-        std::fs::remove_dir_all(path.parent().unwrap()).ok();
-    }
-
-    #[test]
-    fn a_login_stored_meanwhile_wins_over_an_unsaved_refreshed_token() {
-        let (account, path) = unsaved_account("login");
-        token::save_token(&path, &token("new-login")).unwrap();
-        account.reload(true);
-        account.reload(true);
-        assert_eq!(
-            stored(&path),
-            "new-login",
-            "the login on disk is not overwritten"
-        );
-        let slot = lock(&account.slot);
-        assert_eq!(slot.token.as_ref().unwrap().access_token, "new-login");
-        assert!(!slot.unsaved);
-        drop(slot);
-        std::fs::remove_dir_all(path.parent().unwrap()).ok();
-    }
-}
+mod tests;

@@ -9,12 +9,14 @@
 //! success or the upstream's own error, with its status — goes back to the route, which relays
 //! or translates it.
 //!
-//! [`token`] is the OAuth protocol itself (the token file, the token endpoint) and [`login`]
-//! the interactive login that `claudegate login` runs.
+//! [`token`] is the OAuth protocol itself (the token file, the token endpoint), [`login`]
+//! the interactive login that `claudegate login` runs, and [`models`] the upstream's model list,
+//! fetched in the background for the catalogue.
 
 pub mod account;
 pub mod cloak;
 pub mod login;
+pub mod models;
 pub mod token;
 
 use std::time::Duration;
@@ -227,7 +229,8 @@ impl OauthBackend {
             let mut resp = match self.upstream.post(&call) {
                 Ok(resp) => resp,
                 // Our own doing, not the upstream's: the server shut the call down because its
-                // client hung up (backends::abandon). Nothing to retry, nothing to book.
+                // client hung up or the server is stopping (backends::abandon). Nothing to
+                // retry, nothing to book.
                 Err(_) if abandon::client_gone() => return Err(client_gone()),
                 Err(e) => {
                     log::error(&format!("upstream attempt {} failed: {e}", attempt + 1));
@@ -376,13 +379,10 @@ impl OauthBackend {
     }
 }
 
-/// The error of a call given up because its client hung up (no one reads it; it ends the
-/// request's record).
+/// The error of a call given up because it was abandoned: its client hung up (no one reads
+/// it; it ends the request's record), or the server is stopping (a 503 the client reads).
 fn client_gone() -> ApiError {
-    ApiError::new(
-        ErrorKind::BadGateway,
-        "the client went away; its upstream call was closed",
-    )
+    abandon::abandoned_error()
 }
 
 fn backoff(attempt: u32) -> Duration {

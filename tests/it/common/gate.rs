@@ -68,10 +68,13 @@ impl Setup {
     /// Writes a config with a private data dir and port 0, plus `overrides`.
     pub fn new(overrides: Value) -> Setup {
         let dir = TempDir::new();
+        // The upstream's model list is fetched only where a test asks (`models.refresh_s`):
+        // a fetch at start would be one more upstream request for every test that counts them.
         let mut config = json!({
             "port": 0,
             "data_dir": dir.path().join("data").to_string_lossy(),
             "upstream": {"base_url": "http://127.0.0.1:9"},
+            "models": {"refresh_s": 0},
         });
         merge(&mut config, &overrides);
         let config_path = dir.path().join("config.json");
@@ -159,11 +162,13 @@ pub fn oauth_login(access: &str, refresh: &str, secs: i64) -> Value {
     })
 }
 
-/// Config pointing claudegate's upstream and token endpoint at `mock_url`.
+/// Config pointing claudegate's upstream and token endpoint at `mock_url` (the model list
+/// fetch off, as in [`Setup::new`]).
 pub fn upstream_config(mock_url: &str) -> Value {
     json!({
         "upstream": {"base_url": mock_url},
         "oauth": {"token_url": format!("{mock_url}/v1/oauth/token")},
+        "models": {"refresh_s": 0},
     })
 }
 
@@ -272,6 +277,30 @@ impl Gate {
     /// True while the process runs.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends the signal `name` (`TERM`, `INT`, …) to the server, as `kill -NAME PID` does.
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{name} {} failed", self.pid());
+    }
+
+    /// Waits up to `within` for the server to exit: its exit status, or `None` while it runs.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// A GET of /health must answer 200 `{"status":"ok"}`.

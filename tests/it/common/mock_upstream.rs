@@ -19,7 +19,11 @@
 //!   if empty, containing `invalid`, `revoked`, `expired` or `bad`, or already used once
 //!   (refresh tokens rotate; see [`MockUpstream::allow_refresh_reuse`]). An
 //!   authorization code is rejected if empty or containing `invalid` / `bad`.
-//! - `GET /v1/models` and `GET /v1/models/{id}`: Anthropic-shaped model objects ([`MODELS`]).
+//! - `GET /v1/models` and `GET /v1/models/{id}`: Anthropic-shaped model objects ([`MODELS`]),
+//!   paged like Anthropic's (`limit`, default 20, and `after_id`; `has_more`, `first_id`,
+//!   `last_id`). A test may replace the list while the server runs
+//!   ([`MockUpstream::set_models`]), cap its pages ([`MockUpstream::cap_models_page`]), slow it
+//!   down ([`MockUpstream::delay_models_ms`]) or make it fail ([`MockUpstream::fail_models`]).
 //! - Anything else: 404 `not_found_error`.
 //!
 //! Every reply except [`Reply::raw`] carries `request-id: req_...` and
@@ -504,6 +508,14 @@ struct Shared {
     refresh_reuse: AtomicBool,
     /// Waits cut short because the caller closed the connection.
     hangups: AtomicU64,
+    /// The list `GET /v1/models` serves; `None`: [`MODELS`].
+    models: Mutex<Option<Vec<Value>>>,
+    /// While set, every `GET /v1/models…` gets this reply (until cleared).
+    models_reply: Mutex<Option<Reply>>,
+    /// Wait before the models endpoint's own answer, in ms.
+    models_delay_ms: AtomicU64,
+    /// Most models in one page, whatever `limit` asks (0: no cap).
+    models_page: AtomicU64,
 }
 
 /// A running mock Anthropic server (one thread per connection); stops when dropped.
@@ -617,6 +629,34 @@ impl MockUpstream {
     /// Accept (true) or reject (false, the default) reuse of an already-used refresh token.
     pub fn allow_refresh_reuse(&self, allow: bool) {
         self.shared.refresh_reuse.store(allow, Ordering::SeqCst);
+    }
+
+    /// Replace the list `GET /v1/models` (and `/v1/models/{id}`) serves from now on, newest
+    /// first as Anthropic lists them; build entries with [`model_info`] or by hand.
+    pub fn set_models(&self, models: Vec<Value>) {
+        *lock(&self.shared.models) = Some(models);
+    }
+
+    /// The list `GET /v1/models` serves now.
+    pub fn models(&self) -> Vec<Value> {
+        models_of(&self.shared)
+    }
+
+    /// Answer every `GET /v1/models…` with `reply` (e.g. a 500) until called with `None`.
+    /// Queued replies ([`MockUpstream::enqueue`]) still go first.
+    pub fn fail_models(&self, reply: Option<Reply>) {
+        *lock(&self.shared.models_reply) = reply;
+    }
+
+    /// Wait `ms` (or until the caller closes) before the models endpoint answers.
+    pub fn delay_models_ms(&self, ms: u64) {
+        self.shared.models_delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Serve at most `n` models per page, whatever `limit` asks (0: no cap), so a caller
+    /// must follow `has_more` / `after_id` to see them all.
+    pub fn cap_models_page(&self, n: u64) {
+        self.shared.models_page.store(n, Ordering::SeqCst);
     }
 }
 
@@ -1047,6 +1087,76 @@ fn model_json(id: &str, name: &str) -> Value {
     json!({"type": "model", "id": id, "display_name": name, "created_at": "2025-01-01T00:00:00Z"})
 }
 
+/// A model object as Anthropic's models endpoint lists it (without the optional
+/// `max_input_tokens`, `max_tokens` and `capabilities`; add them to the value to test those).
+pub fn model_info(id: &str, display_name: &str, created_at: &str) -> Value {
+    json!({"type": "model", "id": id, "display_name": display_name, "created_at": created_at})
+}
+
+/// The list the models endpoint serves now.
+fn models_of(shared: &Shared) -> Vec<Value> {
+    lock(&shared.models).clone().unwrap_or_else(|| {
+        MODELS
+            .iter()
+            .map(|(id, name)| model_json(id, name))
+            .collect()
+    })
+}
+
+/// The value of `name` in a query string (no percent-decoding: model ids need none).
+fn query_param<'a>(rec: &'a Recorded, name: &str) -> Option<&'a str> {
+    rec.query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// `GET /v1/models` and `/v1/models/{id}`: the sticky reply if one is set, else the current
+/// list (paged), after the configured delay.
+fn models_reply(shared: &Shared, rec: &Recorded) -> Reply {
+    if let Some(reply) = lock(&shared.models_reply).clone() {
+        return reply;
+    }
+    let delay = shared.models_delay_ms.load(Ordering::SeqCst);
+    let models = models_of(shared);
+    let id_of = |m: &Value| m["id"].as_str().unwrap_or("").to_string();
+    let reply = if let Some(id) = rec.path_only().strip_prefix("/v1/models/") {
+        match models.iter().find(|m| id_of(m) == id) {
+            Some(m) => Reply::json(200, m.clone()),
+            None => Reply::error(404, "not_found_error", &format!("model: {id}")),
+        }
+    } else {
+        let limit = query_param(rec, "limit").and_then(|l| l.parse::<u64>().ok());
+        if limit.is_some_and(|l| !(1..=1000).contains(&l)) {
+            return Reply::error(400, "invalid_request_error", "limit: must be 1 to 1000");
+        }
+        let mut page = limit.unwrap_or(20);
+        let cap = shared.models_page.load(Ordering::SeqCst);
+        if cap > 0 {
+            page = page.min(cap);
+        }
+        let start = match query_param(rec, "after_id") {
+            Some(after) => match models.iter().position(|m| id_of(m) == after) {
+                Some(i) => i + 1,
+                None => return Reply::error(400, "invalid_request_error", "after_id: unknown"),
+            },
+            None => 0,
+        };
+        let data: Vec<Value> = models
+            .iter()
+            .skip(start)
+            .take(page as usize)
+            .cloned()
+            .collect();
+        let has_more = start + data.len() < models.len();
+        let (first, last) = (data.first().map(id_of), data.last().map(id_of));
+        Reply::json(
+            200,
+            json!({"data": data, "has_more": has_more, "first_id": first, "last_id": last}),
+        )
+    };
+    reply.delay_before_ms(delay)
+}
+
 fn default_reply(shared: &Shared, rec: &Recorded) -> Reply {
     match (rec.method.as_str(), rec.path_only()) {
         ("POST", "/v1/messages") => default_messages(rec),
@@ -1054,23 +1164,8 @@ fn default_reply(shared: &Shared, rec: &Recorded) -> Reply {
             Reply::json(200, json!({"input_tokens": estimate_tokens(&rec.body)}))
         }
         ("POST", "/v1/oauth/token") => oauth_reply(shared, rec),
-        ("GET", "/v1/models") => {
-            let data: Vec<Value> = MODELS
-                .iter()
-                .map(|(id, name)| model_json(id, name))
-                .collect();
-            let (first, last) = (MODELS.first().map(|m| m.0), MODELS.last().map(|m| m.0));
-            Reply::json(
-                200,
-                json!({"data": data, "has_more": false, "first_id": first, "last_id": last}),
-            )
-        }
-        ("GET", p) if p.starts_with("/v1/models/") => {
-            let id = p.trim_start_matches("/v1/models/");
-            match MODELS.iter().find(|(m, _)| *m == id) {
-                Some((m, name)) => Reply::json(200, model_json(m, name)),
-                None => Reply::error(404, "not_found_error", &format!("model: {id}")),
-            }
+        ("GET", p) if p == "/v1/models" || p.starts_with("/v1/models/") => {
+            models_reply(shared, rec)
         }
         (m, p) => Reply::error(404, "not_found_error", &format!("Not found: {m} {p}")),
     }
