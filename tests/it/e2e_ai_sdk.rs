@@ -18,15 +18,16 @@
 //! log are printed.
 
 use crate::common::e2e::{
-    assert_upstream_saw_oauth_not_key as common_assert, dump_if_asked, gate_with_login, ProxyTrap,
-    DEADLINE, MODEL,
+    assert_only_scripted_calls, assert_upstream_saw_oauth_not_key as common_assert, dump_if_asked,
+    gate_with_login, script_lines, ProxyTrap, DEADLINE, MODEL,
 };
 use crate::common::gate::TempDir;
 use crate::common::mock_upstream::{MockUpstream, Reply};
 use crate::common::run::{installed, node22_dir, pinned_node22, repo, run_with_deadline, Run};
 use crate::e2e_openai::{
-    anthropic_stream, assert_upstream_saw_oauth_not_key as openai_assert, blocks_of,
-    tool_result_text, upstream_messages, Block, USAGE,
+    anthropic_stream, assert_image_sent, assert_thinking_replayed,
+    assert_upstream_saw_oauth_not_key as openai_assert, blocks_of, replayed_tool_call,
+    upstream_messages, Block, SIGNATURE, THOUGHT, USAGE,
 };
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -76,19 +77,7 @@ fn run_script(
         // Node warns that its proxy support is experimental; stderr stays for real trouble.
         .env("NODE_NO_WARNINGS", "1");
     let run = run_with_deadline(&mut cmd, DEADLINE);
-    let mut lines: Vec<Value> = run
-        .stdout
-        .lines()
-        .map(|l| {
-            serde_json::from_str(l)
-                .unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n--- stderr:\n{}", run.stderr))
-        })
-        .collect();
-    assert!(
-        !lines.is_empty() && lines[0]["step"] == "version",
-        "{run:?}"
-    );
-    let v = lines.remove(0);
+    let (v, lines) = script_lines(&run);
     assert_eq!(v["ai"], pinned_node22("ai"), "{v}");
     assert_eq!(v["openai"], pinned_node22("@ai-sdk/openai"), "{v}");
     assert_eq!(v["anthropic"], pinned_node22("@ai-sdk/anthropic"), "{v}");
@@ -125,16 +114,8 @@ fn scenario(
         run.stderr,
         gate.log()
     );
-    assert_eq!(mock.queued(), 0, "every scripted reply was asked for");
+    assert_only_scripted_calls(&mock, expected);
     let reqs = mock.requests();
-    assert_eq!(
-        reqs.len(),
-        expected,
-        "the upstream saw exactly the scripted calls: {:?}",
-        reqs.iter()
-            .map(|r| format!("{} {}", r.method, r.path))
-            .collect::<Vec<_>>()
-    );
     if provider == "anthropic" {
         common_assert(&reqs, &gate, &key);
     } else {
@@ -363,25 +344,12 @@ fn tool_loop(test: &str, provider: &str, name: &str) {
         "string"
     );
     assert_eq!(tools[0]["input_schema"]["required"], json!(["city"]));
-    let blocks = blocks_of(&up[1]);
-    let tool_use = blocks
-        .iter()
-        .find(|(_, b)| b["type"] == "tool_use")
-        .unwrap_or_else(|| panic!("the call is replayed: {}", up[1]));
-    assert_eq!(tool_use.0, "assistant");
-    assert_eq!(tool_use.1["id"], WEATHER_ID);
-    assert_eq!(tool_use.1["name"], "get_weather");
-    assert_eq!(tool_use.1["input"], json!({"city": "Paris"}));
-    let result = blocks
-        .iter()
-        .find(|(_, b)| b["type"] == "tool_result")
-        .unwrap_or_else(|| panic!("a tool_result: {}", up[1]));
-    assert_eq!(result.0, "user");
-    assert_eq!(result.1["tool_use_id"], WEATHER_ID, "{}", result.1);
+    let (call, result) = replayed_tool_call(&up[1], WEATHER_ID);
+    assert_eq!(call["name"], "get_weather");
+    assert_eq!(call["input"], json!({"city": "Paris"}));
     assert!(
-        tool_result_text(&result.1).contains("weather-in-Paris: sunny, 21C"),
-        "the tool's output goes back: {}",
-        result.1
+        result.contains("weather-in-Paris: sunny, 21C"),
+        "the tool's output goes back: {result}"
     );
 }
 
@@ -446,25 +414,7 @@ fn image(test: &str, provider: &str) {
     assert_eq!(s["text"], "Red.", "{s}");
     let png = s["pngB64"].as_str().unwrap();
     assert_eq!(up.len(), 1);
-    let blocks = blocks_of(&up[0]);
-    let image = blocks
-        .iter()
-        .find(|(_, b)| b["type"] == "image")
-        .unwrap_or_else(|| panic!("an image block: {}", up[0]));
-    assert_eq!(image.0, "user");
-    assert_eq!(
-        image.1["source"],
-        json!({"type": "base64", "media_type": "image/png", "data": png}),
-        "{}",
-        image.1
-    );
-    assert!(
-        blocks
-            .iter()
-            .any(|(_, b)| b["type"] == "text" && b["text"] == "What colour is this pixel?"),
-        "{}",
-        up[0]
-    );
+    assert_image_sent(&up[0], png);
 }
 
 #[test]
@@ -487,10 +437,6 @@ fn ai_sdk_anthropic_image_part_through_claudegate() {
         "anthropic",
     );
 }
-
-const THOUGHT: &str = "The user wants a greeting; keep it short.";
-const SIGNATURE: &str =
-    "EqQBCkYIBxgCKkDe2eAiSdkSignatureForClaudegate0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH==";
 
 /// Reasoning through the Anthropic provider: thinking enabled with a budget reaches the
 /// upstream as asked; the thinking block streams back as reasoning deltas and `reasoningText`,
@@ -537,25 +483,7 @@ fn ai_sdk_anthropic_reasoning_through_claudegate() {
         "{}",
         up[0]
     );
-    let messages = up[1]["messages"].as_array().unwrap();
-    assert_eq!(messages.len(), 3, "user, assistant, user: {}", up[1]);
-    let assistant = messages[1]["content"]
-        .as_array()
-        .unwrap_or_else(|| panic!("assistant blocks: {}", up[1]));
-    assert_eq!(
-        assistant[0],
-        json!({"type": "thinking", "thinking": THOUGHT, "signature": SIGNATURE}),
-        "the thinking block comes back unchanged, first: {}",
-        messages[1]
-    );
-    assert!(
-        assistant
-            .iter()
-            .any(|b| b["type"] == "text" && b["text"] == "Hi!"),
-        "{}",
-        messages[1]
-    );
-    assert!(messages[2].to_string().contains("And again."), "{}", up[1]);
+    assert_thinking_replayed(&up[1]);
 }
 
 /// The Responses provider left at its default `store: true` sends the first step's text back

@@ -18,15 +18,15 @@
 //! log are printed.
 
 use crate::common::e2e::{
-    assert_upstream_saw_oauth_not_key as common_assert, dump_if_asked, gate_with_login, ProxyTrap,
-    DEADLINE, MODEL,
+    assert_only_scripted_calls, assert_upstream_saw_oauth_not_key as common_assert, dump_if_asked,
+    gate_with_login, ProxyTrap, DEADLINE, MODEL,
 };
 use crate::common::gate::{Gate, TempDir};
 use crate::common::mock_upstream::{MockUpstream, Reply};
 use crate::common::run::{installed, node22_dir, pinned_node22, run_with_deadline, Run};
 use crate::e2e_openai::{
-    anthropic_stream, assert_upstream_saw_oauth_not_key as openai_assert, blocks_of,
-    tool_result_text, upstream_messages, Block, USAGE,
+    anthropic_stream, assert_upstream_saw_oauth_not_key as openai_assert, replayed_tool_call,
+    upstream_messages, Block, USAGE,
 };
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -249,16 +249,8 @@ fn scenario(
         gate.log()
     );
     trap.assert_untouched("OpenCode");
-    assert_eq!(mock.queued(), 0, "every scripted reply was asked for");
+    assert_only_scripted_calls(&mock, expected);
     let reqs = mock.requests();
-    assert_eq!(
-        reqs.len(),
-        expected,
-        "the upstream saw exactly the scripted calls: {:?}",
-        reqs.iter()
-            .map(|r| format!("{} {}", r.method, r.path))
-            .collect::<Vec<_>>()
-    );
     match provider {
         Provider::OpenAi => openai_assert(&mock, &gate, &key),
         Provider::Anthropic => {
@@ -473,25 +465,12 @@ fn read_round_trip(test: &str, provider: Provider) {
 
     assert_eq!(up.len(), 2, "{up:#?}");
     assert_request_shape(&up[0], prompt);
-    let blocks = blocks_of(&up[1]);
-    let tool_use = blocks
-        .iter()
-        .find(|(_, b)| b["type"] == "tool_use")
-        .unwrap_or_else(|| panic!("the call is replayed: {}", up[1]));
-    assert_eq!(tool_use.0, "assistant");
-    assert_eq!(tool_use.1["id"], READ_ID);
-    assert_eq!(tool_use.1["name"], "read");
-    assert_eq!(tool_use.1["input"], json!({"filePath": "notes.txt"}));
-    let result = blocks
-        .iter()
-        .find(|(_, b)| b["type"] == "tool_result")
-        .unwrap_or_else(|| panic!("a tool_result: {}", up[1]));
-    assert_eq!(result.0, "user");
-    assert_eq!(result.1["tool_use_id"], READ_ID, "{}", result.1);
+    let (call, result) = replayed_tool_call(&up[1], READ_ID);
+    assert_eq!(call["name"], "read");
+    assert_eq!(call["input"], json!({"filePath": "notes.txt"}));
     assert!(
-        tool_result_text(&result.1).contains(NOTE),
-        "the file's content goes back: {}",
-        result.1
+        result.contains(NOTE),
+        "the file's content goes back: {result}"
     );
     // A read-only round trip: the project is as it was.
     let names: Vec<String> = std::fs::read_dir(&project.dir)

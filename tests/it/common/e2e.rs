@@ -1,10 +1,11 @@
-//! What the end-to-end tests of real clients (`e2e_clients`, `e2e_openai`) share: the deadline
-//! for a client process, the model they ask for, the gate they talk to, and the checks every
-//! client's traffic must pass on its way through claudegate.
+//! What the end-to-end tests of real clients (`e2e_clients`, `e2e_openai`, `e2e_ai_sdk`,
+//! `e2e_opencode`) share: the deadline for a client process, the model they ask for, the gate
+//! they talk to, the checks every client's traffic must pass on its way through claudegate, and
+//! a proxy trap that catches any connection a client tries beyond loopback.
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::gate::{logged_in, Gate, STORED_ACCESS_TOKEN};
 use super::mock_upstream::{MockUpstream, Recorded};
@@ -20,6 +21,40 @@ pub const ACCESS_TOKEN: &str = STORED_ACCESS_TOKEN;
 /// claudegate in front of `mock`, logged in with [`ACCESS_TOKEN`]; returns it and a key.
 pub fn gate_with_login(mock: &MockUpstream) -> (Gate, String) {
     logged_in(&mock.url(), json!({}))
+}
+
+/// The JSON lines a test script (`tests/e2e/*.py`, `*.mjs`) printed: its first line, the
+/// `version` step naming what it loaded, and the rest.
+pub fn script_lines(run: &Run) -> (Value, Vec<Value>) {
+    let mut lines: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n--- stderr:\n{}", run.stderr))
+        })
+        .collect();
+    assert!(
+        !lines.is_empty() && lines[0]["step"] == "version",
+        "{run:?}"
+    );
+    let version = lines.remove(0);
+    (version, lines)
+}
+
+/// Every reply scripted on `mock` was asked for, and the upstream saw those `scripted`
+/// requests and nothing else: the client made no call the test did not expect.
+pub fn assert_only_scripted_calls(mock: &MockUpstream, scripted: usize) {
+    assert_eq!(mock.queued(), 0, "every scripted reply was asked for");
+    let reqs = mock.requests();
+    assert_eq!(
+        reqs.len(),
+        scripted,
+        "the upstream saw exactly the scripted calls: {:?}",
+        reqs.iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect::<Vec<_>>()
+    );
 }
 
 /// What claudegate must guarantee about every request that reached the upstream: the
