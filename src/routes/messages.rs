@@ -153,9 +153,15 @@ fn relay(
         let (end, seen) = relay::relay(reader, &mut out);
         state.oauth.record_usage(seen.usage);
         match &end {
-            StreamEnd::UpstreamErrorEvent(kind) if kind == "rate_limit_error" => {
-                state.oauth.account.record_stream_rate_limit(&headers)
-            }
+            // One of the subscription's refusals is no rate limit, whatever its `error.type`
+            // says: counted under its class, never a cooldown.
+            StreamEnd::UpstreamErrorEvent(kind) => match seen.refusal {
+                Some(refusal) => state.oauth.account.record_refusal(refusal),
+                None if kind == "rate_limit_error" => {
+                    state.oauth.account.record_stream_rate_limit(&headers)
+                }
+                None => {}
+            },
             StreamEnd::UpstreamFailed(e) => state
                 .oauth
                 .account

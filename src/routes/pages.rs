@@ -35,6 +35,7 @@ pub fn metrics(state: &State) -> Reply {
         account_state,
         cooldown_until,
         ratelimit,
+        failure_classes: state.oauth.account.failure_classes(),
     });
     let mut reply = Reply::json(200, page.into_bytes());
     reply.headers = vec![(

@@ -33,6 +33,7 @@ mod mock_upstream_selftest;
 mod openai;
 mod ops;
 mod passthrough;
+mod refusals;
 mod robustness;
 mod server;
 mod shutdown;

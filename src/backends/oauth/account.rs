@@ -1,10 +1,13 @@
 //! The one Claude account: its current token, single-flight refresh, and its health.
 //!
-//! Health has three states. `ok`; `cooldown` after Anthropic said the account itself is limited
+//! Health has four states. `ok`; `cooldown` after Anthropic said the account itself is limited
 //! (429, 403, or a `rate_limit_error` inside a stream), during which requests are answered
-//! locally at once; and `needs_login` when the refresh token is rejected, which only
-//! `claudegate login` fixes. A client's own mistake (400, 404, 413, …) never changes the
-//! state: one app's bad request must not lock every app out. Any success clears a cooldown.
+//! locally at once; `needs_login` when the refresh token is rejected, which only
+//! `claudegate login` fixes; and `blocked` when Anthropic refuses the login's organisation
+//! ([`refusals`](crate::backends::oauth::refusals): shown, not enforced; a success or a new
+//! login clears it). A client's own mistake (400, 404, 413, …) never changes the state: one
+//! app's bad request must not lock every app out, and neither does one of the subscription's
+//! refusals. Any success clears a cooldown.
 //!
 //! Refresh runs ahead of expiry (a background thread, `oauth.refresh_before_expiry_s`) and
 //! after an upstream 401. It is single-flight: concurrent callers wait for one refresh and
@@ -22,6 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::anthropic::usage::Usage;
+use crate::backends::oauth::refusals::{Refusal, Tally};
 use crate::backends::oauth::token::{self, RefreshError, Token, TokenKind};
 use crate::base::clock;
 use crate::base::error::{ApiError, ErrorKind};
@@ -120,6 +124,8 @@ struct Health {
     cooldown_reason: String,
     needs_login: Option<String>,
     failures: Failures,
+    /// The subscription's refusals, and whether one blocks the login.
+    refused: Tally,
     requests: u64,
     successes: u64,
     tokens: Usage,
@@ -221,6 +227,7 @@ impl Account {
                     let mut h = lock(&self.health);
                     h.needs_login = token.as_ref().and_then(|t| t.needs_login.clone());
                     h.cooldown_until = 0;
+                    h.refused.unblock(); // a new login may belong to another organisation
                     slot.generation += 1;
                 }
                 slot.token = token;
@@ -523,8 +530,15 @@ impl Account {
         }
     }
 
-    /// Records an upstream attempt's outcome and its rate-limit headers.
-    pub fn record_response(&self, status: u16, headers: &[(String, String)]) {
+    /// Records an upstream attempt's outcome and its rate-limit headers. `refusal`: the answer
+    /// is one of the subscription's refusals ([`crate::backends::oauth::refusals`]), booked by
+    /// [`Account::record_refusal`] instead of by its status.
+    pub fn record_response(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        refusal: Option<Refusal>,
+    ) {
         let now = clock::unix_now();
         let mut h = lock(&self.health);
         h.requests += 1;
@@ -538,11 +552,15 @@ impl Account {
                 }
             }
         }
+        if let Some(refusal) = refusal {
+            return refused(&mut h, refusal);
+        }
         match status {
             200..=299 => {
                 h.successes += 1;
                 h.last_success = Some(now);
                 h.cooldown_until = 0;
+                h.refused.unblock();
             }
             429 => {
                 h.failures.rate_limit += 1;
@@ -574,6 +592,19 @@ impl Account {
                 ));
             }
         }
+    }
+
+    /// One of the subscription's refusals as an `error` event inside a 200 stream (the 200 was
+    /// booked already).
+    pub fn record_refusal(&self, refusal: Refusal) {
+        refused(&mut lock(&self.health), refusal);
+    }
+
+    /// Failure counts by class, `/admin/accounts`' `failure_classes` and the
+    /// `claudegate_account_failures_total` counter: the account's own classes, then one per
+    /// refusal of the subscription.
+    pub fn failure_classes(&self) -> Vec<(&'static str, u64)> {
+        failure_classes(&lock(&self.health))
     }
 
     /// A rate-limit `error` event inside a 200 stream: the account is limited all the same.
@@ -669,6 +700,7 @@ impl Account {
                 "request": f.request, "rate_limit": f.rate_limit, "forbidden": f.forbidden,
                 "auth": f.auth, "transient": f.transient,
             },
+            "failure_classes": failure_classes(&h).into_iter().collect::<BTreeMap<_, _>>(),
             "tokens": {
                 "input": h.tokens.input, "output": h.tokens.output,
                 "cache_read": h.tokens.cache_read, "cache_creation": h.tokens.cache_creation,
@@ -684,11 +716,38 @@ fn state_name(logged_in: bool, h: &Health, now: u64) -> &'static str {
         "not_logged_in"
     } else if h.needs_login.is_some() {
         "needs_login"
+    } else if h.refused.blocked().is_some() {
+        "blocked"
     } else if h.cooldown_until > now {
         "cooldown"
     } else {
         "ok"
     }
+}
+
+/// Books one of the subscription's refusals: its own class, `blocked` when it refuses the login
+/// itself, and never a cooldown (waiting does not help; the next request may well succeed).
+fn refused(h: &mut Health, refusal: Refusal) {
+    h.last_error = Some(format!("{}: {}", refusal.class(), refusal.advice()));
+    if h.refused.book(refusal) {
+        log::info(&format!(
+            "the Claude account is blocked ({}): {}",
+            refusal.class(),
+            refusal.advice()
+        ));
+    }
+}
+
+fn failure_classes(h: &Health) -> Vec<(&'static str, u64)> {
+    let f = h.failures;
+    let own = [
+        ("request", f.request),
+        ("rate_limit", f.rate_limit),
+        ("forbidden", f.forbidden),
+        ("auth", f.auth),
+        ("transient", f.transient),
+    ];
+    own.into_iter().chain(h.refused.counts()).collect()
 }
 
 /// Seconds to cool down for, from `retry-after` (seconds) or the unified reset time, at most

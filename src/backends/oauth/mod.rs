@@ -7,7 +7,9 @@
 //! before anything reaches the client, and refreshes the token once after a 401; it stops at
 //! once when the client has hung up ([`crate::backends::abandon`]). The answer —
 //! success or the upstream's own error, with its status — goes back to the route, which relays
-//! or translates it.
+//! or translates it. One of the subscription's refusals that are not rate limits
+//! ([`refusals`]) goes back with a sentence of advice added to its message, and is booked
+//! under its own class, never as a cooldown.
 //!
 //! [`token`] is the OAuth protocol itself (the token file, the token endpoint), [`login`]
 //! the interactive login that `claudegate login` runs, and [`models`] the upstream's model list,
@@ -17,6 +19,7 @@ pub mod account;
 pub mod cloak;
 pub mod login;
 pub mod models;
+pub mod refusals;
 pub mod token;
 
 use std::time::Duration;
@@ -36,6 +39,7 @@ use crate::base::log;
 use crate::guard::budget::Body;
 use account::{Account, Credential};
 use cloak::Cloak;
+use refusals::Refusal;
 
 /// Longest we honour an upstream `retry-after` between our own retries.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(20);
@@ -249,7 +253,9 @@ impl OauthBackend {
             };
             let status = resp.status().as_u16();
             let returned = upstream::returned_headers(&resp);
-            self.account.record_response(status, &returned);
+            let (peeked, refusal) = refusals::peek(resp);
+            resp = peeked;
+            self.account.record_response(status, &returned, refusal);
             crate::observe::metrics::METRICS.upstream_status(status);
             if let Some((_, id)) = returned
                 .iter()
@@ -301,12 +307,19 @@ impl OauthBackend {
     }
 
     /// Books what a drained stream reported: its usage, and the account's health when it
-    /// ended in a rate-limit error or broke. `returned` are the upstream's response headers.
-    pub fn book(&self, ending: &Ending, usage: Usage, returned: &[(String, String)]) {
+    /// ended in a rate-limit error, one of the subscription's refusals (whose message then gets
+    /// its advice, for whoever shows it) or broke. `returned` are the upstream's response
+    /// headers.
+    pub fn book(&self, ending: &mut Ending, usage: Usage, returned: &[(String, String)]) {
         self.record_usage(usage);
         match ending {
-            Ending::ErrorEvent { kind, .. } if kind == "rate_limit_error" => {
-                self.account.record_stream_rate_limit(returned)
+            Ending::ErrorEvent { kind, message } => {
+                if let Some(refusal) = Refusal::classify(None, kind, message) {
+                    self.account.record_refusal(refusal);
+                    *message = refusal.explain(message);
+                } else if kind == "rate_limit_error" {
+                    self.account.record_stream_rate_limit(returned)
+                }
             }
             Ending::Broken(e) => self.account.record_transient(&format!("mid-stream: {e}")),
             _ => {}
@@ -337,7 +350,10 @@ impl OauthBackend {
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
             let body = upstream::read_error_body(&mut resp);
-            let err = ApiError::from_upstream(status, &body);
+            let mut err = ApiError::from_upstream(status, &body);
+            if let Some(refusal) = refusals::of_body(status, &body) {
+                err.kind = refusal.kind(); // the relay shows the upstream's own status
+            }
             return Err(
                 match upstream::header(&resp, "retry-after").and_then(|v| v.trim().parse().ok()) {
                     Some(secs) => err.retry_after(secs),
@@ -347,11 +363,11 @@ impl OauthBackend {
         }
         let mut reader = EventReader::new(resp.into_body().into_reader());
         let mut collector = Collector::new();
-        let drained = drain::drain(&mut reader, |ev, _| {
+        let mut drained = drain::drain(&mut reader, |ev, _| {
             collector.push(ev);
             true
         });
-        self.book(&drained.ending, drained.usage, &returned);
+        self.book(&mut drained.ending, drained.usage, &returned);
         match drained.ending {
             Ending::Complete => {}
             Ending::ErrorEvent { kind, message } => {

@@ -494,6 +494,66 @@ impl Reply {
     }
 }
 
+// --- The subscription's refusals -----------------------------------------------------------
+//
+// Refusals of a subscription login that are not rate limits, with the status, `error.type` and
+// message Anthropic answers them with, as quoted in public issue trackers. Each body carries a
+// top-level `request_id`, as Anthropic's error bodies do.
+
+/// 400 `invalid_request_error`: a request Anthropic counts as a third-party app's, on a plan
+/// that must pay for those from extra usage (anthropics/claude-code#45048 and #45911,
+/// ianjwhite99/opencode-with-claude#91; the credit's amount varies: $20, $100, $200).
+pub const THIRD_PARTY_MESSAGE: &str = "Third-party apps now draw from your extra usage, not your plan limits. We've added a $200 credit to get you started. Claim it at claude.ai/settings/usage and keep going.";
+/// 429 `rate_limit_error`: the 1M-token context window on a plan without extra usage
+/// (anthropics/claude-code#42616 and #50784, Wei-Shaw/sub2api#572).
+pub const LONG_CONTEXT_MESSAGE: &str = "Extra usage is required for long context requests.";
+/// 403 `permission_error`: an organisation that does not allow subscription (OAuth) access;
+/// Claude Code shows it as `oauth_org_not_allowed` (anthropics/claude-code#63685 and #65714,
+/// Wei-Shaw/claude-relay-service#991).
+pub const OAUTH_NOT_ALLOWED_MESSAGE: &str =
+    "OAuth authentication is currently not allowed for this organization.";
+/// 400 `invalid_request_error`: an organisation Anthropic has disabled
+/// (router-for-me/CLIProxyAPI#2442 and #3409, anthropics/claude-code#60648).
+pub const ORGANIZATION_DISABLED_MESSAGE: &str = "This organization has been disabled.";
+
+/// An Anthropic error reply with a top-level `request_id`, as the refusals come.
+fn refusal(status: u16, kind: &str, message: &str) -> Reply {
+    let body = format!(
+        r#"{{"type":"error","error":{{"type":{},"message":{}}},"request_id":"req_011Mock{:016}"}}"#,
+        q(kind),
+        q(message),
+        next_id()
+    );
+    Reply::body(status, "application/json", body)
+}
+
+impl Reply {
+    /// 400: third-party apps draw from extra usage ([`THIRD_PARTY_MESSAGE`]).
+    pub fn third_party_extra_usage() -> Self {
+        refusal(400, "invalid_request_error", THIRD_PARTY_MESSAGE)
+    }
+
+    /// 429: extra usage is required for long context ([`LONG_CONTEXT_MESSAGE`]). The account's
+    /// own windows are fine (`unified-status: allowed`), and the reply names a `retry-after`,
+    /// so a proxy that takes every 429 for a rate limit benches the account on it (as
+    /// sub2api#572 reports). Whether Anthropic sends a `retry-after` with it is not documented.
+    pub fn long_context_extra_usage() -> Self {
+        refusal(429, "rate_limit_error", LONG_CONTEXT_MESSAGE)
+            .header("anthropic-ratelimit-unified-status", "allowed")
+            .retry_after(30)
+    }
+
+    /// 403: OAuth is not allowed for this organisation ([`OAUTH_NOT_ALLOWED_MESSAGE`]).
+    pub fn oauth_not_allowed() -> Self {
+        refusal(403, "permission_error", OAUTH_NOT_ALLOWED_MESSAGE)
+    }
+
+    /// 400: the organisation has been disabled ([`ORGANIZATION_DISABLED_MESSAGE`]).
+    pub fn organization_disabled() -> Self {
+        refusal(400, "invalid_request_error", ORGANIZATION_DISABLED_MESSAGE)
+    }
+}
+
 // --- The server --------------------------------------------------------------
 
 #[derive(Default)]
