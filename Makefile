@@ -3,6 +3,9 @@
 #   make test       THE test command: installs what the tests need, then fmt, clippy, all tests
 #                   (with the aarch64 binary under qemu too when qemu-aarch64 is installed; CI
 #                   installs it, and `make test TEST_ARM=1` forces it)
+#   make browser-deps  headless Chromium and chromedriver (Debian's chromium, chromium-driver)
+#                   for the status page's browser tests, tests/it/status_browser.rs (part of
+#                   `make test`)
 #   make e2e-deps   the real clients the end-to-end tests drive (Claude Code and Codex CLIs,
 #                   the anthropic and openai Python SDKs, the Vercel AI SDK and OpenCode on a
 #                   pinned Node 22),
@@ -86,15 +89,19 @@ check_static = @info=$$(file -b $(1)); echo "$(1): $$info"; \
 	    || { echo "error: ldd finds shared libraries in $(1)" >&2; exit 1; }; fi
 
 .PHONY: build release release-deps release-x86_64 release-aarch64 release-x86_64-deps \
-	release-aarch64-deps test test-deps test-arm test-arm-deps e2e-deps lint install \
-	uninstall clean fuzz bench bench-deps soak
+	release-aarch64-deps test test-deps test-arm test-arm-deps e2e-deps browser-deps caddy-deps lint \
+	install 	uninstall clean fuzz bench bench-deps soak
 
 build:
 	$(CARGO) build --locked
 
+# python3 and node run the drop-in clients (contrib/clients/) in tests/it/clients.rs; Debian's
+# nodejs (18 on bookworm) has the global fetch the JS client needs.
 test-deps:
 	$(call need,script,bsdutils)
 	$(call need,openssl,openssl)
+	$(call need,python3,python3)
+	$(call need,node,nodejs)
 	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 
 # The fuzz targets are a separate crate that `make test` never runs; checking that it still
@@ -104,13 +111,26 @@ lint: test-deps
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) check --locked --quiet --manifest-path tests/fuzz/Cargo.toml --all-targets
 
+# Caddy, the TLS front door tests/it/caddy.rs puts in front of the server (Debian's package;
+# the tests run their own instance with a private config and CA, never the system service).
+caddy-deps:
+	@command -v caddy >/dev/null 2>&1 || { echo "installing caddy (Debian package) for the TLS front-door tests (tests/it/caddy.rs)"; \
+	  $(APT) update -qq && $(APT) install -y -qq caddy >/dev/null; }
+
 # Idempotent: a second run only checks the installed versions (a few seconds).
 e2e-deps:
 	@bash tests/e2e/install.sh
 
-# CLAUDEGATE_E2E_REQUIRED=1: a missing client fails tests/it/e2e_clients.rs instead of skipping it.
+# The status page is tested in a real browser (tests/it/status_browser.rs), at the paths the test
+# looks for. chromium-driver depends on chromium, so a fresh machine installs both at once.
+browser-deps:
+	$(call need,/usr/bin/chromedriver,chromium chromium-driver)
+	$(call need,/usr/bin/chromium,chromium)
+
+# CLAUDEGATE_E2E_REQUIRED=1: a missing client fails tests/it/e2e_clients.rs instead of skipping it,
+# and a missing Chromium fails tests/it/status_browser.rs.
 # With TEST_ARM, the aarch64 release binary is built first and tests/it/arm.rs runs it.
-test: lint e2e-deps $(if $(TEST_ARM),test-arm-deps release-aarch64)
+test: lint e2e-deps browser-deps caddy-deps $(if $(TEST_ARM),test-arm-deps release-aarch64)
 	CLAUDEGATE_E2E_REQUIRED=1 $(if $(TEST_ARM),$(ARM_TEST_ENV)) $(CARGO) test --locked
 
 # ---- static release binaries -------------------------------------------------------------

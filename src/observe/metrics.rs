@@ -17,6 +17,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::anthropic::ratelimit::{Window, STATUSES};
 use crate::anthropic::usage::Usage;
 use crate::base::sync::lock;
 
@@ -177,6 +178,9 @@ pub struct Gauges {
     pub ratelimit: BTreeMap<String, String>,
     /// The account's failure counts by class (a fixed list of names), in the order to show.
     pub failure_classes: Vec<(&'static str, u64)>,
+    /// The subscription's usage windows as `/admin/accounts` shows them (names already checked
+    /// to be plain words, at most [`crate::anthropic::ratelimit::MAX_WINDOWS`]).
+    pub windows: Vec<Window>,
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -427,7 +431,60 @@ pub fn render(g: &Gauges) -> String {
             );
         }
     }
+    usage_windows(&mut out, &g.windows);
     out
+}
+
+/// The usage windows: utilisation, reset time, and status (1 for the current one). The window
+/// names come from the upstream but are plain words, at most 16 (`anthropic::ratelimit`), so
+/// the label set stays bounded; a value not reported has no sample.
+fn usage_windows(out: &mut String, windows: &[Window]) {
+    header(
+        out,
+        "claudegate_usage_utilization",
+        "gauge",
+        "How much of each subscription usage window is used (0..1), from the usage endpoint or the last answer's headers.",
+    );
+    for w in windows {
+        if let Some(u) = w.utilization {
+            let _ = writeln!(
+                out,
+                "claudegate_usage_utilization{{window=\"{}\"}} {u}",
+                w.name
+            );
+        }
+    }
+    header(
+        out,
+        "claudegate_usage_reset_timestamp_seconds",
+        "gauge",
+        "Unix time each subscription usage window resets.",
+    );
+    for w in windows {
+        if let Some(t) = w.resets_at {
+            let _ = writeln!(
+                out,
+                "claudegate_usage_reset_timestamp_seconds{{window=\"{}\"}} {t}",
+                w.name
+            );
+        }
+    }
+    header(
+        out,
+        "claudegate_usage_status",
+        "gauge",
+        "1 for each usage window's current status (allowed, allowed_warning, rejected).",
+    );
+    for w in windows.iter().filter(|w| w.status.is_some()) {
+        for status in STATUSES {
+            let v = u8::from(w.status == Some(status));
+            let _ = writeln!(
+                out,
+                "claudegate_usage_status{{window=\"{}\",status=\"{status}\"}} {v}",
+                w.name
+            );
+        }
+    }
 }
 
 #[cfg(test)]

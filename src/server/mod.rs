@@ -70,6 +70,7 @@ pub fn run(config: Config) -> Result<(), String> {
         keys::file_path(&data_dir),
         crate::backends::oauth::token::token_path(&data_dir),
         limits::usage_path(&data_dir),
+        crate::backends::oauth::usage::saved_path(&data_dir),
         crate::backends::oauth::cloak::device_id_path(&data_dir),
         audit::log_path(&config.audit, &data_dir),
     ]);
@@ -114,6 +115,7 @@ pub fn run(config: Config) -> Result<(), String> {
         ),
         models: Catalogue::new(config.models.clone(), crate::base::clock::unix_now()),
         jobs: AtomicUsize::new(0),
+        started: Instant::now(),
         config,
     });
 
@@ -161,6 +163,17 @@ pub fn run(config: Config) -> Result<(), String> {
                 crate::backends::oauth::models::keep_current(&s.oauth, &s.models, &s.config)
             })
             .map_err(|e| format!("cannot start the model list thread: {e}"))?;
+    }
+    // The subscription's usage windows, read and saved off every request's path.
+    if crate::backends::oauth::usage::wanted(&state.config) {
+        let (s, saved) = (
+            state.clone(),
+            crate::backends::oauth::usage::saved_path(&data_dir),
+        );
+        thread::Builder::new()
+            .name("usage".into())
+            .spawn(move || crate::backends::oauth::usage::keep_current(&s.oauth, &s.config, &saved))
+            .map_err(|e| format!("cannot start the usage thread: {e}"))?;
     }
     let keeper = state.clone();
     thread::Builder::new()
@@ -248,7 +261,10 @@ fn handle(state: &State, rq: Request) {
     let path = path_of(rq.url()).to_string();
     let protocol = protocol_of(&rq, &path);
     let cors = http::cors::cors_grant(&rq);
-    record::begin(route_name(&path), http::client_ip(&rq));
+    record::begin(
+        route_name(&path),
+        http::client_ip(&rq, &state.config.trusted_proxies),
+    );
     let mut slot = Some(rq);
     let status = match panic::catch_unwind(AssertUnwindSafe(|| {
         route(state, &mut slot, &path, protocol, &cors)

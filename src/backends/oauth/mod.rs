@@ -12,15 +12,18 @@
 //! under its own class, never as a cooldown.
 //!
 //! [`token`] is the OAuth protocol itself (the token file, the token endpoint), [`login`]
-//! the interactive login that `claudegate login` runs, and [`models`] the upstream's model list,
-//! fetched in the background for the catalogue.
+//! the interactive login that `claudegate login` runs, [`models`] the upstream's model list,
+//! fetched in the background for the catalogue, and [`usage`] the subscription's usage
+//! windows, read from the usage endpoint in the background.
 
 pub mod account;
 pub mod cloak;
+mod health;
 pub mod login;
 pub mod models;
 pub mod refusals;
 pub mod token;
+pub mod usage;
 
 use std::time::Duration;
 
@@ -73,6 +76,8 @@ pub struct Native<'r> {
     pub headers: &'r [(&'r str, &'r str)],
     /// `/v1/messages/count_tokens` rather than `/v1/messages`.
     pub count_tokens: bool,
+    /// The body's `model`, when it names one: a cooldown of that model's family refuses it.
+    pub model: Option<&'r str>,
 }
 
 /// The final upstream response (any status) and the headers of it to pass back.
@@ -98,7 +103,7 @@ impl OauthBackend {
         key_label: &str,
     ) -> Result<Prepared<'a>, ApiError> {
         let mut body = text_body;
-        let cred = self.account.credential()?;
+        let cred = self.account.credential_for(native.model)?;
         let header = |name: &str| {
             native
                 .headers
@@ -174,7 +179,7 @@ impl OauthBackend {
         anthropic: &Value,
         betas: &[&str],
     ) -> Result<Prepared<'a>, ApiError> {
-        let cred = self.account.credential()?;
+        let cred = self.account.credential_for(anthropic["model"].as_str())?;
         let cloaked = self.cloak.applies(None, None);
         let mut required: Vec<&str> = if cloaked {
             cloak::CLAUDE_CODE_BETAS.to_vec()

@@ -68,13 +68,15 @@ impl Setup {
     /// Writes a config with a private data dir and port 0, plus `overrides`.
     pub fn new(overrides: Value) -> Setup {
         let dir = TempDir::new();
-        // The upstream's model list is fetched only where a test asks (`models.refresh_s`):
-        // a fetch at start would be one more upstream request for every test that counts them.
+        // The upstream's model list and the usage endpoint are read only where a test asks
+        // (`models.refresh_s`, `oauth.usage_refresh_s`): a read at start would be one more
+        // upstream request for every test that counts them.
         let mut config = json!({
             "port": 0,
             "data_dir": dir.path().join("data").to_string_lossy(),
             "upstream": {"base_url": "http://127.0.0.1:9"},
             "models": {"refresh_s": 0},
+            "oauth": {"usage_refresh_s": 0},
         });
         merge(&mut config, &overrides);
         let config_path = dir.path().join("config.json");
@@ -163,11 +165,11 @@ pub fn oauth_login(access: &str, refresh: &str, secs: i64) -> Value {
 }
 
 /// Config pointing claudegate's upstream and token endpoint at `mock_url` (the model list
-/// fetch off, as in [`Setup::new`]).
+/// fetch and the usage reads off, as in [`Setup::new`]).
 pub fn upstream_config(mock_url: &str) -> Value {
     json!({
         "upstream": {"base_url": mock_url},
-        "oauth": {"token_url": format!("{mock_url}/v1/oauth/token")},
+        "oauth": {"token_url": format!("{mock_url}/v1/oauth/token"), "usage_refresh_s": 0},
         "models": {"refresh_s": 0},
     })
 }

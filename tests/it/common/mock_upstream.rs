@@ -24,6 +24,12 @@
 //!   `last_id`). A test may replace the list while the server runs
 //!   ([`MockUpstream::set_models`]), cap its pages ([`MockUpstream::cap_models_page`]), slow it
 //!   down ([`MockUpstream::delay_models_ms`]) or make it fail ([`MockUpstream::fail_models`]).
+//! - `GET /api/oauth/usage` (the subscription's usage windows, as Claude Code's `/usage` reads
+//!   them): `five_hour` and `seven_day` windows with a utilisation in percent and an RFC 3339
+//!   `resets_at`, `seven_day_opus`/`seven_day_sonnet` `null`, and `extra_usage`
+//!   ([`default_usage`]). A test may serve its own answer ([`MockUpstream::set_usage`]) or a
+//!   fixed reply instead, e.g. a 404 for an endpoint that is absent
+//!   ([`MockUpstream::usage_reply`]).
 //! - Anything else: 404 `not_found_error`.
 //!
 //! Every reply except [`Reply::raw`] carries `request-id: req_...` and
@@ -436,6 +442,22 @@ impl Reply {
         self
     }
 
+    /// One usage window's unified headers: `anthropic-ratelimit-unified-{window}-status`,
+    /// `-utilization` (a fraction) and `-reset` (Unix seconds), as Anthropic sends them.
+    pub fn window(self, window: &str, status: &str, utilization: f64, reset: u64) -> Self {
+        let name = |field: &str| format!("anthropic-ratelimit-unified-{window}-{field}");
+        self.header(&name("status"), status)
+            .header(&name("utilization"), &utilization.to_string())
+            .header(&name("reset"), &reset.to_string())
+    }
+
+    /// The overall unified answer: `-status`, `-reset` and `-representative-claim`.
+    pub fn unified(self, status: &str, reset: u64, claim: &str) -> Self {
+        self.header("anthropic-ratelimit-unified-status", status)
+            .header("anthropic-ratelimit-unified-reset", &reset.to_string())
+            .header("anthropic-ratelimit-unified-representative-claim", claim)
+    }
+
     /// Shorthand for `.header("retry-after", secs)`.
     pub fn retry_after(self, secs: u64) -> Self {
         self.header("retry-after", &secs.to_string())
@@ -576,6 +598,10 @@ struct Shared {
     models_delay_ms: AtomicU64,
     /// Most models in one page, whatever `limit` asks (0: no cap).
     models_page: AtomicU64,
+    /// What `GET /api/oauth/usage` answers; `None`: [`default_usage`].
+    usage: Mutex<Option<Value>>,
+    /// While set, every `GET /api/oauth/usage` gets this reply (until cleared).
+    usage_reply: Mutex<Option<Reply>>,
 }
 
 /// A running mock Anthropic server (one thread per connection); stops when dropped.
@@ -718,6 +744,47 @@ impl MockUpstream {
     pub fn cap_models_page(&self, n: u64) {
         self.shared.models_page.store(n, Ordering::SeqCst);
     }
+}
+
+impl MockUpstream {
+    /// Serve `body` (any JSON, odd fields included) from `GET /api/oauth/usage` from now on.
+    pub fn set_usage(&self, body: Value) {
+        *lock(&self.shared.usage) = Some(body);
+    }
+
+    /// Answer every `GET /api/oauth/usage` with `reply` (e.g. a 404: the endpoint is absent)
+    /// until called with `None`. Queued replies still go first.
+    pub fn usage_reply(&self, reply: Option<Reply>) {
+        *lock(&self.shared.usage_reply) = reply;
+    }
+}
+
+/// The usage endpoint's default answer: 5-hour window 1 % used (as the default headers say),
+/// weekly 12 %, no model-specific windows, no extra usage.
+pub fn default_usage() -> Value {
+    let at = |secs: u64| rfc3339_micros(unix_micros() / 1_000_000 + secs);
+    json!({
+        "five_hour": {"utilization": 1.0, "resets_at": at(5 * 3600)},
+        "seven_day": {"utilization": 12.0, "resets_at": at(4 * 86_400)},
+        "seven_day_oauth_apps": null,
+        "seven_day_opus": null,
+        "seven_day_sonnet": null,
+        "extra_usage": {"is_enabled": false, "monthly_limit": null, "used_credits": null,
+                        "utilization": null},
+    })
+}
+
+/// `2026-01-28T07:59:59.571404+00:00`, the way the usage endpoint writes its times.
+pub fn rfc3339_micros(unix: u64) -> String {
+    claudegate::base::clock::rfc3339(unix).replace('Z', ".571404+00:00")
+}
+
+fn usage_reply(shared: &Shared) -> Reply {
+    if let Some(reply) = lock(&shared.usage_reply).clone() {
+        return reply;
+    }
+    let body = lock(&shared.usage).clone().unwrap_or_else(default_usage);
+    Reply::json(200, body)
 }
 
 impl Drop for MockUpstream {
@@ -1224,6 +1291,7 @@ fn default_reply(shared: &Shared, rec: &Recorded) -> Reply {
             Reply::json(200, json!({"input_tokens": estimate_tokens(&rec.body)}))
         }
         ("POST", "/v1/oauth/token") => oauth_reply(shared, rec),
+        ("GET", "/api/oauth/usage") => usage_reply(shared),
         ("GET", p) if p == "/v1/models" || p.starts_with("/v1/models/") => {
             models_reply(shared, rec)
         }
