@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::backends::oauth::login::{self, Pkce, RedirectListener};
-use crate::backends::oauth::token::{load_token, token_path, Token, TokenKind};
+use crate::backends::oauth::token::{load_token, token_path, LoginState, Token, TokenKind};
 use crate::backends::oauth::usage;
 use crate::base::clock;
 use crate::config::Config;
@@ -178,21 +178,12 @@ pub fn logout(config: &Config) -> Result<(), String> {
 /// `claudegate status`: the stored login, without asking a server.
 pub fn status(config: &Config) -> Result<(), String> {
     let path = token_path(&config.data_dir());
-    let Some(t) = load_token(&path)? else {
-        print_aligned(&[("state", "not logged in (run `claudegate login`)".into())]);
-        return Ok(());
-    };
+    let token = load_token(&path)?;
     let now = clock::unix_now();
-    let state = if let Some(reason) = &t.needs_login {
-        format!("needs_login: {reason} (run `claudegate login`)")
-    } else if t.expires_at.is_some_and(|e| e <= now) {
-        if t.kind == TokenKind::Oauth && t.refresh_token.is_some() {
-            "expired (the server refreshes it on next use)".into()
-        } else {
-            "expired (run `claudegate login`)".into()
-        }
-    } else {
-        "ok".into()
+    let state = LoginState::of(token.as_ref(), now).describe();
+    let Some(t) = token else {
+        print_aligned(&[("state", state)]);
+        return Ok(());
     };
     let unknown = || "unknown".to_string();
     let organization = match (&t.organization_name, &t.organization_uuid) {

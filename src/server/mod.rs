@@ -80,10 +80,11 @@ pub fn run(config: Config) -> Result<(), String> {
         first_run_key(&keys_path)?;
     }
 
-    let account = Account::load(
-        config.oauth.clone(),
-        crate::backends::oauth::token::token_path(&data_dir),
-    )?;
+    let token_path = crate::backends::oauth::token::token_path(&data_dir);
+    let account = Account::load(config.oauth.clone(), token_path.clone())?;
+    if config.backend == crate::config::Backend::Oauth {
+        warn_unless_logged_in(&token_path);
+    }
     let cloak = Cloak::new(config.cloaking.clone(), &data_dir)?;
     let audit = crate::observe::audit::AuditLog::start(&config.audit, &data_dir)?;
     let oauth = OauthBackend::new(
@@ -190,6 +191,25 @@ pub fn run(config: Config) -> Result<(), String> {
     ));
 
     stop::serve_until_signalled(&state, &server)
+}
+
+/// A server with no usable login starts anyway (a login can arrive while it runs: the token
+/// file is watched), but says at once why its requests will fail and what fixes it, instead of
+/// leaving that to the first client's 503.
+fn warn_unless_logged_in(token_path: &std::path::Path) {
+    use crate::backends::oauth::token::{load_token, LoginState};
+    // An unreadable file was already refused by `Account::load`; read errors here mean a race
+    // with a login being written, which needs no warning.
+    let Ok(token) = load_token(token_path) else {
+        return;
+    };
+    let state = LoginState::of(token.as_ref(), crate::base::clock::unix_now());
+    if state.needs_action() {
+        log::info(&format!(
+            "login: {}; until then every model request is answered 503",
+            state.describe()
+        ));
+    }
 }
 
 /// Serves the seed's first-run promise without ever writing a secret into a log: the key is

@@ -322,6 +322,12 @@ impl Drop for Gate {
 }
 
 fn launch(config_path: &Path, env: &[(&str, &str)]) -> (Child, SocketAddr, Arc<Mutex<String>>) {
+    // The server's temp files (the CLI backend's call directories) go inside the test's own
+    // temp dir, so they go with it even when the test kills the server mid-call.
+    let tmp = config_path.parent().map(|dir| dir.join("tmp"));
+    if let Some(tmp) = &tmp {
+        std::fs::create_dir_all(tmp).expect("create the server's TMPDIR");
+    }
     let mut child = Command::new(BIN)
         .arg("--config")
         .arg(config_path)
@@ -335,6 +341,7 @@ fn launch(config_path: &Path, env: &[(&str, &str)]) -> (Child, SocketAddr, Arc<M
         .env_remove("http_proxy")
         .env_remove("ALL_PROXY")
         .env_remove("all_proxy")
+        .envs(tmp.iter().map(|t| ("TMPDIR", t.as_os_str())))
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
