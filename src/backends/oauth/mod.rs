@@ -19,7 +19,7 @@ pub mod token;
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use ureq::http::Response;
 
 use crate::anthropic::collector::Collector;
@@ -157,15 +157,15 @@ impl OauthBackend {
         })
     }
 
-    /// Prepares a request built by a translator (the OpenAI doors, `/v1/complete`): the
-    /// client's own headers are not forwarded, since they were meant for another API; the body
-    /// is cloaked unless `cloaking.mode` is `never` (these clients are never Claude Code). The
-    /// client's body buffer is reused for the translated one, keeping its budget reservation.
+    /// Prepares a request built by a translator (the OpenAI doors, `/v1/complete`): `body`
+    /// holds the Anthropic request's JSON text, written in place of the client's own body (so
+    /// it keeps the budget reservation). The client's own headers are not forwarded, since
+    /// they were meant for another API; the body is cloaked unless `cloaking.mode` is `never`
+    /// (these clients are never Claude Code).
     pub fn prepare_translated<'a>(
         &self,
         key_label: &str,
         mut body: Body<'a>,
-        anthropic: &Value,
         betas: &[&str],
     ) -> Result<Prepared<'a>, ApiError> {
         let cred = self.account.credential()?;
@@ -187,16 +187,18 @@ impl OauthBackend {
             ),
             ("Content-Type".to_string(), "application/json".to_string()),
         ];
-        let text = anthropic.to_string();
-        body.bytes = if cloaked {
+        if cloaked {
             let session = self.cloak.session_id(key_label);
             headers.extend(self.cloak.headers(&session));
-            let out = self.cloak.body(&text, &cred.account_uuid, &session, false);
-            out.map_err(|e| ApiError::new(ErrorKind::InvalidRequest, e))?
-                .into_bytes()
-        } else {
-            text.into_bytes()
-        };
+            let text = std::str::from_utf8(&body.bytes).map_err(|_| {
+                ApiError::new(ErrorKind::Internal, "a translated request was not UTF-8")
+            })?;
+            let out = self.cloak.body(text, &cred.account_uuid, &session, false);
+            // Replaces the translated text: one copy of the body is held at a time.
+            body.bytes = out
+                .map_err(|e| ApiError::new(ErrorKind::InvalidRequest, e))?
+                .into_bytes();
+        }
         Ok(Prepared {
             path: "/v1/messages?beta=true".into(),
             headers,
@@ -327,7 +329,9 @@ impl OauthBackend {
         if let Some(system) = req.system.as_deref().filter(|s| !s.is_empty()) {
             anthropic["system"] = json!([{"type": "text", "text": system}]);
         }
-        let mut prepared = self.prepare_translated(key_label, body, &anthropic, &[])?;
+        let mut body = body;
+        body.bytes = crate::base::jsonout::to_vec(&anthropic);
+        let mut prepared = self.prepare_translated(key_label, body, &[])?;
         let sent = self.send(&mut prepared);
         drop(prepared); // the request body is no longer needed: free its share of the budget
         let (mut resp, returned) = sent?;
