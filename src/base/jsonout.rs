@@ -222,8 +222,10 @@ mod tests {
     #[test]
     fn writes_what_serde_json_writes() {
         same_as_serde(&json!(null));
-        same_as_serde(&json!({"a": [1, -2, 3.5, 1e300, u64::MAX, i64::MIN, true, false, null],
-            "b": {}, "c": [], "": ""}));
+        same_as_serde(
+            &json!({"a": [1, -2, 3.5, 1e300, u64::MAX, i64::MIN, true, false, null],
+            "b": {}, "c": [], "": ""}),
+        );
         // Every byte that needs escaping, at every offset within a word, and non-ASCII.
         let mut s = String::new();
         for c in 0u8..0x80 {

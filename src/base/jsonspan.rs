@@ -287,14 +287,7 @@ impl<'t> Scan<'t> {
             }
         }
         self.i = i + 1;
-        self.leaf(
-            if escaped {
-                Kind::EscapedStr
-            } else {
-                Kind::Str
-            },
-            start,
-        );
+        self.leaf(if escaped { Kind::EscapedStr } else { Kind::Str }, start);
         Some(())
     }
 
@@ -490,9 +483,15 @@ impl<'a> Item<'a> {
 
     /// Whether this is the string `s`.
     pub fn is_str(&self, s: &str) -> bool {
+        let inner = self.raw().len().saturating_sub(2);
         match self.node().kind {
-            Kind::Str => self.raw().get(1..self.raw().len() - 1) == Some(s),
-            Kind::EscapedStr => self.as_str().is_some_and(|v| v == s),
+            Kind::Str => inner == s.len() && self.raw().get(1..inner + 1) == Some(s),
+            // An escape is 2 to 12 bytes of text for 1 to 4 bytes of value, so the value is
+            // no longer than the text and at least a sixth of it: a long tool result is not
+            // decoded only to learn that it is not `""`.
+            Kind::EscapedStr => {
+                inner >= s.len() && inner <= 6 * s.len() && self.as_str().is_some_and(|v| v == s)
+            }
             _ => false,
         }
     }
@@ -500,10 +499,21 @@ impl<'a> Item<'a> {
     /// The last member called `key` (JSON parsers keep the last of duplicates); `None` when
     /// there is none or this is not an object.
     pub fn get(&self, key: &str) -> Option<Item<'a>> {
-        self.members()
-            .filter(|(k, _)| k.is_str(key))
-            .last()
-            .map(|(_, v)| v)
+        // A plain loop over the nodes: called a few times per message of a long history.
+        let node = self.node();
+        if node.kind != Kind::Object {
+            return None;
+        }
+        let (doc, mut at, mut found) = (self.doc, self.at + 1, None);
+        while at < node.next {
+            // A key is a string, so its value is the next node.
+            let value = at + 1;
+            if (Item { doc, at }).is_str(key) {
+                found = Some(Item { doc, at: value });
+            }
+            at = doc.nodes.get(value as usize)?.next;
+        }
+        found
     }
 
     /// A member's value, `None` when absent or `null` (OpenAI's APIs treat them alike).

@@ -16,7 +16,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::base::jsonout::Out;
-use crate::base::jsonspan::Item;
+use crate::base::jsonspan::{Item, Member};
 
 /// A JSON string of the request: the client's own text, or one we made.
 #[derive(Debug, Clone, PartialEq)]
@@ -226,36 +226,45 @@ impl Body<'_> {
     /// The request as JSON text; `size_hint` is the room to start with (the client's body
     /// length is a good one: the translated request is about as long).
     pub fn to_json(&self, size_hint: usize) -> Vec<u8> {
+        self.to_json_with_members(size_hint).0
+    }
+
+    /// [`Body::to_json`], and where each top-level member's value went in the text (what
+    /// [`crate::base::jsonspan::object_members`] would find, without scanning the text again).
+    pub fn to_json_with_members(&self, size_hint: usize) -> (Vec<u8>, Vec<Member>) {
         let mut out = Out::with_capacity(size_hint + size_hint / 32 + 4096);
+        let mut members = Vec::with_capacity(self.head.len() + 1);
         out.byte(b'{');
-        let mut first = true;
         let mut messages_done = false;
-        let mut sep = |out: &mut Out| {
-            if !std::mem::take(&mut first) {
+        let mut member = |out: &mut Out, key: &str, write: &dyn Fn(&mut Out)| {
+            if !members.is_empty() {
                 out.byte(b',');
             }
+            out.string(key);
+            out.byte(b':');
+            let start = out.len();
+            write(out);
+            members.push(Member {
+                key: key.to_string(),
+                value: start..out.len(),
+            });
         };
         for (k, v) in &self.head {
             if !messages_done && k.as_str() > "messages" {
-                sep(&mut out);
-                self.write_messages(&mut out);
+                member(&mut out, "messages", &|out| self.write_messages(out));
                 messages_done = true;
             }
-            sep(&mut out);
-            out.string(k);
-            out.byte(b':');
-            out.value(v);
+            member(&mut out, k, &|out| out.value(v));
         }
         if !messages_done {
-            sep(&mut out);
-            self.write_messages(&mut out);
+            member(&mut out, "messages", &|out| self.write_messages(out));
         }
         out.byte(b'}');
-        out.into_vec()
+        (out.into_vec(), members)
     }
 
     fn write_messages(&self, out: &mut Out) {
-        out.raw(b"\"messages\":[");
+        out.byte(b'[');
         for (i, m) in self.messages.iter().enumerate() {
             if i > 0 {
                 out.byte(b',');
@@ -393,14 +402,26 @@ mod tests {
                     {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "r"}]}]},
                 {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]}]});
         assert_eq!(body.to_json(0), serde_json::to_vec(&want).unwrap());
+        // The members noted while writing are the ones a scan of the text finds.
+        let (text, members) = body.to_json_with_members(0);
+        let text = String::from_utf8(text).unwrap();
+        let found = crate::base::jsonspan::object_members(&text).unwrap();
+        let spans = |m: &[Member]| {
+            m.iter()
+                .map(|m| (m.key.clone(), m.value.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(spans(&members), spans(&found));
         assert_eq!(body.to_value(), want);
     }
 
     #[test]
     fn cache_markers_are_added_only_when_the_client_set_none() {
         let mut b = Body::default();
-        b.head
-            .insert("system".into(), json!([{"type":"text","text":"a"},{"type":"text","text":"b"}]));
+        b.head.insert(
+            "system".into(),
+            json!([{"type":"text","text":"a"},{"type":"text","text":"b"}]),
+        );
         b.messages = vec![
             Message {
                 role: "user",
@@ -412,7 +433,10 @@ mod tests {
             },
             Message {
                 role: "user",
-                content: vec![text("two"), Block::Json(json!({"type":"image","source":{}}))],
+                content: vec![
+                    text("two"),
+                    Block::Json(json!({"type":"image","source":{}})),
+                ],
             },
         ];
         add_cache_markers(&mut b);
@@ -423,7 +447,9 @@ mod tests {
             v["messages"][2]["content"][1]["cache_control"],
             json!({"type":"ephemeral"})
         );
-        assert!(v["messages"][0]["content"][0].get("cache_control").is_none());
+        assert!(v["messages"][0]["content"][0]
+            .get("cache_control")
+            .is_none());
         assert_eq!(v.to_string().matches("cache_control").count(), 2);
 
         // The client's own marker anywhere (here on a tool): nothing added.

@@ -6,7 +6,7 @@
 //! `input_image`/`input_file`) and hands the pieces here, with the parameter path to name in a
 //! 400. A conversation's text stays the client's JSON text ([`super::body::Str`]).
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::body::{Block, Message, Str};
 use super::reasoning::is_thinking;
@@ -143,6 +143,18 @@ pub fn document_block(file: &Value, at: &str) -> Result<Value, TranslateError> {
         block["title"] = json!(name);
     }
     Ok(block)
+}
+
+/// A `tool_use` block of the history. Built member by member because `json!` would copy
+/// `input` (it serialises each value it is given), and an agent's tool inputs (files it
+/// wrote) are a large part of a long history.
+pub fn tool_use_block(id: Value, name: Value, input: Value) -> Value {
+    let mut block = Map::new();
+    block.insert("type".into(), Value::from("tool_use"));
+    block.insert("id".into(), id);
+    block.insert("name".into(), name);
+    block.insert("input".into(), input);
+    Value::Object(block)
 }
 
 /// A tool call's `arguments` from the history (a JSON text, or the object itself; absent or

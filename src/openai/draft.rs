@@ -287,7 +287,9 @@ mod tests {
         let mut d = Draft::new("m".into(), "claude-sonnet-4-6".into(), false);
         d.messages = vec![Message {
             role: "user",
-            content: vec![crate::openai::body::Block::Json(json!({"type": "text", "text": "hi"}))],
+            content: vec![crate::openai::body::Block::Json(
+                json!({"type": "text", "text": "hi"}),
+            )],
         }];
         d
     }
@@ -361,7 +363,10 @@ mod tests {
         let mut d = draft();
         d.format = Format::JsonObject;
         let t = d.finish().unwrap();
-        assert_eq!(t.body.to_value()["system"][0]["text"], JSON_OBJECT_INSTRUCTION);
+        assert_eq!(
+            t.body.to_value()["system"][0]["text"],
+            JSON_OBJECT_INSTRUCTION
+        );
         let mut d = draft();
         d.format = Format::JsonSchema(json!({"type": "object"}));
         d.strict_tools = true;

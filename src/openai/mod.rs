@@ -140,4 +140,3 @@ pub(crate) fn translate_value(
         include_usage: t.include_usage,
     })
 }
-

@@ -84,6 +84,7 @@ fn prepare<'a>(
         path: rq.url(),
         headers: &headers,
         count_tokens,
+        members: &members,
     };
     state.oauth.prepare_native(&native, body, &key.label)
 }

@@ -11,9 +11,9 @@ use crate::anthropic::drain::{self, Ending};
 use crate::anthropic::event::Event;
 use crate::anthropic::sse::EventReader;
 use crate::backends::upstream;
-use crate::base::jsonspan::{Doc, Grammar};
 use crate::backends::Completion;
 use crate::base::error::{ApiError, ErrorKind, Protocol};
+use crate::base::jsonspan::{Doc, Grammar, Member};
 use crate::config::Backend;
 use crate::guard::budget::Body;
 use crate::guard::keys::KeyInfo;
@@ -67,6 +67,8 @@ fn not_json(bytes: &[u8]) -> ApiError {
 /// A translated request: its Anthropic JSON, and what the answer needs to know.
 struct Translation {
     json: Vec<u8>,
+    /// Where the top-level members of `json` are (noted while writing it).
+    members: Vec<Member>,
     /// The client's parameters without the conversation (the Responses API echoes some).
     params: Value,
     stream: bool,
@@ -94,8 +96,10 @@ fn translate(state: &State, bytes: &[u8], door: Door) -> Result<Translation, Api
         Door::Responses => responses::translate(&req, &resolve),
     }?;
     crate::openai::add_cache_markers(&mut t.body);
+    let (json, members) = t.body.to_json_with_members(bytes.len());
     Ok(Translation {
-        json: t.body.to_json(bytes.len()),
+        json,
+        members,
         params: Value::Object(req.params),
         stream: t.stream,
         client_model: t.client_model,
@@ -122,7 +126,7 @@ fn oauth(
     let req = &t.params;
     let prepared = state
         .oauth
-        .prepare_translated(&key.label, body, &t.betas);
+        .prepare_translated(&key.label, body, Some(&t.members), &t.betas);
     let mut prepared = match prepared {
         Ok(p) => p,
         Err(e) => return http::fail(rq, e, Protocol::OpenAi, cors),

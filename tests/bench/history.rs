@@ -118,7 +118,8 @@ fn turns_for(size: usize, per_turn: impl Fn(&Turn) -> usize) -> Vec<Turn> {
 /// The history as an Anthropic Messages request (`/v1/messages`, as Claude Code sends it:
 /// thinking blocks with signatures, cache breakpoints), streamed.
 pub fn anthropic(size: usize) -> String {
-    let block_size = |t: &Turn| t.thinking.len() + t.said.len() + t.result.len() + t.ask.len() + 700;
+    let block_size =
+        |t: &Turn| t.thinking.len() + t.said.len() + t.result.len() + t.ask.len() + 700;
     let turns = turns_for(size, block_size);
     let mut messages = Vec::new();
     for t in &turns {
@@ -157,10 +158,12 @@ pub fn chat(size: usize) -> String {
     let mut messages = vec![json!({"role": "system", "content": system_prompt()})];
     for t in &turns {
         messages.push(json!({"role": "user", "content": t.ask}));
-        messages.push(json!({"role": "assistant", "content": t.said, "tool_calls": [
-            {"id": t.call_id, "type": "function",
-             "function": {"name": t.tool, "arguments": t.arguments.to_string()}},
-        ]}));
+        messages.push(
+            json!({"role": "assistant", "content": t.said, "tool_calls": [
+                {"id": t.call_id, "type": "function",
+                 "function": {"name": t.tool, "arguments": t.arguments.to_string()}},
+            ]}),
+        );
         messages.push(json!({"role": "tool", "tool_call_id": t.call_id, "content": t.result}));
     }
     let tools: Vec<Value> = tools()
@@ -180,7 +183,8 @@ pub fn chat(size: usize) -> String {
 /// The history as an OpenAI Responses request (as Codex sends it through claudegate: the
 /// reasoning items carry the thinking blocks claudegate encoded in `encrypted_content`).
 pub fn responses(size: usize) -> String {
-    let per = |t: &Turn| t.said.len() + t.result.len() + t.ask.len() + t.thinking.len() * 4 / 3 + 900;
+    let per =
+        |t: &Turn| t.said.len() + t.result.len() + t.ask.len() + t.thinking.len() * 4 / 3 + 900;
     let turns = turns_for(size, per);
     let mut input = Vec::new();
     for t in &turns {
@@ -190,9 +194,13 @@ pub fn responses(size: usize) -> String {
         input.push(json!({"type": "reasoning", "summary": [], "encrypted_content": encrypted}));
         input.push(json!({"type": "message", "role": "assistant",
             "content": [{"type": "output_text", "text": t.said}]}));
-        input.push(json!({"type": "function_call", "call_id": t.call_id, "name": t.tool,
-            "arguments": t.arguments.to_string()}));
-        input.push(json!({"type": "function_call_output", "call_id": t.call_id, "output": t.result}));
+        input.push(
+            json!({"type": "function_call", "call_id": t.call_id, "name": t.tool,
+            "arguments": t.arguments.to_string()}),
+        );
+        input.push(
+            json!({"type": "function_call_output", "call_id": t.call_id, "output": t.result}),
+        );
     }
     let tools: Vec<Value> = tools()
         .into_iter()

@@ -95,7 +95,10 @@ pub fn phase(work: &Path, quick: bool) -> Vec<Row> {
     let routes = routes();
     let setup = Setup::new(work, "large", sink.addr, 16);
     // The bodies stay in the work directory, for profiling one route by hand (BENCHMARKS.md).
-    for (route, file) in routes.iter().zip(["passthrough", "cloaked", "chat", "responses"]) {
+    for (route, file) in routes
+        .iter()
+        .zip(["passthrough", "cloaked", "chat", "responses"])
+    {
         std::fs::write(setup.dir.join(format!("{file}.json")), &route.body).ok();
     }
     let gate = setup.spawn();

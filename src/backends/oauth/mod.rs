@@ -30,6 +30,7 @@ use crate::backends::abandon;
 use crate::backends::upstream::{self, Call, Upstream};
 use crate::backends::{Answer, Completion};
 use crate::base::error::{ApiError, ErrorKind};
+use crate::base::jsonspan::Member;
 use crate::base::log;
 use crate::guard::budget::Body;
 use account::{Account, Credential};
@@ -67,6 +68,9 @@ pub struct Native<'r> {
     pub headers: &'r [(&'r str, &'r str)],
     /// `/v1/messages/count_tokens` rather than `/v1/messages`.
     pub count_tokens: bool,
+    /// The body's top-level members, found by the route's check that it is an object (so
+    /// cloaking does not scan a large body again).
+    pub members: &'r [Member],
 }
 
 /// The final upstream response (any status) and the headers of it to pass back.
@@ -143,7 +147,13 @@ impl OauthBackend {
             })?;
             let out = self
                 .cloak
-                .body(text, &cred.account_uuid, &session, native.count_tokens)
+                .body_with(
+                    text,
+                    native.members,
+                    &cred.account_uuid,
+                    &session,
+                    native.count_tokens,
+                )
                 .map_err(|e| ApiError::new(ErrorKind::InvalidRequest, e))?;
             // Replaces the client's copy: one copy of the body is held at a time.
             body.bytes = out.into_bytes();
@@ -161,11 +171,13 @@ impl OauthBackend {
     /// holds the Anthropic request's JSON text, written in place of the client's own body (so
     /// it keeps the budget reservation). The client's own headers are not forwarded, since
     /// they were meant for another API; the body is cloaked unless `cloaking.mode` is `never`
-    /// (these clients are never Claude Code).
+    /// (these clients are never Claude Code). `members` are the text's top-level members when
+    /// the translator noted them as it wrote the text; `None` has them found here.
     pub fn prepare_translated<'a>(
         &self,
         key_label: &str,
         mut body: Body<'a>,
+        members: Option<&[Member]>,
         betas: &[&str],
     ) -> Result<Prepared<'a>, ApiError> {
         let cred = self.account.credential()?;
@@ -193,7 +205,13 @@ impl OauthBackend {
             let text = std::str::from_utf8(&body.bytes).map_err(|_| {
                 ApiError::new(ErrorKind::Internal, "a translated request was not UTF-8")
             })?;
-            let out = self.cloak.body(text, &cred.account_uuid, &session, false);
+            let out = match members {
+                Some(members) => {
+                    self.cloak
+                        .body_with(text, members, &cred.account_uuid, &session, false)
+                }
+                None => self.cloak.body(text, &cred.account_uuid, &session, false),
+            };
             // Replaces the translated text: one copy of the body is held at a time.
             body.bytes = out
                 .map_err(|e| ApiError::new(ErrorKind::InvalidRequest, e))?
@@ -331,7 +349,7 @@ impl OauthBackend {
         }
         let mut body = body;
         body.bytes = crate::base::jsonout::to_vec(&anthropic);
-        let mut prepared = self.prepare_translated(key_label, body, &[])?;
+        let mut prepared = self.prepare_translated(key_label, body, None, &[])?;
         let sent = self.send(&mut prepared);
         drop(prepared); // the request body is no longer needed: free its share of the budget
         let (mut resp, returned) = sent?;

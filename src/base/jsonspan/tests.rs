@@ -86,7 +86,11 @@ fn accepts_exactly_what_serde_json_accepts() {
     let mut cases: Vec<String> = CASES.iter().map(|s| s.to_string()).collect();
     for depth in [126, 127, 128, 300] {
         cases.push(format!("{}{}", "[".repeat(depth), "]".repeat(depth)));
-        cases.push(format!("{{\"k\":{}{}}}", "[".repeat(depth), "]".repeat(depth)));
+        cases.push(format!(
+            "{{\"k\":{}{}}}",
+            "[".repeat(depth),
+            "]".repeat(depth)
+        ));
     }
     for text in &cases {
         let doc = Doc::parse(text, Grammar::Value);
@@ -110,8 +114,10 @@ fn reads_a_conversation_as_serde_json_does() {
     let mut messages = Vec::new();
     for i in 0..50 {
         messages.push(json!({"role": "user", "content": format!("step {i}: \"quoted\"\n\ttabbed é→😀 \u{1}")}));
-        messages.push(json!({"role": "assistant", "content": [{"type": "text", "text": "x".repeat(i * 7)}],
-            "n": [i, -(i as i64), i as f64 / 3.0]}));
+        messages.push(
+            json!({"role": "assistant", "content": [{"type": "text", "text": "x".repeat(i * 7)}],
+            "n": [i, -(i as i64), i as f64 / 3.0]}),
+        );
     }
     let text = json!({"model": "m", "messages": messages}).to_string();
     let doc = Doc::parse(&text, Grammar::Value).unwrap();
@@ -159,7 +165,13 @@ fn strings_are_read_with_their_escapes_decoded() {
         let want: String = serde_json::from_str(s).unwrap();
         assert_eq!(doc.root().as_str().unwrap(), want);
         assert!(doc.root().is_str(&want));
+        assert!(!doc.root().is_str("") && !doc.root().is_str(&format!("{want}x")));
     }
+    // The value of an escaped string is between a sixth of its text and all of it.
+    let six = Doc::parse(r#""\u0041""#, Grammar::Value).unwrap();
+    assert!(six.root().is_str("A"));
+    let long = Doc::parse(r#""a\nb""#, Grammar::Value).unwrap();
+    assert!(long.root().is_str("a\nb") && !long.root().is_str("a\n"));
     // A lone surrogate passes only as raw JSON, and reads as U+FFFD.
     assert_eq!(unescape(r#"a\ud800b"#), "a\u{FFFD}b");
 }

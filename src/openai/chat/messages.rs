@@ -133,12 +133,7 @@ fn user_blocks<'a>(content: Option<Item<'a>>, at: &str) -> Result<Vec<Block<'a>>
 /// One user content part → an Anthropic block (`None` for empty text).
 fn user_part<'a>(part: Item<'a>, pat: &str) -> Result<Option<Block<'a>>, TranslateError> {
     let block = match string(part, "type").as_deref() {
-        Some("text") => {
-            return Ok(text_block(
-                text_of(part, pat, "user messages")?,
-                Some(part),
-            ))
-        }
+        Some("text") => return Ok(text_block(text_of(part, pat, "user messages")?, Some(part))),
         Some("image_url") => {
             // The spec has `{url, detail}`; some clients send the URL string itself.
             let url = match part.get("image_url") {
@@ -200,7 +195,10 @@ fn assistant_blocks<'a>(
     }
     if let Some(calls) = m.field("tool_calls") {
         if !calls.is_array() {
-            return Err(bad(format!("{at}.tool_calls"), "`tool_calls` must be an array"));
+            return Err(bad(
+                format!("{at}.tool_calls"),
+                "`tool_calls` must be an array",
+            ));
         }
         for (j, call) in calls.items().enumerate() {
             out.push(tool_use(call, &format!("{at}.tool_calls[{j}]"))?);
@@ -250,9 +248,11 @@ fn tool_use<'a>(call: Item<'a>, at: &str) -> Result<Block<'a>, TranslateError> {
     let arguments = f.and_then(|f| f.get("arguments")).map(|a| a.to_value());
     let input = content::tool_input(arguments.as_ref())
         .map_err(|why| bad(format!("{at}.function.arguments"), why))?;
-    Ok(Block::Json(
-        json!({"type": "tool_use", "id": id, "name": name, "input": input}),
-    ))
+    Ok(Block::Json(content::tool_use_block(
+        id.into(),
+        name.into(),
+        input,
+    )))
 }
 
 /// A `tool` message → a `tool_result` block: string content as is, text parts joined with

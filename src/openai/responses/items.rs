@@ -36,7 +36,13 @@ pub(super) fn convert_input<'a>(
     let mut turns = Turns::default();
     match input {
         Some(s) if s.is_string() && !s.is_str("") => {
-            turns.push("user", Str::of(s).and_then(|s| text_block(s, None)).into_iter().collect());
+            turns.push(
+                "user",
+                Str::of(s)
+                    .and_then(|s| text_block(s, None))
+                    .into_iter()
+                    .collect(),
+            );
         }
         Some(items) if items.is_array() => {
             for (i, item) in items.items().enumerate() {
@@ -45,9 +51,7 @@ pub(super) fn convert_input<'a>(
             }
         }
         None => return Err(TranslateError::new("input", "`input` is required")),
-        Some(v) if v.is_null() => {
-            return Err(TranslateError::new("input", "`input` is required"))
-        }
+        Some(v) if v.is_null() => return Err(TranslateError::new("input", "`input` is required")),
         Some(_) => {
             return Err(TranslateError::new(
                 "input",
@@ -97,8 +101,11 @@ fn convert_item<'a>(
             };
             turns.push(
                 "assistant",
-                vec![Block::Json(json!({"type": "tool_use", "id": call_id,
-                    "name": tools.flat_name(namespace.as_deref(), &name), "input": input}))],
+                vec![Block::Json(content::tool_use_block(
+                    call_id.into(),
+                    tools.flat_name(namespace.as_deref(), &name).into(),
+                    input,
+                ))],
             );
         }
         Some("function_call_output" | "custom_tool_call_output") => {
@@ -200,7 +207,10 @@ fn text_parts<'a>(
     p: &str,
 ) -> Result<Vec<(Str<'a>, Option<Item<'a>>)>, TranslateError> {
     if !content.is_array() {
-        return Ok(vec![(Str::of(content).unwrap_or(Str::Own(String::new())), None)]);
+        return Ok(vec![(
+            Str::of(content).unwrap_or(Str::Own(String::new())),
+            None,
+        )]);
     }
     let mut out = Vec::new();
     for (j, part) in content.items().enumerate() {
@@ -232,7 +242,10 @@ fn user_content<'a>(content: Item<'a>, p: &str) -> Result<Vec<Block<'a>>, Transl
         let block = match string(part, "type").as_deref() {
             Some("input_text" | "output_text" | "text") => {
                 let text = part.get("text").and_then(Str::of);
-                blocks.extend(text_block(text.unwrap_or(Str::Own(String::new())), Some(part)));
+                blocks.extend(text_block(
+                    text.unwrap_or(Str::Own(String::new())),
+                    Some(part),
+                ));
                 continue;
             }
             Some("input_image") => image(part, &pp)?,
@@ -285,16 +298,26 @@ pub(super) fn encode_reasoning(block: &Value) -> String {
 /// Our `encrypted_content` → the block it carries; None for anything else.
 pub(super) fn decode_reasoning(content: &str) -> Option<Value> {
     let bytes = crate::base::base64::decode(content.strip_prefix(REASONING_PREFIX)?)?;
-    let v: Value = serde_json::from_slice(&bytes).ok()?;
-    match v["type"].as_str()? {
-        "thinking" => Some(json!({
-            "type": "thinking",
-            "thinking": v["thinking"].as_str()?,
-            "signature": v["signature"].as_str()?,
-        })),
-        "redacted_thinking" => {
-            Some(json!({"type": "redacted_thinking", "data": v["data"].as_str()?}))
-        }
+    let Value::Object(mut v) = serde_json::from_slice(&bytes).ok()? else {
+        return None;
+    };
+    // The strings are moved into the block, not copied: a thinking block can be long.
+    let mut take = |key: &str| match v.remove(key) {
+        Some(s @ Value::String(_)) => Some(s),
         _ => None,
+    };
+    let kind = take("type")?;
+    let mut block = serde_json::Map::new();
+    match kind.as_str()? {
+        "thinking" => {
+            block.insert("thinking".into(), take("thinking")?);
+            block.insert("signature".into(), take("signature")?);
+        }
+        "redacted_thinking" => {
+            block.insert("data".into(), take("data")?);
+        }
+        _ => return None,
     }
+    block.insert("type".into(), kind);
+    Some(Value::Object(block))
 }
