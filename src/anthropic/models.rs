@@ -23,13 +23,23 @@
 //! Opus 4.8 is not named on the adaptive-thinking pages; it is read as its predecessor Opus 4.7
 //! (adaptive only), which is also what it accepts in practice. A version the pages do not name
 //! (a later 4.x Sonnet, say) gets the row of the newest version they do name below it, so a
-//! model is never sent a level its family has not been documented to take.
+//! model is never sent a level its family has not been documented to take; a later major
+//! (`claude-sonnet-5-7`, `claude-opus-6`) is read as Claude 5, the newest the pages describe.
+//!
+//! New ids arrive without a code change: `/v1/models` lists whatever the upstream's models
+//! endpoint reports (`anthropic::catalogue`), and a client may name any id. This table is read
+//! for all of them by family and version alone. The models endpoint also reports each model's
+//! `capabilities` (thinking types, effort levels); those are passed through to clients as they
+//! are, but not read here, so a request is planned the same way whether the list was fetched
+//! or not.
 //!
 //! # Reading an id
 //!
 //! Lower-cased; anything from `[` on (`claude-sonnet-4-6[1m]`) is dropped; split on `-`, `.`,
 //! `@`, `:`, `/` and `_`, so Bedrock (`anthropic.claude-opus-4-6-v1:0`) and Vertex
-//! (`claude-opus-4-6@20251101`) spellings read the same. The family is the first of `opus`,
+//! (`claude-opus-4-6@20251101`) spellings read the same, and so do the ids the models endpoint
+//! lists (<https://platform.claude.com/docs/en/api/models-list>: `claude-opus-4-1-20250805`,
+//! `claude-3-5-haiku-20241022`, `claude-sonnet-4-6`). The family is the first of `opus`,
 //! `sonnet`, `haiku`, `mythos`, `fable`; the version is the first two all-digit parts of fewer
 //! than eight digits (eight is a snapshot date), in either order around the family
 //! (`claude-3-7-sonnet-20250219` is Sonnet 3.7). An id without a family is [`Family::Unknown`]
@@ -191,6 +201,15 @@ mod tests {
             ("claude-fable-5-1", Family::Fable, (5, 1)),
             ("claude-sonnet-4-6[1m]", Family::Sonnet, (4, 6)),
             ("CLAUDE-OPUS-5", Family::Opus, (5, 0)),
+            // Ids as the models endpoint lists them, and ones it may list next.
+            ("claude-opus-4-1-20250805", Family::Opus, (4, 1)),
+            ("claude-3-5-haiku-20241022", Family::Haiku, (3, 5)),
+            ("claude-3-haiku-20240307", Family::Haiku, (3, 0)),
+            ("claude-sonnet-5-7", Family::Sonnet, (5, 7)),
+            ("claude-sonnet-5-7-20270115", Family::Sonnet, (5, 7)),
+            ("claude-opus-6", Family::Opus, (6, 0)),
+            ("claude-haiku-5-7", Family::Haiku, (5, 7)),
+            ("claude-mythos-5-7", Family::Mythos, (5, 7)),
             ("my-model", Family::Unknown, (0, 0)),
             ("", Family::Unknown, (0, 0)),
         ] {
@@ -221,6 +240,17 @@ mod tests {
             ("claude-fable-5-1", AdaptiveOnly, &all),
             ("claude-fable", AdaptiveOnly, &all),
             ("claude-haiku-5-5", AdaptiveOnly, &all),
+            // Never seen: read by family and version (the newest documented row below).
+            ("claude-sonnet-5-7", AdaptiveOnly, &all),
+            ("claude-sonnet-5-7-20270115", AdaptiveOnly, &all),
+            ("claude-haiku-5-7", AdaptiveOnly, &all),
+            ("claude-opus-6", AdaptiveOnly, &all),
+            ("claude-opus-4-9", AdaptiveOnly, &all),
+            ("claude-sonnet-4-7", Adaptive, &no_xhigh),
+            ("claude-haiku-4-6", Budget, &[]),
+            ("claude-mythos-5-7", AdaptiveOnly, &all),
+            ("claude-opus-4-1-20250805", Budget, &[]),
+            ("claude-3-5-haiku-20241022", Budget, &[]),
             ("my-model", Budget, &[]),
         ] {
             let c = capabilities(id);

@@ -16,6 +16,11 @@
 //! When the client hangs up, the watcher calls [`Call::abandon`]: the upstream socket is shut
 //! down, so a read blocked on it fails at once (a blocked ureq read cannot be cancelled
 //! otherwise), and the flag stops the CLI and the retries.
+//!
+//! The server abandons every call the same way when it stops and its shutdown grace has
+//! passed ([`abandon_all`], driven by `server::stop`), with [`Reason::Stopping`]: the routes
+//! then end each request with that error in the caller's protocol ([`stop_error`]) instead
+//! of the broken-upstream error the cut would otherwise look like.
 
 use std::cell::RefCell;
 use std::sync::{Arc, Condvar, Mutex, Weak};
@@ -23,7 +28,36 @@ use std::time::{Duration, Instant};
 
 use ureq::unversioned::transport::ShutdownHandle;
 
+use crate::base::error::{ApiError, ErrorKind};
 use crate::base::sync::lock;
+
+/// Why a call was abandoned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Its client hung up: no one is left to answer.
+    ClientLeft,
+    /// The server is stopping and the call outlasted the shutdown grace.
+    Stopping,
+}
+
+/// The error an abandoned call ends its request with, in the caller's protocol. For a client
+/// that left no one reads it (it closes the request's record); for a stop it is what the
+/// client sees: a 503 to retry (a stream that had started gets it as its last event).
+impl From<Reason> for ApiError {
+    fn from(reason: Reason) -> ApiError {
+        match reason {
+            Reason::ClientLeft => ApiError::new(
+                ErrorKind::BadGateway,
+                "the client went away; its upstream call was closed",
+            ),
+            Reason::Stopping => ApiError::new(
+                ErrorKind::Busy,
+                "claudegate is shutting down and cut this request off at the end of its                  shutdown grace (shutdown_grace_ms); the answer is incomplete: retry it",
+            )
+            .retry_after(1),
+        }
+    }
+}
 
 /// The backend call made for one request, shared by its worker and the watcher.
 #[derive(Default)]
@@ -35,8 +69,8 @@ pub struct Call {
 
 #[derive(Default)]
 struct State {
-    /// The client hung up.
-    gone: bool,
+    /// Why the call was abandoned, once it is.
+    gone: Option<Reason>,
     /// The request is done: nothing is left to cancel.
     ended: bool,
     /// The socket of the upstream connection the call is using, if any.
@@ -44,17 +78,22 @@ struct State {
 }
 
 impl Call {
-    /// The client hung up: shuts the upstream socket down (a blocked read or write on it
-    /// fails at once) and raises the flag the CLI backend and retries look at. Does nothing
-    /// once the request is done, so a late abandonment cannot touch a connection another
-    /// request now uses.
+    /// The client hung up: [`Call::abandon_for`] with [`Reason::ClientLeft`].
     pub fn abandon(&self) {
+        self.abandon_for(Reason::ClientLeft);
+    }
+
+    /// Shuts the upstream socket down (a blocked read or write on it fails at once) and raises
+    /// the flag the CLI backend and retries look at. Does nothing once the request is done, so
+    /// a late abandonment cannot touch a connection another request now uses, nor once the
+    /// call was abandoned already (the first reason stays).
+    pub fn abandon_for(&self, reason: Reason) {
         let upstream = {
             let mut s = lock(&self.state);
-            if s.ended || s.gone {
+            if s.ended || s.gone.is_some() {
                 return;
             }
-            s.gone = true;
+            s.gone = Some(reason);
             s.upstream.take()
         };
         self.abandoned.notify_all();
@@ -63,8 +102,13 @@ impl Call {
         }
     }
 
-    /// Whether [`Call::abandon`] was called.
+    /// Whether the call was abandoned, for any reason.
     pub fn is_abandoned(&self) -> bool {
+        lock(&self.state).gone.is_some()
+    }
+
+    /// Why the call was abandoned, if it was.
+    pub fn reason(&self) -> Option<Reason> {
         lock(&self.state).gone
     }
 }
@@ -73,39 +117,113 @@ thread_local! {
     static CURRENT: RefCell<Option<Arc<Call>>> = const { RefCell::new(None) };
 }
 
+/// Every call in progress (at most one per worker), so a stopping server can abandon them
+/// all; and, once it has, the reason every call started later is abandoned with at once.
+struct Live {
+    calls: Vec<Weak<Call>>,
+    all_gone: Option<Reason>,
+}
+
+type Registry = Mutex<Live>;
+
+/// The server's calls. (Tests use registries of their own: abandoning every call of this one
+/// would end the calls of every other test in the process.)
+static LIVE: Registry = Mutex::new(Live {
+    calls: Vec::new(),
+    all_gone: None,
+});
+
 /// This thread's call, from [`start`] until the guard is dropped.
-pub struct Started(Arc<Call>);
+pub struct Started {
+    call: Arc<Call>,
+    registry: &'static Registry,
+}
 
 impl Started {
     /// The call, for the watcher.
     pub fn call(&self) -> Arc<Call> {
-        self.0.clone()
+        self.call.clone()
     }
 }
 
 impl Drop for Started {
     fn drop(&mut self) {
         CURRENT.with(|c| c.borrow_mut().take());
-        let mut s = lock(&self.0.state);
-        s.ended = true;
-        s.upstream = None;
+        {
+            let mut s = lock(&self.call.state);
+            s.ended = true;
+            s.upstream = None;
+        }
+        let me = Arc::downgrade(&self.call);
+        lock(self.registry).calls.retain(|c| !Weak::ptr_eq(c, &me));
     }
 }
 
 /// Starts a call on this thread (replacing any leftover one); it ends when the guard drops.
+/// After [`abandon_all`] the call starts abandoned.
 pub fn start() -> Started {
+    start_in(&LIVE)
+}
+
+fn start_in(registry: &'static Registry) -> Started {
     let call = Arc::new(Call::default());
+    {
+        // Registered and checked under one lock: `abandon_all` either sees this call or has
+        // already left its reason for it.
+        let mut live = lock(registry);
+        match live.all_gone {
+            Some(reason) => call.abandon_for(reason),
+            None => live.calls.push(Arc::downgrade(&call)),
+        }
+    }
     CURRENT.with(|c| *c.borrow_mut() = Some(call.clone()));
-    Started(call)
+    Started { call, registry }
+}
+
+/// Abandons every call in progress, and every call started from now on, with `reason`.
+/// Returns how many were in progress.
+pub fn abandon_all(reason: Reason) -> usize {
+    abandon_all_in(&LIVE, reason)
+}
+
+fn abandon_all_in(registry: &Registry, reason: Reason) -> usize {
+    let calls: Vec<Arc<Call>> = {
+        let mut live = lock(registry);
+        live.all_gone = Some(reason);
+        live.calls.iter().filter_map(Weak::upgrade).collect()
+    };
+    // Outside the lock: a call that ends meanwhile ignores it (see `abandon_for`).
+    for call in &calls {
+        call.abandon_for(reason);
+    }
+    calls.len()
 }
 
 fn with_current<T>(f: impl FnOnce(&Call) -> T) -> Option<T> {
     CURRENT.with(|c| c.borrow().as_deref().map(f))
 }
 
-/// Whether this thread's call was abandoned: its client hung up.
+/// Whether this thread's call was abandoned: its client hung up, or the server is stopping.
+/// Either way there is nothing left to wait for.
 pub fn client_gone() -> bool {
     with_current(Call::is_abandoned).unwrap_or(false)
+}
+
+/// Why this thread's call was abandoned, if it was.
+pub fn reason() -> Option<Reason> {
+    with_current(Call::reason).flatten()
+}
+
+/// The error to end this thread's request with when the server cut its call off because it
+/// is stopping (whatever the cut looked like below: a broken stream, a failed read); `None`
+/// otherwise.
+pub fn stop_error() -> Option<ApiError> {
+    (reason() == Some(Reason::Stopping)).then(|| Reason::Stopping.into())
+}
+
+/// The error to end this thread's request with once its call was abandoned.
+pub fn abandoned_error() -> ApiError {
+    reason().unwrap_or(Reason::ClientLeft).into()
 }
 
 /// Waits `d`, or less if this thread's call is abandoned meanwhile. Returns whether the
@@ -118,7 +236,7 @@ pub fn pause(d: Duration) -> bool {
     };
     let until = Instant::now() + d;
     let mut s = lock(&call.state);
-    while !s.gone {
+    while s.gone.is_none() {
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
@@ -129,7 +247,7 @@ pub fn pause(d: Duration) -> bool {
             .map(|(guard, _)| guard)
             .unwrap_or_else(|e| e.into_inner().0);
     }
-    !s.gone
+    s.gone.is_none()
 }
 
 /// The upstream transport is about to read or write `socket` for this thread's call: if the
@@ -142,10 +260,10 @@ pub fn use_socket(socket: &Weak<dyn ShutdownHandle>) {
         if s.ended {
             return false;
         }
-        if !s.upstream.as_ref().is_some_and(|u| Weak::ptr_eq(u, socket)) && !s.gone {
+        if !s.upstream.as_ref().is_some_and(|u| Weak::ptr_eq(u, socket)) && s.gone.is_none() {
             s.upstream = Some(socket.clone());
         }
-        s.gone
+        s.gone.is_some()
     });
     if shut_now == Some(true) {
         if let Some(socket) = socket.upgrade() {
@@ -231,6 +349,41 @@ mod tests {
             1,
             "the socket still works"
         );
+    }
+
+    #[test]
+    fn abandoning_all_ends_every_call_and_those_started_later_with_the_reason() {
+        static OWN: Registry = Mutex::new(Live {
+            calls: Vec::new(),
+            all_gone: None,
+        });
+        let (ours, _peer) = pair();
+        let running = start_in(&OWN);
+        use_socket(&weak(&ours));
+        let elsewhere = std::thread::spawn(|| {
+            let done = start_in(&OWN);
+            drop(done); // ended: no longer in progress
+        });
+        elsewhere.join().unwrap();
+        assert_eq!(stop_error().map(|e| e.kind), None);
+        assert_eq!(abandon_all_in(&OWN, Reason::Stopping), 1);
+        assert_eq!(reason(), Some(Reason::Stopping));
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            (&*ours).read(&mut buf).unwrap_or(0),
+            0,
+            "the socket was shut"
+        );
+        let err = stop_error().expect("a stop error");
+        assert_eq!((err.status(), err.retry_after), (503, Some(1)));
+        assert!(err.message.contains("shutting down"), "{}", err.message);
+        // A client that leaves now does not change why the call ended.
+        running.call().abandon();
+        assert_eq!(reason(), Some(Reason::Stopping));
+        drop(running);
+        let late = start_in(&OWN);
+        assert!(late.call().is_abandoned() && !pause(Duration::from_secs(5)));
+        assert_eq!(abandoned_error().status(), 503);
     }
 
     #[test]

@@ -193,6 +193,23 @@ impl Upstream {
         }
         rq.send(call.body).map_err(UpstreamError::from_ureq)
     }
+
+    /// Sends a GET for a small answer read whole (the model list), bounded by `whole_call`
+    /// from connecting to the end of the body.
+    pub fn get(
+        &self,
+        path: &str,
+        headers: &[(String, String)],
+        whole_call: Duration,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let url = format!("{}{path}", self.base_url);
+        let mut rq = self.agent.get(&url);
+        for (name, value) in headers {
+            rq = rq.header(name.as_str(), value.as_str());
+        }
+        let rq = rq.config().timeout_global(Some(whole_call)).build();
+        rq.call().map_err(UpstreamError::from_ureq)
+    }
 }
 
 /// ureq's own connector (proxies, TCP, TLS), with the socket of each new connection noted: its
@@ -293,6 +310,18 @@ pub fn read_error_body(resp: &mut Response<Body>) -> Vec<u8> {
     use std::io::Read;
     reader.take(1 << 20).read_to_end(&mut out).ok();
     out
+}
+
+/// What a non-2xx answer to our own housekeeping call says, for a log line: the upstream's
+/// message (read from the capped body), at most 300 characters, secrets redacted.
+pub fn error_said(status: u16, resp: &mut Response<Body>) -> String {
+    let body = read_error_body(resp);
+    let said: String = crate::base::error::ApiError::from_upstream(status, &body)
+        .message
+        .chars()
+        .take(300)
+        .collect();
+    crate::base::redact::redact(&said)
 }
 
 /// The headers of `resp` a client should see.

@@ -54,6 +54,24 @@ pub fn rfc3339(unix: u64) -> String {
     )
 }
 
+/// Reads an RFC 3339 UTC timestamp (`2026-11-22T13:40:05Z`, fractions of a second ignored)
+/// back into a Unix time; `None` for anything else (an offset other than `Z` included).
+pub fn parse_rfc3339(s: &str) -> Option<u64> {
+    let (day, time) = s.split_once('T')?;
+    let time = time.strip_suffix('Z')?;
+    let time = time.split_once('.').map_or(time, |(whole, _)| whole);
+    let mut hms = time.split(':').map(|p| {
+        (p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| p.parse::<u64>().ok())
+            .flatten()
+    });
+    let (h, m, sec) = (hms.next()??, hms.next()??, hms.next()??);
+    if hms.next().is_some() || h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    Some(parse_day(day)? * 86_400 + h * 3600 + m * 60 + sec)
+}
+
 // Howard Hinnant's algorithms (public domain), proleptic Gregorian calendar.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -99,5 +117,27 @@ mod tests {
         assert_eq!(parse_day("2026-02-30"), None);
         assert_eq!(parse_day("2026-11"), None);
         assert_eq!(parse_day("yesterday"), None);
+    }
+
+    #[test]
+    fn rfc3339_round_trip() {
+        for t in [0, 951_782_400, 1_795_354_805] {
+            assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
+        }
+        assert_eq!(
+            parse_rfc3339("2027-01-15T00:00:00.123Z"),
+            Some(1_799_971_200)
+        );
+        for bad in [
+            "2027-01-15",
+            "2027-01-15T00:00:00",
+            "2027-01-15T00:00:00+02:00",
+            "2027-01-15T24:00:00Z",
+            "2027-01-15T1:00:00Z",
+            "2027-02-30T00:00:00Z",
+            "",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! The few C library calls std does not wrap, declared by hand: the design card has no `libc`
 //! crate, and these are functions of the C library every Linux binary already links (glibc, or
-//! musl in the static builds): poll, get/setrlimit, flock, kill, getsockopt, dup, and `syscall`
-//! for the two pidfd calls the C libraries of our oldest targets have no wrapper for.
+//! musl in the static builds): poll, get/setrlimit, flock, kill, getsockopt, dup, `syscall`
+//! for the two pidfd calls the C libraries of our oldest targets have no wrapper for, and the
+//! signal-mask calls that let the server wait for SIGTERM and SIGINT (see [`block_stop_signals`]).
 //!
 //! Why each wrapper is sound: it passes only pointers to live, correctly sized `#[repr(C)]`
 //! values owned by the wrapper for the duration of the call (or a null pointer where the call
@@ -10,6 +11,7 @@
 //! reads a result only after the call reported success. The
 //! constants are Linux's, identical on x86_64 and aarch64 (the two targets we build), and the
 //! struct layouts are the 64-bit ones (`rlim_t` is 64 bits on both, with glibc and musl).
+//! No signal handler is installed anywhere: nothing of ours ever runs in signal context.
 
 use std::ffi::c_long;
 use std::fs::File;
@@ -33,7 +35,31 @@ struct RLimit {
     hard: u64,
 }
 
+/// The C library's `sigset_t`, which only the C library itself reads and writes (through
+/// `sigemptyset` and `sigaddset`), so its inner layout never matters here: only its size and
+/// alignment. Both C libraries make it 1024 bits on both our targets: glibc's `__sigset_t` is
+/// `unsigned long __val[1024 / (8 * sizeof(unsigned long))]`, musl's `sigset_t` is
+/// `unsigned long __bits[128 / sizeof(long)]`: 128 bytes, aligned as an 8-byte `unsigned long`.
+/// This is 16 `u64`s: the same size and alignment. (The kernel's own set is only the first 8
+/// bytes; the C library passes that part on.)
+#[repr(C)]
+struct SigSet([u64; 16]);
+
+/// `struct timespec` on 64-bit Linux, glibc and musl alike: `time_t` and `long`, 64 bits each
+/// (musl's padding member is zero-sized when `time_t` and `long` have the same size).
+#[repr(C)]
+struct TimeSpec {
+    tv_sec: i64,
+    tv_nsec: i64,
+}
+
 extern "C" {
+    fn sigemptyset(set: *mut SigSet) -> i32;
+    fn sigaddset(set: *mut SigSet, signal: i32) -> i32;
+    /// Returns an error number (0 for success), not -1 and `errno`.
+    fn pthread_sigmask(how: i32, set: *const SigSet, old: *mut SigSet) -> i32;
+    /// `info` is a `siginfo_t *`; we always pass null, which POSIX allows.
+    fn sigtimedwait(set: *const SigSet, info: *mut u8, timeout: *const TimeSpec) -> i32;
     fn poll(fds: *mut PollFd, nfds: std::ffi::c_ulong, timeout_ms: i32) -> i32;
     fn getrlimit(resource: i32, rlim: *mut RLimit) -> i32;
     fn setrlimit(resource: i32, rlim: *const RLimit) -> i32;
@@ -67,6 +93,112 @@ const TCP_INFO: i32 = 11;
 /// TCP states (`tcpi_state`, the first byte of `struct tcp_info`) in which the peer has sent
 /// its FIN or reset the connection: CLOSE_WAIT, LAST_ACK, CLOSING, TIME_WAIT, CLOSE.
 const TCP_PEER_CLOSED: [u8; 5] = [8, 9, 11, 6, 7];
+
+const SIG_BLOCK: i32 = 0;
+const SIG_UNBLOCK: i32 = 1;
+const SIGINT: i32 = 2;
+const SIGTERM: i32 = 15;
+
+/// A signal that asks the server to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopSignal {
+    /// SIGTERM: what `systemctl stop`, `docker stop`, `podman stop` and `kill` send.
+    Term,
+    /// SIGINT: Ctrl-C in a terminal.
+    Int,
+}
+
+impl StopSignal {
+    pub fn name(self) -> &'static str {
+        match self {
+            StopSignal::Term => "SIGTERM",
+            StopSignal::Int => "SIGINT",
+        }
+    }
+
+    /// The signal's number (15 or 2, the same on x86_64 and aarch64).
+    pub fn number(self) -> i32 {
+        match self {
+            StopSignal::Term => SIGTERM,
+            StopSignal::Int => SIGINT,
+        }
+    }
+}
+
+/// The set {SIGTERM, SIGINT}, built by the C library.
+fn stop_set() -> SigSet {
+    let mut set = SigSet([0; 16]);
+    // SAFETY: `set` is a live, writable buffer of the size and alignment of `sigset_t` (see
+    // `SigSet`); the calls only write inside it. They fail only for an invalid signal number,
+    // and 2 and 15 are valid.
+    unsafe {
+        sigemptyset(&mut set);
+        sigaddset(&mut set, SIGTERM);
+        sigaddset(&mut set, SIGINT);
+    }
+    set
+}
+
+/// Blocks SIGTERM and SIGINT for the calling thread and every thread it starts afterwards
+/// (threads inherit their creator's mask). Called first thing in `main` for `serve`, before
+/// any thread exists, so the signals are never delivered to anyone: they wait, pending, until
+/// the one thread that asks for them ([`wait_stop_signal`]) takes them. No handler runs in
+/// signal context, and none is needed: this is what tini does. It also works for PID 1 in a
+/// container, which the kernel spares every signal it has no handler for (`SIG_DFL`) — but a
+/// blocked signal is never discarded (it stays pending, since a handler could be installed
+/// before it is unblocked), so `sigtimedwait` still receives it.
+///
+/// A child process inherits the mask of the thread that starts it (std leaves it as it is),
+/// so a command the server runs must unblock them again: [`unblock_stop_signals_in_child`].
+pub fn block_stop_signals() -> io::Result<()> {
+    let set = stop_set();
+    // SAFETY: `set` is a live, initialised `sigset_t` the call only reads; the old mask is not
+    // wanted (null, which the call allows). It changes only the calling thread's mask.
+    match unsafe { pthread_sigmask(SIG_BLOCK, &set, std::ptr::null_mut()) } {
+        0 => Ok(()),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
+}
+
+/// Makes `cmd`'s child start with SIGTERM and SIGINT unblocked, as any program expects: without
+/// it the CLI backend's `claude`, started by a worker that blocks them, would ignore a service
+/// manager's SIGTERM until the SIGKILL that follows.
+pub fn unblock_stop_signals_in_child(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let set = stop_set(); // built here: the child may only make async-signal-safe calls
+                          // SAFETY: `pre_exec` runs the closure in the child between fork and exec, where only
+                          // async-signal-safe functions may be called. It calls only `pthread_sigmask` (on POSIX's
+                          // list of async-signal-safe functions), with a set built before the fork and owned by the
+                          // closure, and a null old mask; it allocates nothing (an OS error is stored inline).
+    unsafe {
+        cmd.pre_exec(
+            move || match pthread_sigmask(SIG_UNBLOCK, &set, std::ptr::null_mut()) {
+                0 => Ok(()),
+                e => Err(io::Error::from_raw_os_error(e)),
+            },
+        )
+    };
+}
+
+/// Waits at most `within` for SIGTERM or SIGINT, which must be blocked ([`block_stop_signals`]),
+/// and takes it: it is then no longer pending. `None` when none came in time (or the wait was
+/// interrupted, which only a signal outside the set can do: the caller simply asks again).
+pub fn wait_stop_signal(within: Duration) -> Option<StopSignal> {
+    let set = stop_set();
+    let timeout = TimeSpec {
+        tv_sec: i64::try_from(within.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(within.subsec_nanos()),
+    };
+    // SAFETY: `set` and `timeout` are live, initialised values the call only reads (`tv_nsec`
+    // is below 10^9, as it requires); `info` is null, which POSIX allows. It blocks only the
+    // calling thread, for at most `timeout`.
+    let signal = unsafe { sigtimedwait(&set, std::ptr::null_mut(), &timeout) };
+    match signal {
+        SIGTERM => Some(StopSignal::Term),
+        SIGINT => Some(StopSignal::Int),
+        _ => None, // -1: EAGAIN (no signal in time) or EINTR
+    }
+}
 
 /// Whether the peer of the connected socket `fd` has hung up (closed or shut down its side)
 /// or the socket is in error. Never blocks, and reads nothing: bytes the peer sent (a
@@ -366,6 +498,55 @@ mod tests {
         assert!(!peer_closed(&a));
         drop(b);
         assert!(peer_closed(&a));
+    }
+
+    #[test]
+    fn a_blocked_stop_signal_waits_for_the_thread_that_asks_for_it() {
+        extern "C" {
+            fn pthread_self() -> usize;
+            fn pthread_kill(thread: usize, signal: i32) -> i32;
+        }
+        // On a thread of its own, so the test process's other threads keep their masks; a
+        // signal sent to this thread alone (pthread_kill) can only be taken by it.
+        std::thread::spawn(|| {
+            block_stop_signals().unwrap();
+            let t = Instant::now();
+            assert_eq!(wait_stop_signal(Duration::from_millis(50)), None);
+            assert!(
+                t.elapsed() >= Duration::from_millis(40),
+                "{:?}",
+                t.elapsed()
+            );
+            for (signal, want) in [(SIGINT, StopSignal::Int), (SIGTERM, StopSignal::Term)] {
+                // SAFETY: this live thread's own handle and a valid signal number, which it
+                // blocks (so the default action, ending the process, cannot happen).
+                assert_eq!(unsafe { pthread_kill(pthread_self(), signal) }, 0);
+                assert_eq!(wait_stop_signal(Duration::from_secs(5)), Some(want));
+                assert_eq!(want.number(), signal);
+            }
+            assert_eq!(
+                wait_stop_signal(Duration::ZERO),
+                None,
+                "taken, no longer pending"
+            );
+            // A child of this thread starts with both unblocked. (Whether a child would
+            // inherit the block without this depends on how std starts it: `posix_spawn`
+            // resets the mask, a fork does not; the CLI's command was found to keep it. The
+            // integration test `shutdown::cli_calls_…` checks the real `claude` command.)
+            let mut cmd = std::process::Command::new("/bin/sh");
+            cmd.args(["-c", "exec grep SigBlk /proc/self/status"]);
+            unblock_stop_signals_in_child(&mut cmd);
+            let out = String::from_utf8(cmd.output().unwrap().stdout).unwrap();
+            let mask = out
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_string();
+            let both = (1 << (SIGINT - 1)) | (1 << (SIGTERM - 1));
+            assert_eq!(u64::from_str_radix(&mask, 16).unwrap() & both, 0, "{out}");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

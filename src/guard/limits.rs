@@ -68,6 +68,10 @@ pub struct Limits {
     per_key_cap: u32,
     state_path: PathBuf,
     inner: Mutex<Inner>,
+    /// Held by a save from its snapshot to its write: the housekeeping thread saves every 5 s
+    /// and a stopping server saves last, and a save still writing an older snapshot must not
+    /// land after the last one. No request ever takes it.
+    saving: Mutex<()>,
 }
 
 /// A held place under `limits.per_key_concurrent` (and, for model routes, under
@@ -153,6 +157,7 @@ impl Limits {
                 ips,
                 dirty: false,
             }),
+            saving: Mutex::new(()),
         }
     }
 
@@ -294,8 +299,9 @@ impl Limits {
         self.lock().ips.len()
     }
 
-    /// Saves the daily counters if they changed since the last save.
+    /// Saves the daily counters if they changed since the last save. Saves never overlap.
     pub fn persist_if_dirty(&self) {
+        let _saving = crate::base::sync::lock(&self.saving);
         let file = {
             let mut inner = self.lock();
             if !inner.dirty {

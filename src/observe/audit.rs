@@ -14,7 +14,7 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -26,7 +26,7 @@ use crate::observe::record::Record;
 /// Lines that may wait for the writer; past that they are dropped and counted.
 const CHANNEL_LINES: usize = 4096;
 /// How long the writer lets lines gather after a wake-up before writing them.
-const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
+const BATCH_WINDOW: Duration = Duration::from_millis(50);
 /// Where the log goes and how it rotates.
 #[derive(Clone, Debug)]
 struct Target {
@@ -43,9 +43,16 @@ pub fn log_path(cfg: &AuditConfig, data_dir: &Path) -> PathBuf {
     }
 }
 
+/// What the writer thread is handed: a line, or a request to confirm that everything handed
+/// before it is written.
+enum Msg {
+    Line(String),
+    Flush(SyncSender<()>),
+}
+
 /// The handle workers use to hand lines to the writer thread.
 pub struct AuditLog {
-    tx: Option<SyncSender<String>>,
+    tx: Option<SyncSender<Msg>>,
 }
 
 impl AuditLog {
@@ -70,12 +77,34 @@ impl AuditLog {
     /// Queues one line; never blocks. A full queue drops the line and counts it.
     pub fn write(&self, line: String) {
         let Some(tx) = &self.tx else { return };
-        match tx.try_send(line) {
+        match tx.try_send(Msg::Line(line)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 METRICS.audit_dropped()
             }
         }
+    }
+
+    /// Waits, at most `within`, until every line queued so far is in the file (without the
+    /// writer's batching pause): what a stopping server does last. Returns whether they are.
+    pub fn flush(&self, within: Duration) -> bool {
+        let Some(tx) = &self.tx else { return true };
+        let deadline = Instant::now() + within;
+        let (done, written) = mpsc::sync_channel(1);
+        let mut msg = Msg::Flush(done);
+        loop {
+            match tx.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Full(m)) if Instant::now() < deadline => {
+                    msg = m;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => return false,
+            }
+        }
+        written
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
     }
 }
 
@@ -142,7 +171,7 @@ fn rotate(t: &Target) -> io::Result<()> {
     fs::rename(&t.path, rotated(&t.path, 1))
 }
 
-fn writer(t: &Target, rx: &Receiver<String>) {
+fn writer(t: &Target, rx: &Receiver<Msg>) {
     let mut file: Option<(File, u64)> = None;
     let mut reported = false;
     let mut report = |what: &str, e: io::Error| {
@@ -156,9 +185,19 @@ fn writer(t: &Target, rx: &Receiver<String>) {
     };
     // Wake for the first line, then let the rest of a burst gather for a moment and write it
     // in one go: a wake-up per request cost more CPU than the rest of the audit work together.
+    // A flush is answered once the lines before it are written, without that pause.
     while let Ok(first) = rx.recv() {
-        std::thread::sleep(BATCH_WINDOW);
-        for mut line in std::iter::once(first).chain(rx.try_iter()) {
+        if matches!(first, Msg::Line(_)) {
+            std::thread::sleep(BATCH_WINDOW);
+        }
+        for msg in std::iter::once(first).chain(rx.try_iter()) {
+            let mut line = match msg {
+                Msg::Line(line) => line,
+                Msg::Flush(done) => {
+                    done.try_send(()).ok();
+                    continue;
+                }
+            };
             line.push('\n');
             let len = line.len() as u64;
             if let Some((_, size)) = &file {
@@ -241,4 +280,32 @@ pub fn totals(path: &Path, since: Option<u64>) -> BTreeMap<String, Totals> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flush_writes_every_queued_line_without_the_batching_pause() {
+        let dir = std::env::temp_dir().join(format!("cg-audit-flush-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = AuditLog::start(&crate::config::Config::default().audit, &dir).unwrap();
+        for n in 0..3 {
+            log.write(format!("{{\"n\":{n}}}"));
+        }
+        assert!(log.flush(Duration::from_secs(5)));
+        let text = std::fs::read_to_string(dir.join("audit.log")).unwrap();
+        assert_eq!(text.lines().count(), 3, "{text}");
+        // The flush itself is answered without the pause when nothing is queued.
+        let t = Instant::now();
+        assert!(log.flush(Duration::from_secs(5)));
+        assert!(t.elapsed() < BATCH_WINDOW, "{:?}", t.elapsed());
+        let off = AuditLog { tx: None };
+        assert!(
+            off.flush(Duration::ZERO),
+            "a disabled log has nothing to flush"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

@@ -466,11 +466,13 @@ mod tests {
         add_cache_markers(&mut own);
         assert_eq!(own, before);
         // As the textual search this replaces: a text that reads "cache_control" counts.
-        let mut quirk = Body::default();
-        quirk.messages = vec![Message {
-            role: "user",
-            content: vec![text("say \"cache_control")],
-        }];
+        let quirk = Body {
+            messages: vec![Message {
+                role: "user",
+                content: vec![text("say \"cache_control")],
+            }],
+            ..Body::default()
+        };
         assert!(quirk.has_cache_control());
     }
 }

@@ -86,7 +86,11 @@ pub fn handle(state: &State, mut rq: Request, key: &KeyInfo, cors: &Cors) -> u16
     };
     let answer = match answer {
         Ok(a) => a,
-        Err(e) => return http::fail(rq, e, Protocol::Relay, cors),
+        // A call the stopping server cut off says so, whatever the cut looked like below.
+        Err(e) => {
+            let e = crate::backends::abandon::stop_error().unwrap_or(e);
+            return http::fail(rq, e, Protocol::Relay, cors);
+        }
     };
     let duration_ms = started.elapsed().as_millis() as u64;
     let out = if json_output {

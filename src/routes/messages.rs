@@ -14,6 +14,7 @@ use ureq::http::Response;
 use ureq::Body;
 
 use crate::anthropic::usage::Usage;
+use crate::backends::abandon;
 use crate::backends::oauth::{Native, Prepared};
 use crate::backends::upstream;
 use crate::base::error::{ApiError, ErrorKind, Protocol, UpstreamError};
@@ -69,11 +70,16 @@ fn prepare<'a>(
         };
         return Err(ApiError::new(ErrorKind::InvalidRequest, why));
     };
-    // The model for the audit log, read from the spans already found (no second parse).
-    if let Some(m) = members.iter().find(|m| m.key == "model") {
-        if let Some(Ok(model)) = text.get(m.value.clone()).map(serde_json::from_str::<&str>) {
-            crate::observe::record::note_model(model);
-        }
+    // The model for the audit log and the model's cooldown, read from the spans already
+    // found (no second parse).
+    let model = members
+        .iter()
+        .find(|m| m.key == "model")
+        .and_then(|m| text.get(m.value.clone()))
+        .and_then(|v| serde_json::from_str::<&str>(v).ok())
+        .map(str::to_string);
+    if let Some(model) = &model {
+        crate::observe::record::note_model(model);
     }
     let headers: Vec<(&str, &str)> = rq
         .headers()
@@ -85,6 +91,7 @@ fn prepare<'a>(
         headers: &headers,
         count_tokens,
         members: &members,
+        model: model.as_deref(),
     };
     state.oauth.prepare_native(&native, body, &key.label)
 }
@@ -118,6 +125,9 @@ fn relay(
             .take(BUFFERED_BODY as u64)
             .read_to_end(&mut kept)
         {
+            if let Some(err) = abandon::stop_error() {
+                return http::fail(rq, err, Protocol::Anthropic, cors);
+            }
             let e = UpstreamError::from_io(e);
             log_broken_body(&e);
             state.oauth.account.record_transient(&format!("body: {e}"));
@@ -150,9 +160,15 @@ fn relay(
         let (end, seen) = relay::relay(reader, &mut out);
         state.oauth.record_usage(seen.usage);
         match &end {
-            StreamEnd::UpstreamErrorEvent(kind) if kind == "rate_limit_error" => {
-                state.oauth.account.record_stream_rate_limit(&headers)
-            }
+            // One of the subscription's refusals is no rate limit, whatever its `error.type`
+            // says: counted under its class, never a cooldown.
+            StreamEnd::UpstreamErrorEvent(kind) => match seen.refusal {
+                Some(refusal) => state.oauth.account.record_refusal(refusal),
+                None if kind == "rate_limit_error" => {
+                    state.oauth.account.record_stream_rate_limit(&headers)
+                }
+                None => {}
+            },
             StreamEnd::UpstreamFailed(e) => state
                 .oauth
                 .account
@@ -211,10 +227,10 @@ fn note_answer_usage(state: &State, status: u16, body: &[u8]) {
 }
 
 /// A broken upstream body is worth an error line, unless claudegate broke it itself because
-/// the client hung up (`backends::abandon`).
+/// the client hung up or the server is stopping (`backends::abandon`).
 fn log_broken_body(e: &UpstreamError) {
-    if crate::backends::abandon::client_gone() {
-        log::verbose("the client went away; its upstream call was cut");
+    if abandon::client_gone() {
+        log::verbose("the call was abandoned (its client left, or the server is stopping)");
     } else {
         log::error(&format!("upstream body broke: {e}"));
     }

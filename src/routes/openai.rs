@@ -10,6 +10,8 @@ use crate::anthropic::collector::Collector;
 use crate::anthropic::drain::{self, Ending};
 use crate::anthropic::event::Event;
 use crate::anthropic::sse::EventReader;
+use crate::backends::abandon;
+use crate::backends::cli::CliError;
 use crate::backends::upstream;
 use crate::backends::Completion;
 use crate::base::error::{ApiError, ErrorKind, Protocol};
@@ -69,6 +71,8 @@ struct Translation {
     json: Vec<u8>,
     /// Where the top-level members of `json` are (noted while writing it).
     members: Vec<Member>,
+    /// The Anthropic model the request names (resolved).
+    model: Option<String>,
     /// The client's parameters without the conversation (the Responses API echoes some).
     params: Value,
     stream: bool,
@@ -100,6 +104,12 @@ fn translate(state: &State, bytes: &[u8], door: Door) -> Result<Translation, Api
     Ok(Translation {
         json,
         members,
+        model: t
+            .body
+            .head
+            .get("model")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         params: Value::Object(req.params),
         stream: t.stream,
         client_model: t.client_model,
@@ -124,9 +134,13 @@ fn oauth(
     // The translated text takes the client's place (and its share of the body budget).
     body.bytes = t.json;
     let req = &t.params;
-    let prepared = state
-        .oauth
-        .prepare_translated(&key.label, body, Some(&t.members), &t.betas);
+    let prepared = state.oauth.prepare_translated(
+        &key.label,
+        body,
+        t.model.as_deref(),
+        Some(&t.members),
+        &t.betas,
+    );
     let mut prepared = match prepared {
         Ok(p) => p,
         Err(e) => return http::fail(rq, e, Protocol::OpenAi, cors),
@@ -146,11 +160,13 @@ fn oauth(
     let mut reader = EventReader::new(resp.into_body().into_reader());
     if !t.stream {
         let mut collector = Collector::new();
-        let drained = drain::drain(&mut reader, |ev, _| {
+        let mut drained = drain::drain(&mut reader, |ev, _| {
             collector.push(ev);
             true
         });
-        state.oauth.book(&drained.ending, drained.usage, &returned);
+        state
+            .oauth
+            .book(&mut drained.ending, drained.usage, &returned);
         let failure = match drained.ending {
             Ending::Complete => None,
             Ending::ErrorEvent { kind, message } => Some((kind, message)),
@@ -164,6 +180,9 @@ fn oauth(
             )),
         };
         if let Some((kind, message)) = failure {
+            if let Some(err) = abandon::stop_error() {
+                return http::fail(rq, err, Protocol::OpenAi, cors);
+            }
             let err = ApiError::from_stream_error(&kind, &message);
             return upstream_error(rq, err, &returned, cors);
         }
@@ -175,7 +194,7 @@ fn oauth(
     };
     let _streaming = METRICS.stream();
     let mut t = answer.translator(&mut out.buf);
-    let drained = drain::drain(&mut reader, |ev, more| {
+    let mut drained = drain::drain(&mut reader, |ev, more| {
         if ev.name == "ping" {
             // Upstream keep-alives become SSE comments, so proxies and clients in between
             // see traffic during long silent thinking.
@@ -184,7 +203,16 @@ fn oauth(
         t.on_event(ev, &mut out.buf);
         more || out.flush()
     });
-    state.oauth.book(&drained.ending, drained.usage, &returned);
+    state
+        .oauth
+        .book(&mut drained.ending, drained.usage, &returned);
+    let finished = matches!(drained.ending, Ending::Complete | Ending::ErrorEvent { .. });
+    if let Some(err) = (!finished).then(abandon::stop_error).flatten() {
+        // The stopping server cut it off, whatever the cut looked like below.
+        t.fail(err.kind.anthropic_type(), &err.message, &mut out.buf);
+        out.finish();
+        return 200;
+    }
     match drained.ending {
         Ending::Complete => t.finish(&mut out.buf),
         Ending::ErrorEvent { kind, message } => t.fail(&kind, &message, &mut out.buf),
@@ -243,7 +271,13 @@ fn cli(state: &State, rq: Request, req: &Value, cors: &Cors) -> u16 {
         Err(e) => match out.unstarted() {
             // Nothing sent yet: a proper error response.
             Some(rq) => return http::fail(rq, e.into(), Protocol::OpenAi, cors),
-            None => t.fail("api_error", &ApiError::from(e).message, &mut out.buf),
+            None => {
+                let kind = match e {
+                    CliError::Stopping => ErrorKind::Busy.anthropic_type(),
+                    _ => "api_error",
+                };
+                t.fail(kind, &ApiError::from(e).message, &mut out.buf)
+            }
         },
     }
     out.finish();

@@ -1,16 +1,20 @@
 //! Relaying the upstream's Anthropic event stream to a `/v1/messages` client as it arrives, and
 //! noticing the events we act on (usage for the books, errors for the account's health).
 //!
-//! Lines are forwarded unchanged. Whatever complete lines the upstream delivered together go
+//! Lines are forwarded unchanged, but for the data of an `error` event that is one of the
+//! subscription's refusals, which gets its advice ([`refusals`]). Whatever complete lines the upstream delivered together go
 //! out in one chunk, flushed as soon as no further complete line is buffered — so an event is
 //! never held back while we wait on the upstream (rust-stack-notes §2.3). A stream that breaks
-//! or stalls ends with an Anthropic `event: error`, never a silent clean end.
+//! or stalls ends with an Anthropic `event: error`, never a silent clean end; so does one the
+//! server cuts off because it is stopping, with the error saying so.
 
 use std::io::{BufRead, BufReader, Read};
 
 use crate::anthropic::event::error_event;
 use crate::anthropic::sse::MAX_LINE;
 use crate::anthropic::usage::Usage;
+use crate::backends::abandon;
+use crate::backends::oauth::refusals::{self, Refusal};
 use crate::base::error::UpstreamError;
 use crate::http::stream::RawResponse;
 
@@ -27,6 +31,8 @@ pub enum StreamEnd {
     CutShort,
     /// Writing to the client failed: it went away or stopped reading.
     ClientGone,
+    /// The server cut the stream off because it is stopping; the client got an error event.
+    Stopping,
 }
 
 /// What the relay saw.
@@ -34,6 +40,9 @@ pub enum StreamEnd {
 pub struct Observed {
     pub usage: Usage,
     pub events: u64,
+    /// The `error` event was one of the subscription's refusals; the client got it with the
+    /// advice added ([`refusals`]).
+    pub refusal: Option<Refusal>,
 }
 
 /// Relays the upstream SSE body to `out` until it ends, then ends the response.
@@ -52,7 +61,13 @@ pub fn relay(upstream: impl Read, out: &mut RawResponse) -> (StreamEnd, Observed
             Ok(_) => {}
             Err(e) => break Some(UpstreamError::from_io(e)),
         }
-        observe(&line, &mut event, &mut seen, &mut stopped, &mut error_type);
+        observe(
+            &mut line,
+            &mut event,
+            &mut seen,
+            &mut stopped,
+            &mut error_type,
+        );
         pending.extend_from_slice(&line);
         if !br.buffer().contains(&b'\n') {
             if out.write(&pending).and_then(|_| out.flush()).is_err() {
@@ -61,7 +76,31 @@ pub fn relay(upstream: impl Read, out: &mut RawResponse) -> (StreamEnd, Observed
             pending.clear();
         }
     };
-    let end = match (failure, error_type, stopped) {
+    // However the cut looks from here, a stream the stopping server cut off says so.
+    let finished = failure.is_none() && (error_type.is_some() || stopped);
+    let end = if let Some(err) = (!finished).then(abandon::stop_error).flatten() {
+        end_at_last_whole_event(&mut pending);
+        pending.extend(error_event(err.kind.anthropic_type(), &err.message));
+        StreamEnd::Stopping
+    } else {
+        ended(failure, error_type, stopped, &mut pending)
+    };
+    let written = out.write(&pending).and_then(|_| out.flush());
+    if written.is_err() {
+        return (StreamEnd::ClientGone, seen);
+    }
+    (end, seen)
+}
+
+/// How a stream that was not cut off ended; the error event the client gets for an early or
+/// broken end is added to `pending`.
+fn ended(
+    failure: Option<UpstreamError>,
+    error_type: Option<String>,
+    stopped: bool,
+    pending: &mut Vec<u8>,
+) -> StreamEnd {
+    match (failure, error_type, stopped) {
         (None, Some(kind), _) => StreamEnd::UpstreamErrorEvent(kind),
         (None, None, true) => StreamEnd::Complete,
         (None, None, false) => {
@@ -76,37 +115,39 @@ pub fn relay(upstream: impl Read, out: &mut RawResponse) -> (StreamEnd, Observed
                 UpstreamError::Timeout(_) => "the upstream stream stalled (timeouts.stream_idle_ms passed without data); the answer is incomplete".to_string(),
                 UpstreamError::Unreachable(m) | UpstreamError::Malformed(m) => format!("the upstream stream broke: {m}; the answer is incomplete"),
             };
-            // A partial line is dropped: half an event would corrupt the client's parser.
-            if !pending.ends_with(b"\n") {
-                let keep = pending
-                    .iter()
-                    .rposition(|b| *b == b'\n')
-                    .map_or(0, |i| i + 1);
-                pending.truncate(keep);
-            }
-            if !pending.is_empty() && !pending.ends_with(b"\n\n") {
-                pending.push(b'\n');
-            }
+            end_at_last_whole_event(pending);
             pending.extend(error_event("api_error", &message));
             StreamEnd::UpstreamFailed(e)
         }
-    };
-    let written = out.write(&pending).and_then(|_| out.flush());
-    if written.is_err() {
-        return (StreamEnd::ClientGone, seen);
     }
-    (end, seen)
 }
 
-/// Tracks the current event name and picks usage and errors out of the data lines.
+/// Makes what is left to write end where an event may follow: a partial line is dropped (half
+/// an event would corrupt the client's parser) and an open event is closed.
+fn end_at_last_whole_event(pending: &mut Vec<u8>) {
+    if !pending.ends_with(b"\n") {
+        let keep = pending
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        pending.truncate(keep);
+    }
+    if !pending.is_empty() && !pending.ends_with(b"\n\n") {
+        pending.push(b'\n');
+    }
+}
+
+/// Tracks the current event name and picks usage and errors out of the data lines; the data
+/// line of an `error` event that is one of the subscription's refusals is replaced by one with
+/// the advice.
 fn observe(
-    line: &[u8],
+    whole: &mut Vec<u8>,
     event: &mut String,
     seen: &mut Observed,
     stopped: &mut bool,
     error_type: &mut Option<String>,
 ) {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = whole.strip_suffix(b"\n").unwrap_or(whole);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.is_empty() {
         event.clear();
@@ -138,6 +179,10 @@ fn observe(
                     .and_then(|t| t.as_str())
                     .unwrap_or("api_error");
                 *error_type = Some(kind.to_string());
+                if let Some((refusal, explained)) = refusals::explain_event(data) {
+                    seen.refusal = Some(refusal);
+                    *whole = [&b"data: "[..], &explained, b"\n"].concat();
+                }
             }
         }
         _ => {}

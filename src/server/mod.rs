@@ -13,11 +13,13 @@
 //! threads per request, which the benchmark showed to be the main cost of a small request. A
 //! panic in a handler is caught per request and answered with a JSON 500; the worker lives on.
 //! While a backend works for a request, `watch.rs` watches its client and abandons the call of
-//! one that hangs up.
+//! one that hangs up. Once everything runs, the main thread waits for SIGTERM or SIGINT and
+//! stops the server cleanly (`stop.rs`).
 
 mod connections;
 mod dispatch;
 mod intake;
+mod stop;
 mod watch;
 
 use std::io::IsTerminal;
@@ -46,7 +48,9 @@ use crate::observe::{audit, record};
 use crate::routes::state::State;
 use dispatch::{path_of, protocol_of, route, route_name};
 
-/// Runs the server in the foreground until the process is stopped.
+/// Runs the server in the foreground until SIGTERM or SIGINT, which `main` must have blocked
+/// before any thread started (`base::sys::block_stop_signals`); returns once it has stopped
+/// cleanly.
 pub fn run(config: Config) -> Result<(), String> {
     let ms = config.client_timeout_ms;
     tiny_http::SOCKET_READ_TIMEOUT_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
@@ -66,6 +70,7 @@ pub fn run(config: Config) -> Result<(), String> {
         keys::file_path(&data_dir),
         crate::backends::oauth::token::token_path(&data_dir),
         limits::usage_path(&data_dir),
+        crate::backends::oauth::usage::saved_path(&data_dir),
         crate::backends::oauth::cloak::device_id_path(&data_dir),
         audit::log_path(&config.audit, &data_dir),
     ]);
@@ -75,10 +80,11 @@ pub fn run(config: Config) -> Result<(), String> {
         first_run_key(&keys_path)?;
     }
 
-    let account = Account::load(
-        config.oauth.clone(),
-        crate::backends::oauth::token::token_path(&data_dir),
-    )?;
+    let token_path = crate::backends::oauth::token::token_path(&data_dir);
+    let account = Account::load(config.oauth.clone(), token_path.clone())?;
+    if config.backend == crate::config::Backend::Oauth {
+        warn_unless_logged_in(&token_path);
+    }
     let cloak = Cloak::new(config.cloaking.clone(), &data_dir)?;
     let audit = crate::observe::audit::AuditLog::start(&config.audit, &data_dir)?;
     let oauth = OauthBackend::new(
@@ -110,6 +116,7 @@ pub fn run(config: Config) -> Result<(), String> {
         ),
         models: Catalogue::new(config.models.clone(), crate::base::clock::unix_now()),
         jobs: AtomicUsize::new(0),
+        started: Instant::now(),
         config,
     });
 
@@ -134,15 +141,13 @@ pub fn run(config: Config) -> Result<(), String> {
         .to_ip()
         .map_or(addr.clone(), |a| a.to_string());
     let server = Arc::new(server);
-    let mut pool = Vec::with_capacity(state.config.workers);
     for i in 0..state.config.workers {
         let (state, server) = (state.clone(), server.clone());
-        let handle = thread::Builder::new()
+        thread::Builder::new()
             .name(format!("worker-{i}"))
             .stack_size(512 * 1024)
             .spawn(move || worker(&state, &server))
             .map_err(|e| format!("cannot start worker threads: {e}"))?;
-        pool.push(handle);
     }
     let refresher = state.clone();
     thread::Builder::new()
@@ -150,6 +155,27 @@ pub fn run(config: Config) -> Result<(), String> {
         .spawn(move || refresher.oauth.account.keep_fresh())
         .map_err(|e| format!("cannot start token refresh thread: {e}"))?;
     watch::start()?;
+    // The upstream's model list for /v1/models, fetched off every request's path.
+    if crate::backends::oauth::models::wanted(&state.config) {
+        let s = state.clone();
+        thread::Builder::new()
+            .name("model-list".into())
+            .spawn(move || {
+                crate::backends::oauth::models::keep_current(&s.oauth, &s.models, &s.config)
+            })
+            .map_err(|e| format!("cannot start the model list thread: {e}"))?;
+    }
+    // The subscription's usage windows, read and saved off every request's path.
+    if crate::backends::oauth::usage::wanted(&state.config) {
+        let (s, saved) = (
+            state.clone(),
+            crate::backends::oauth::usage::saved_path(&data_dir),
+        );
+        thread::Builder::new()
+            .name("usage".into())
+            .spawn(move || crate::backends::oauth::usage::keep_current(&s.oauth, &s.config, &saved))
+            .map_err(|e| format!("cannot start the usage thread: {e}"))?;
+    }
     let keeper = state.clone();
     thread::Builder::new()
         .name("housekeeping".into())
@@ -164,10 +190,26 @@ pub fn run(config: Config) -> Result<(), String> {
         state.config.workers, state.config.queue, state.config.upstream.base_url
     ));
 
-    for handle in pool {
-        handle.join().ok();
+    stop::serve_until_signalled(&state, &server)
+}
+
+/// A server with no usable login starts anyway (a login can arrive while it runs: the token
+/// file is watched), but says at once why its requests will fail and what fixes it, instead of
+/// leaving that to the first client's 503.
+fn warn_unless_logged_in(token_path: &std::path::Path) {
+    use crate::backends::oauth::token::{load_token, LoginState};
+    // An unreadable file was already refused by `Account::load`; read errors here mean a race
+    // with a login being written, which needs no warning.
+    let Ok(token) = load_token(token_path) else {
+        return;
+    };
+    let state = LoginState::of(token.as_ref(), crate::base::clock::unix_now());
+    if state.needs_action() {
+        log::info(&format!(
+            "login: {}; until then every model request is answered 503",
+            state.describe()
+        ));
     }
-    Ok(())
 }
 
 /// Serves the seed's first-run promise without ever writing a secret into a log: the key is
@@ -215,7 +257,11 @@ fn worker(state: &State, server: &Server) {
     // (tiny_http logs those); either way there is no request to answer.
     loop {
         if let Ok(rq) = server.recv() {
-            handle(state, rq);
+            if stop::cut() {
+                intake::refuse_stopping(rq); // still queued when the shutdown grace ended
+            } else {
+                handle(state, rq);
+            }
             state.jobs.fetch_sub(1, Ordering::AcqRel);
         }
     }
@@ -235,7 +281,10 @@ fn handle(state: &State, rq: Request) {
     let path = path_of(rq.url()).to_string();
     let protocol = protocol_of(&rq, &path);
     let cors = http::cors::cors_grant(&rq);
-    record::begin(route_name(&path), http::client_ip(&rq));
+    record::begin(
+        route_name(&path),
+        http::client_ip(&rq, &state.config.trusted_proxies),
+    );
     let mut slot = Some(rq);
     let status = match panic::catch_unwind(AssertUnwindSafe(|| {
         route(state, &mut slot, &path, protocol, &cors)

@@ -9,6 +9,9 @@
 //! tiny_http may close the connection) before the guard is dropped, and the duplicate keeps
 //! the watch on the same socket until then, never on whatever file reuses the number. It is
 //! only ever queried ([`sys::peer_closed`]), never read or written.
+//!
+//! A call cut off because the server stops (`server::stop`) is abandoned the same way, through
+//! [`abandon::abandon_all`], not from here.
 
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
@@ -17,7 +20,7 @@ use std::time::Duration;
 
 use tiny_http::Request;
 
-use crate::backends::abandon::{self, Call, Started};
+use crate::backends::abandon::{self, Call, Reason, Started};
 use crate::base::sync::lock;
 use crate::base::sys;
 
@@ -33,40 +36,46 @@ struct Entry {
 /// The requests being watched, at most one per worker.
 static WATCHED: Mutex<Vec<Arc<Entry>>> = Mutex::new(Vec::new());
 
-/// A request under watch, with its call started on this thread; dropping it ends both.
+/// A request's call, started on this thread, and the watch on its client; dropping it ends
+/// both.
 pub struct Watch {
-    entry: Arc<Entry>,
-    _call: Started,
+    /// `None` when the client cannot be watched (see [`watch`]).
+    entry: Option<Arc<Entry>>,
+    call: Started,
 }
 
 impl Watch {
-    /// Whether the client hung up before the request was done (its call was abandoned).
+    /// Whether the client hung up before the request was done (its call was abandoned for
+    /// that; a call cut off because the server stops was answered, with an error).
     pub fn abandoned(&self) -> bool {
-        self.entry.call.is_abandoned()
+        self.call.call().reason() == Some(Reason::ClientLeft)
     }
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        lock(&WATCHED).retain(|e| !Arc::ptr_eq(e, &self.entry));
+        if let Some(entry) = &self.entry {
+            lock(&WATCHED).retain(|e| !Arc::ptr_eq(e, entry));
+        }
     }
 }
 
-/// Starts this thread's call for `rq` and watches its client. `None` (the request is served
-/// unwatched, as before) when the request has no socket to watch (HTTPS, tests) or the
-/// descriptor cannot be duplicated (out of descriptors).
-pub fn watch(rq: &Request) -> Option<Watch> {
-    let client = sys::dup_fd(rq.socket_fd()?).ok()?;
-    let started = abandon::start();
-    let entry = Arc::new(Entry {
-        client,
-        call: started.call(),
+/// Starts this thread's call for `rq` and watches its client. The call is started in any
+/// case (so a stopping server can end it), but the client goes unwatched, as before, when the
+/// request has no socket to watch (HTTPS, tests) or the descriptor cannot be duplicated (out
+/// of descriptors).
+pub fn watch(rq: &Request) -> Watch {
+    let call = abandon::start();
+    let client = rq.socket_fd().and_then(|fd| sys::dup_fd(fd).ok());
+    let entry = client.map(|client| {
+        let entry = Arc::new(Entry {
+            client,
+            call: call.call(),
+        });
+        lock(&WATCHED).push(entry.clone());
+        entry
     });
-    lock(&WATCHED).push(entry.clone());
-    Some(Watch {
-        entry,
-        _call: started,
-    })
+    Watch { entry, call }
 }
 
 /// Starts the watcher thread.

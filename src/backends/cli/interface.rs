@@ -3,6 +3,7 @@
 //! status it answers with (and its conversion into the one error type, [`ApiError`]).
 
 use crate::anthropic::usage::Usage;
+use crate::backends::abandon::Reason;
 use crate::base::error::{ApiError, ErrorKind};
 
 /// A successful answer.
@@ -32,6 +33,9 @@ pub enum CliError {
     Timeout,
     /// 502: anything else. Never carries a token or key from the CLI's output.
     Failed(String),
+    /// 503: the server is stopping and cut the call off at the end of its shutdown grace
+    /// (`backends::abandon::Reason::Stopping`); the CLI was killed and reaped.
+    Stopping,
 }
 
 impl CliError {
@@ -39,7 +43,7 @@ impl CliError {
         match self {
             CliError::BadRequest(_) => 400,
             CliError::Busy { .. } | CliError::RateLimited(_) => 429,
-            CliError::NotLoggedIn(_) => 503,
+            CliError::NotLoggedIn(_) | CliError::Stopping => 503,
             CliError::Timeout => 504,
             CliError::Failed(_) => 502,
         }
@@ -57,6 +61,7 @@ impl CliError {
             CliError::Timeout => {
                 "the Claude Code CLI did not finish within cli.timeout_ms and was stopped".into()
             }
+            CliError::Stopping => ApiError::from(Reason::Stopping).message,
         }
     }
 }
@@ -64,6 +69,9 @@ impl CliError {
 /// A CLI failure as the caller's error (its protocol picks the body's shape).
 impl From<CliError> for ApiError {
     fn from(e: CliError) -> ApiError {
+        if e == CliError::Stopping {
+            return Reason::Stopping.into();
+        }
         let kind = match e.status() {
             400 => ErrorKind::InvalidRequest,
             429 => ErrorKind::RateLimited,

@@ -129,6 +129,8 @@ pub(super) fn command(cfg: &CliConfig, home: &Path, model: &str, call: &CallDir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // The server blocks SIGTERM and SIGINT for its own clean stop; the CLI must not inherit that.
+    crate::base::sys::unblock_stop_signals_in_child(&mut cmd);
     cmd
 }
 

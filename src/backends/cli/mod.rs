@@ -33,6 +33,7 @@ use crate::config::CliConfig;
 
 pub use crate::backends::cli::interface::{CliAnswer, CliError};
 pub use crate::backends::cli::lockdown::{cli_args, neutralise, LOCKDOWN_ENV, NEUTRAL_SYSTEM};
+pub use crate::backends::cli::process::end_all as end_all_calls;
 
 /// Runs locked-down `claude -p` calls, at most `cli.max_concurrent` at a time.
 pub struct CliBackend {
@@ -92,7 +93,9 @@ impl CliBackend {
             &crate::backends::abandon::client_gone,
         );
         call.cleanup(&self.home());
-        let exit = outcome?;
+        // However the cut looked from here (the client "gone"), a stopping server's is its own.
+        let stopping = crate::backends::abandon::stop_error().is_some();
+        let exit = outcome.map_err(|e| if stopping { CliError::Stopping } else { e })?;
         let mut answer = transcript.finish(
             exit.status,
             &exit.stderr,

@@ -25,9 +25,11 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, ExitStatus};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::backends::cli::interface::CliError;
+use crate::base::sync::lock;
 use crate::base::sys;
 
 /// Longest stdout line accepted from the CLI (an answer arrives as one JSON line, twice).
@@ -43,6 +45,46 @@ pub(super) const CALL_MARKER: &str = "CLAUDEGATE_CALL";
 const SWEEP_ROUNDS: usize = 10;
 /// While the CLI prints nothing, how often `gone` is asked whether the client left.
 const GONE_CHECK: Duration = Duration::from_millis(200);
+
+/// The calls running now, each as its process group and marker, so a stopping server can end
+/// them all at once ([`end_all`]) when it will not wait for their workers to. A call is listed
+/// from its spawn until just before its CLI is reaped: the unreaped leader keeps its group id
+/// from being reused, so a listed id always names the call's own group.
+static RUNNING: Mutex<Vec<(u32, String)>> = Mutex::new(Vec::new());
+
+/// A call's place in [`RUNNING`]; dropping it (before the CLI is reaped) takes it out.
+struct Listed(u32);
+
+impl Listed {
+    fn new(pgid: u32, marker: &str) -> Listed {
+        lock(&RUNNING).push((pgid, marker.to_string()));
+        Listed(pgid)
+    }
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        lock(&RUNNING).retain(|(pgid, _)| *pgid != self.0);
+    }
+}
+
+/// Kills every process of every CLI call in progress, for a stopping server that will not wait
+/// for their workers to do it: each listed group (under the list's lock, so no listed CLI can
+/// be reaped meanwhile), then each call's marked processes. The calls' own supervisors then
+/// find their CLI dead and end as after a kill. Returns how many calls there were.
+pub fn end_all() -> usize {
+    let markers: Vec<String> = {
+        let running = lock(&RUNNING);
+        for (pgid, _) in running.iter() {
+            kill_group(*pgid);
+        }
+        running.iter().map(|(_, marker)| marker.clone()).collect()
+    };
+    for marker in &markers {
+        kill_marked(marker);
+    }
+    markers.len()
+}
 
 /// How a CLI that ran to its end ended: its exit status and the tail of its stderr.
 pub(super) struct Exit {
@@ -79,6 +121,7 @@ pub(super) fn supervise(
         stop(&mut child, &marker);
         return Err(CliError::Failed("the CLI's pipes were not set up".into()));
     };
+    let listed = Listed::new(child.id(), &marker);
     // A thread, so a prompt larger than the pipe buffer cannot deadlock against stdout.
     // Dropping `stdin` at the end closes it: the CLI waits for EOF before it starts.
     std::thread::spawn(move || {
@@ -124,6 +167,7 @@ pub(super) fn supervise(
     if !exited {
         child.kill().ok();
     }
+    drop(listed); // before the reap, which frees the group id
     let status = child
         .wait()
         .map_err(|e| CliError::Failed(format!("waiting for the CLI: {e}")))?;

@@ -1,10 +1,16 @@
 //! The one Claude account: its current token, single-flight refresh, and its health.
 //!
-//! Health has three states. `ok`; `cooldown` after Anthropic said the account itself is limited
+//! Health has four states. `ok`; `cooldown` after Anthropic said the account itself is limited
 //! (429, 403, or a `rate_limit_error` inside a stream), during which requests are answered
-//! locally at once; and `needs_login` when the refresh token is rejected, which only
-//! `claudegate login` fixes. A client's own mistake (400, 404, 413, …) never changes the
-//! state: one app's bad request must not lock every app out. Any success clears a cooldown.
+//! locally at once; `needs_login` when the refresh token is rejected, which only
+//! `claudegate login` fixes; and `blocked` when Anthropic refuses the login's organisation
+//! ([`refusals`](crate::backends::oauth::refusals): shown, not enforced; a success or a new
+//! login clears it). A client's own mistake (400, 404, 413, …) never changes the state: one
+//! app's bad request must not lock every app out, and neither does one of the subscription's
+//! refusals. How long a cooldown lasts, and which models it covers (a rejected Opus window
+//! benches only Opus), is [`crate::backends::oauth::health`]; recording each answer into it is
+//! `account/record.rs`; what the account shows (`/admin/accounts`, `/metrics`, the usage
+//! windows) is `account/view.rs`.
 //!
 //! Refresh runs ahead of expiry (a background thread, `oauth.refresh_before_expiry_s`) and
 //! after an upstream 401. It is single-flight: concurrent callers wait for one refresh and
@@ -14,15 +20,14 @@
 //! at the next file check, since the refresh token on disk is already spent; a login written
 //! to the file meanwhile still wins over it.
 
-use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
+mod record;
+pub mod view;
+
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-
-use crate::anthropic::usage::Usage;
+use crate::backends::oauth::health::{state_name, Cooldown, Health};
 use crate::backends::oauth::token::{self, RefreshError, Token, TokenKind};
 use crate::base::clock;
 use crate::base::error::{ApiError, ErrorKind};
@@ -34,12 +39,6 @@ use crate::config::OauthConfig;
 const FILE_CHECK: Duration = Duration::from_secs(1);
 /// A token this close to expiry is refreshed before use, even by a request.
 const MUST_REFRESH_WITHIN_S: u64 = 60;
-/// Cooldown after a 403 (the account is refused; retrying soon will not help).
-const FORBIDDEN_COOLDOWN_S: u64 = 600;
-/// Cooldown after a rate-limit signal that names no reset time.
-const DEFAULT_RATE_LIMIT_S: u64 = 60;
-/// Longest cooldown; after it a request probes the account again.
-const MAX_COOLDOWN_S: u64 = 3600;
 
 /// Why the account cannot take a request now; rendered by the front door in its protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,11 +47,13 @@ pub enum Unavailable {
     NotLoggedIn,
     /// The login must be renewed with `claudegate login`.
     NeedsLogin(String),
-    /// Anthropic limited the account; seconds until the cooldown ends.
+    /// Anthropic limited the account (or, with `model`, one model family of it); seconds
+    /// until the cooldown ends.
     Cooldown {
         retry_after: u64,
         until: u64,
         reason: String,
+        model: Option<String>,
     },
     /// A refresh failed for a passing reason and the token has expired.
     RefreshFailed(String),
@@ -67,13 +68,41 @@ impl Unavailable {
             Unavailable::NeedsLogin(why) => format!(
                 "claudegate's Claude login needs renewing ({why}); on the server run `claudegate login`"
             ),
-            Unavailable::Cooldown { until, reason, .. } => format!(
+            Unavailable::Cooldown {
+                until,
+                reason,
+                model: None,
+                ..
+            } => format!(
                 "the Claude account is cooling down until {} after Anthropic limited it ({reason}); retry later",
+                clock::rfc3339(*until)
+            ),
+            Unavailable::Cooldown {
+                until,
+                reason,
+                model: Some(family),
+                ..
+            } => format!(
+                "the Claude account's {family} models are cooling down until {} after Anthropic \
+                 limited them ({reason}); other models are still served: retry later or ask \
+                 for another model",
                 clock::rfc3339(*until)
             ),
             Unavailable::RefreshFailed(why) => format!(
                 "the Claude access token expired and refreshing it failed ({why}); retry shortly"
             ),
+        }
+    }
+}
+
+impl Unavailable {
+    /// The error for a request that the cooldown `c` covers.
+    fn cooling(c: &Cooldown, now: u64) -> Unavailable {
+        Unavailable::Cooldown {
+            retry_after: c.until - now,
+            until: c.until,
+            reason: c.reason.clone(),
+            model: c.model.clone(),
         }
     }
 }
@@ -105,36 +134,10 @@ pub struct Credential {
     generation: u64,
 }
 
-/// Failure counts by class, as shown in `/admin/accounts`.
-#[derive(Debug, Default, Clone, Copy)]
-struct Failures {
-    request: u64,
-    rate_limit: u64,
-    forbidden: u64,
-    auth: u64,
-    transient: u64,
-}
-
-#[derive(Debug, Default)]
-struct Health {
-    cooldown_until: u64,
-    cooldown_reason: String,
-    needs_login: Option<String>,
-    failures: Failures,
-    requests: u64,
-    successes: u64,
-    tokens: Usage,
-    last_refresh: Option<u64>,
-    last_success: Option<u64>,
-    last_error: Option<String>,
-    /// Last seen `anthropic-ratelimit-unified-*` headers (name without prefix → value).
-    ratelimit: BTreeMap<String, String>,
-}
-
 struct Slot {
     token: Option<Token>,
     generation: u64,
-    stamp: Option<(u64, i64, i64)>,
+    stamp: token::Stamp,
     checked: Instant,
     /// `token` is newer than the file (its save failed) and is saved again at each check.
     unsaved: bool,
@@ -157,12 +160,6 @@ pub struct Account {
     health: Mutex<Health>,
 }
 
-fn file_stamp(path: &PathBuf) -> Option<(u64, i64, i64)> {
-    std::fs::metadata(path)
-        .ok()
-        .map(|m| (m.ino(), m.mtime(), m.mtime_nsec()))
-}
-
 impl Account {
     /// Loads the stored login (absent is fine: requests then get a clear "not logged in").
     pub fn load(cfg: OauthConfig, path: PathBuf) -> Result<Account, String> {
@@ -174,7 +171,7 @@ impl Account {
             slot: Mutex::new(Slot {
                 token,
                 generation: 0,
-                stamp: file_stamp(&path),
+                stamp: token::stamp(&path),
                 checked: Instant::now(),
                 unsaved: false,
             }),
@@ -202,14 +199,16 @@ impl Account {
                 return;
             }
             slot.checked = Instant::now();
-            if file_stamp(&self.path) == slot.stamp {
-                if slot.unsaved {
-                    self.save_unsaved(&mut slot);
+            if token::stamp(&self.path) == slot.stamp {
+                let unsaved = slot.unsaved;
+                drop(slot);
+                if unsaved {
+                    self.save_unsaved();
                 }
                 return;
             }
         }
-        let stamp = file_stamp(&self.path);
+        let stamp = token::stamp(&self.path);
         match token::load_token(&self.path) {
             Ok(token) => {
                 let mut slot = lock(&self.slot);
@@ -225,7 +224,8 @@ impl Account {
                     log::info("the stored login changed on disk; using it");
                     let mut h = lock(&self.health);
                     h.needs_login = token.as_ref().and_then(|t| t.needs_login.clone());
-                    h.cooldown_until = 0;
+                    h.cooldowns.clear();
+                    h.refused.unblock(); // a new login may belong to another organisation
                     slot.generation += 1;
                 }
                 slot.token = token;
@@ -238,17 +238,26 @@ impl Account {
         }
     }
 
-    /// Saves a token whose earlier save failed; the caller checked the file is unchanged since.
-    /// Failures stay quiet (the first one was logged); success is logged once.
-    fn save_unsaved(&self, slot: &mut Slot) {
-        let Some(token) = slot.token.as_ref() else {
-            slot.unsaved = false;
-            return;
-        };
-        match token::save_token(&self.path, token) {
-            Ok(()) => {
+    /// Saves a token whose earlier save failed, unless the file changed since (then the next
+    /// check loads what is there: a login stored meanwhile wins). Failures stay quiet (the
+    /// first one was logged); success is logged once.
+    fn save_unsaved(&self) {
+        let (token, seen, generation) = {
+            let mut slot = lock(&self.slot);
+            let Some(token) = slot.token.clone() else {
                 slot.unsaved = false;
-                slot.stamp = file_stamp(&self.path);
+                return;
+            };
+            (token, slot.stamp, slot.generation)
+        };
+        match token::save_unless_changed(&self.path, &token, seen) {
+            Ok(None) => {}
+            Ok(Some(stamp)) => {
+                let mut slot = lock(&self.slot);
+                if slot.generation == generation {
+                    slot.unsaved = false;
+                    slot.stamp = stamp;
+                }
                 log::info(&format!(
                     "saved the refreshed Claude login to {}; it could not be saved before",
                     self.path.display()
@@ -258,22 +267,30 @@ impl Account {
         }
     }
 
-    /// A credential for one upstream call, refreshing first when the token is about to expire.
+    /// A credential for one upstream call that names no model, refreshing first when the
+    /// token is about to expire; refused while the whole account cools down.
     pub fn credential(&self) -> Result<Credential, Unavailable> {
+        self.credential_for(None)
+    }
+
+    /// A credential for one upstream call for `model` (an id or alias, as the request names
+    /// it): refused while the whole account, or that model's family, cools down.
+    pub fn credential_for(&self, model: Option<&str>) -> Result<Credential, Unavailable> {
         self.reload_if_changed();
         let now = clock::unix_now();
-        {
-            let h = lock(&self.health);
-            if let Some(why) = &h.needs_login {
-                return Err(Unavailable::NeedsLogin(why.clone()));
-            }
-            if h.cooldown_until > now {
-                return Err(Unavailable::Cooldown {
-                    retry_after: h.cooldown_until - now,
-                    until: h.cooldown_until,
-                    reason: h.cooldown_reason.clone(),
-                });
-            }
+        if let Some(c) = lock(&self.health).cooling(model, now) {
+            return Err(Unavailable::cooling(c, now));
+        }
+        self.login_credential()
+    }
+
+    /// A credential whatever the cooldowns (for the usage endpoint, whose answer is how a
+    /// cooldown ends early), refreshing first when the token is about to expire.
+    pub fn login_credential(&self) -> Result<Credential, Unavailable> {
+        self.reload_if_changed();
+        let now = clock::unix_now();
+        if let Some(why) = &lock(&self.health).needs_login {
+            return Err(Unavailable::NeedsLogin(why.clone()));
         }
         let (cred, expires_at, refreshable) = {
             let slot = lock(&self.slot);
@@ -354,6 +371,17 @@ impl Account {
         result
     }
 
+    /// The token file's stamp when we last read or wrote it.
+    fn seen(&self) -> token::Stamp {
+        lock(&self.slot).stamp
+    }
+
+    /// Whether a refresh is under way (a stopping server waits for it to save its token: the
+    /// old refresh token is already spent).
+    pub fn refreshing(&self) -> bool {
+        lock(&self.gate).busy
+    }
+
     fn current_if_newer(&self, seen_generation: u64) -> Option<Credential> {
         let slot = lock(&self.slot);
         let t = slot.token.as_ref()?;
@@ -382,18 +410,25 @@ impl Account {
             }
             match token::refresh(&self.cfg, &old) {
                 Ok(new) => {
-                    // A `claudegate login` that wrote a new login meanwhile wins: never
-                    // overwrite it with the refreshed old one.
-                    if file_stamp(&self.path) != lock(&self.slot).stamp {
+                    // Persist first: the old refresh token is already spent, so losing the new
+                    // one would mean a new login. But a `claudegate login` (or logout) that
+                    // changed the file meanwhile wins: never overwrite it with the refreshed
+                    // old login.
+                    let mut saved = token::save_unless_changed(&self.path, &new, self.seen());
+                    if let Ok(None) = saved {
                         log::info("a new login was stored during a refresh; using the new login");
                         self.reload(true);
                         if let Some(cred) = self.current_if_newer(old_generation) {
                             return Ok(cred);
                         }
+                        if lock(&self.slot).token.is_none() {
+                            return Err(Unavailable::NotLoggedIn); // logged out meanwhile
+                        }
+                        saved = token::save_unless_changed(&self.path, &new, self.seen());
                     }
-                    // Persist first: the old refresh token is already spent, so losing the new
-                    // one would mean a new login.
-                    let saved = token::save_token(&self.path, &new);
+                    let saved = saved.and_then(|stamp| {
+                        stamp.ok_or_else(|| "the token file kept changing".to_string())
+                    });
                     if let Err(e) = &saved {
                         log::info(&format!(
                             "refreshed the Claude token but could not save it: {e}; retrying \
@@ -405,7 +440,9 @@ impl Account {
                     slot.unsaved = saved.is_err();
                     slot.token = Some(new.clone());
                     slot.generation += 1;
-                    slot.stamp = file_stamp(&self.path);
+                    if let Ok(stamp) = saved {
+                        slot.stamp = stamp;
+                    }
                     let mut h = lock(&self.health);
                     h.last_refresh = new.last_refresh;
                     h.needs_login = None;
@@ -446,26 +483,33 @@ impl Account {
         Err(Unavailable::RefreshFailed(last))
     }
 
-    /// Marks the account as needing a new login, in memory and in the token file (so
-    /// `claudegate status` shows it).
+    /// Marks the account as needing a new login, in the token file (so `claudegate status`
+    /// shows it) and then in memory. In that order: a request that finds the state in memory
+    /// answers at once, and by then the file says so too.
     fn set_needs_login(&self, why: &str) {
         log::info(&format!(
             "the Claude login needs renewing: {why}; run `claudegate login`"
         ));
-        {
-            let mut h = lock(&self.health);
-            h.needs_login = Some(why.to_string());
-            h.failures.auth += 1;
-            h.last_error = Some(format!("auth: {why}"));
-        }
-        let mut slot = lock(&self.slot);
-        if let Some(t) = slot.token.as_mut() {
-            t.needs_login = Some(why.to_string());
-            if token::save_token(&self.path, t).is_ok() {
-                slot.stamp = file_stamp(&self.path);
+        let flagged = {
+            let mut slot = lock(&self.slot);
+            let seen = slot.stamp;
+            slot.token.as_mut().map(|t| {
+                t.needs_login = Some(why.to_string());
+                (t.clone(), seen)
+            })
+        };
+        // Not over a login stored meanwhile: the next check loads that one instead.
+        if let Some((flagged, seen)) = flagged {
+            if let Ok(Some(stamp)) = token::save_unless_changed(&self.path, &flagged, seen) {
+                let mut slot = lock(&self.slot);
+                slot.stamp = stamp;
                 slot.unsaved = false;
             }
         }
+        let mut h = lock(&self.health);
+        h.needs_login = Some(why.to_string());
+        h.failures.auth += 1;
+        h.last_error = Some(format!("auth: {why}"));
     }
 
     /// Background refresh ahead of expiry; runs forever on its own thread.
@@ -492,279 +536,12 @@ impl Account {
         }
     }
 
-    /// Records an upstream attempt's outcome and its rate-limit headers.
-    pub fn record_response(&self, status: u16, headers: &[(String, String)]) {
-        let now = clock::unix_now();
-        let mut h = lock(&self.health);
-        h.requests += 1;
-        for (name, value) in headers {
-            if let Some(rest) = name
-                .to_ascii_lowercase()
-                .strip_prefix("anthropic-ratelimit-unified-")
-            {
-                if h.ratelimit.len() < 64 || h.ratelimit.contains_key(rest) {
-                    h.ratelimit.insert(rest.to_string(), value.clone());
-                }
-            }
-        }
-        match status {
-            200..=299 => {
-                h.successes += 1;
-                h.last_success = Some(now);
-                h.cooldown_until = 0;
-            }
-            429 => {
-                h.failures.rate_limit += 1;
-                let secs = cooldown_from_headers(headers, now);
-                if let Some(secs) = secs {
-                    self.cool_down(&mut h, now, secs, "upstream 429 rate_limit_error");
-                }
-                h.last_error = Some("rate_limit: upstream 429".into());
-            }
-            403 => {
-                h.failures.forbidden += 1;
-                self.cool_down(
-                    &mut h,
-                    now,
-                    FORBIDDEN_COOLDOWN_S,
-                    "upstream 403: the account is not allowed to make this call",
-                );
-                h.last_error = Some("forbidden: upstream 403".into());
-            }
-            401 => h.failures.auth += 1,
-            s if crate::backends::upstream::transient_status(s) => {
-                h.failures.transient += 1;
-                h.last_error = Some(format!("transient: upstream {s}"));
-            }
-            s => {
-                h.failures.request += 1;
-                h.last_error = Some(format!(
-                    "request: upstream {s} (caused by the request; no cooldown)"
-                ));
-            }
-        }
-    }
-
-    /// A rate-limit `error` event inside a 200 stream: the account is limited all the same.
-    pub fn record_stream_rate_limit(&self, headers: &[(String, String)]) {
-        let now = clock::unix_now();
-        let mut h = lock(&self.health);
-        h.failures.rate_limit += 1;
-        let secs = cooldown_from_headers(headers, now).unwrap_or(DEFAULT_RATE_LIMIT_S);
-        self.cool_down(&mut h, now, secs, "rate_limit_error inside the stream");
-    }
-
-    /// A failure to reach the upstream at all. A call the server shut down itself because its
-    /// client hung up (`backends::abandon`) is no upstream failure and is not counted.
-    pub fn record_transient(&self, what: &str) {
-        if crate::backends::abandon::client_gone() {
-            return;
-        }
-        let mut h = lock(&self.health);
-        h.requests += 1;
-        h.failures.transient += 1;
-        h.last_error = Some(format!("transient: {what}"));
-    }
-
-    pub fn record_usage(&self, usage: Usage) {
-        let mut h = lock(&self.health);
-        h.tokens.input += usage.input;
-        h.tokens.output += usage.output;
-        h.tokens.cache_read += usage.cache_read;
-        h.tokens.cache_creation += usage.cache_creation;
-    }
-
-    fn cool_down(&self, h: &mut Health, now: u64, secs: u64, reason: &str) {
-        // Clamp before anything else: the upstream controls `secs`, and jitter computed from
-        // the unclamped value went far past the cap (`retry-after: 100000` cooled down for
-        // 3.3 h, u64::MAX until a restart). The jitter keeps clients told the same Retry-After
-        // out of lockstep; the sum stays within the cap.
-        let secs = secs.clamp(1, MAX_COOLDOWN_S);
-        let secs = (secs + crate::base::ids::jitter(secs / 10 + 1)).min(MAX_COOLDOWN_S);
-        h.cooldown_until = now.saturating_add(secs);
-        h.cooldown_reason = reason.to_string();
-        log::info(&format!(
-            "Claude account cooling down for {secs} s: {reason}"
-        ));
-    }
-
     /// The state now (`ok`, `cooldown`, `needs_login`, `not_logged_in`), for the audit log.
     pub fn state(&self) -> &'static str {
         let logged_in = lock(&self.slot).token.is_some();
         state_name(logged_in, &lock(&self.health), clock::unix_now())
     }
-
-    /// State, cooldown end (0 when none) and the last seen unified rate-limit values, for
-    /// `/metrics`.
-    pub fn gauges(&self) -> (&'static str, u64, BTreeMap<String, String>) {
-        self.reload_if_changed();
-        let now = clock::unix_now();
-        let logged_in = lock(&self.slot).token.is_some();
-        let h = lock(&self.health);
-        let until = if h.cooldown_until > now {
-            h.cooldown_until
-        } else {
-            0
-        };
-        (state_name(logged_in, &h, now), until, h.ratelimit.clone())
-    }
-
-    /// `GET /admin/accounts`.
-    pub fn admin_view(&self) -> Value {
-        self.reload_if_changed();
-        let now = clock::unix_now();
-        let slot = lock(&self.slot);
-        let h = lock(&self.health);
-        let t = slot.token.as_ref();
-        let state = state_name(t.is_some(), &h, now);
-        let time = |s: Option<u64>| s.map(clock::rfc3339);
-        let f = h.failures;
-        let account = json!({
-            "email": t.and_then(|t| t.email.clone()),
-            "account_uuid": t.and_then(|t| t.account_uuid.clone()),
-            "organization": t.and_then(|t| t.organization_name.clone()),
-            "kind": t.map(|t| t.kind),
-            "state": state,
-            "needs_login_reason": h.needs_login,
-            "cooldown_until": (h.cooldown_until > now).then(|| clock::rfc3339(h.cooldown_until)),
-            "cooldown_reason": (h.cooldown_until > now).then(|| h.cooldown_reason.clone()),
-            "token_expires_at": time(t.and_then(|t| t.expires_at)),
-            "last_refresh": time(h.last_refresh),
-            "last_success": time(h.last_success),
-            "last_error": h.last_error,
-            "requests": h.requests,
-            "successes": h.successes,
-            "failures": {
-                "request": f.request, "rate_limit": f.rate_limit, "forbidden": f.forbidden,
-                "auth": f.auth, "transient": f.transient,
-            },
-            "tokens": {
-                "input": h.tokens.input, "output": h.tokens.output,
-                "cache_read": h.tokens.cache_read, "cache_creation": h.tokens.cache_creation,
-            },
-            "ratelimit_unified": h.ratelimit,
-        });
-        json!({"accounts": [account], "generated_at": clock::rfc3339(now)})
-    }
-}
-
-fn state_name(logged_in: bool, h: &Health, now: u64) -> &'static str {
-    if !logged_in {
-        "not_logged_in"
-    } else if h.needs_login.is_some() {
-        "needs_login"
-    } else if h.cooldown_until > now {
-        "cooldown"
-    } else {
-        "ok"
-    }
-}
-
-/// Seconds to cool down for, from `retry-after` (seconds) or the unified reset time, at most
-/// [`MAX_COOLDOWN_S`]; `None` when the 429 names neither (often not a real account limit:
-/// pass it through, no cooldown).
-fn cooldown_from_headers(headers: &[(String, String)], now: u64) -> Option<u64> {
-    raw_cooldown(headers, now).map(|secs| secs.clamp(1, MAX_COOLDOWN_S))
-}
-
-/// What the headers ask for, unclamped (the upstream controls it).
-fn raw_cooldown(headers: &[(String, String)], now: u64) -> Option<u64> {
-    let get = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim())
-    };
-    if let Some(secs) = get("retry-after").and_then(|v| v.parse::<u64>().ok()) {
-        return Some(secs);
-    }
-    let reset = get("anthropic-ratelimit-unified-reset")
-        .or_else(|| get("anthropic-ratelimit-unified-5h-reset"))
-        .and_then(|v| v.parse::<u64>().ok())?;
-    Some(reset.saturating_sub(now).max(1))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cooldown_times() {
-        let h = |n: &str, v: &str| vec![(n.to_string(), v.to_string())];
-        assert_eq!(cooldown_from_headers(&h("Retry-After", "7"), 100), Some(7));
-        assert_eq!(
-            cooldown_from_headers(&h("anthropic-ratelimit-unified-reset", "160"), 100),
-            Some(60)
-        );
-        assert_eq!(cooldown_from_headers(&h("x", "1"), 100), None);
-        let far = u64::MAX.to_string();
-        assert_eq!(
-            cooldown_from_headers(&h("retry-after", &far), 100),
-            Some(MAX_COOLDOWN_S)
-        );
-        assert_eq!(
-            cooldown_from_headers(&h("anthropic-ratelimit-unified-reset", &far), 100),
-            Some(MAX_COOLDOWN_S)
-        );
-        assert_eq!(cooldown_from_headers(&h("retry-after", "0"), 100), Some(1));
-    }
-
-    fn token(access: &str) -> Token {
-        serde_json::from_value(json!({
-            "kind": "oauth", "access_token": access, "refresh_token": format!("{access}-rt"),
-            "expires_at": clock::unix_now() + 3600, "source": "manual",
-        }))
-        .unwrap()
-    }
-
-    /// An account on a fresh token file holding `old`, whose in-memory token is then `new`
-    /// with its save failed, as after a refresh on a full disk.
-    fn unsaved_account(name: &str) -> (Account, PathBuf) {
-        let dir = std::env::temp_dir().join(format!("cg-account-{name}-{}", std::process::id()));
-        std::fs::remove_dir_all(&dir).ok();
-        let path = dir.join("token.json");
-        token::save_token(&path, &token("old")).unwrap();
-        let account = Account::load(crate::config::Config::default().oauth, path.clone()).unwrap();
-        {
-            let mut slot = lock(&account.slot);
-            slot.token = Some(token("refreshed"));
-            slot.generation += 1;
-            slot.unsaved = true;
-        }
-        (account, path)
-    }
-
-    fn stored(path: &std::path::Path) -> String {
-        token::load_token(path).unwrap().unwrap().access_token
-    }
-
-    #[test]
-    fn an_unsaved_refreshed_token_is_saved_at_the_next_check() {
-        let (account, path) = unsaved_account("save");
-        account.reload(true);
-        assert_eq!(stored(&path), "refreshed");
-        assert!(!lock(&account.slot).unsaved);
-        // Saved once: our own write is not mistaken for an outside login.
-        account.reload(true);
-        assert_eq!(lock(&account.slot).generation, 1);
-        std::fs::remove_dir_all(path.parent().unwrap()).ok();
-    }
-
-    #[test]
-    fn a_login_stored_meanwhile_wins_over_an_unsaved_refreshed_token() {
-        let (account, path) = unsaved_account("login");
-        token::save_token(&path, &token("new-login")).unwrap();
-        account.reload(true);
-        account.reload(true);
-        assert_eq!(
-            stored(&path),
-            "new-login",
-            "the login on disk is not overwritten"
-        );
-        let slot = lock(&account.slot);
-        assert_eq!(slot.token.as_ref().unwrap().access_token, "new-login");
-        assert!(!slot.unsaved);
-        drop(slot);
-        std::fs::remove_dir_all(path.parent().unwrap()).ok();
-    }
-}
+mod tests;

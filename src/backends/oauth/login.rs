@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::backends::oauth::token::{
-    load_token, plausible_token, post_json, save_token, server_reason, token_from_response, Token,
-    TokenKind,
+    load_token, locked, plausible_token, post_json, save_token, server_reason, token_from_response,
+    Token, TokenKind,
 };
 use crate::base::clock;
 use crate::base::fsutil;
@@ -699,14 +699,18 @@ pub fn precheck_oauth(path: &Path) -> Result<(), String> {
 }
 
 /// Stores a new login under the one-account rule: `Ok(true)` when it replaced a stored login
-/// (necessarily of the same account), `Ok(false)` when there was none.
+/// (necessarily of the same account), `Ok(false)` when there was none. The check and the write
+/// hold the token file's lock ([`locked`]), as the server's save of a refreshed token does, so
+/// neither can land between the other's check and write.
 pub fn store_login(path: &Path, new: &Token) -> Result<bool, String> {
-    let old = load_token(path)?;
-    if let Some(old) = &old {
-        check_replace(old, new)?;
-    }
-    save_token(path, new)?;
-    Ok(old.is_some())
+    locked(path, || {
+        let old = load_token(path)?;
+        if let Some(old) = &old {
+            check_replace(old, new)?;
+        }
+        save_token(path, new)?;
+        Ok(old.is_some())
+    })
 }
 
 #[cfg(test)]

@@ -12,12 +12,14 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::fmt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::base::clock;
 use crate::base::fsutil;
+use crate::base::sys::FileLock;
 use crate::config::OauthConfig;
 
 /// Largest token-endpoint answer read; a real one is well under 4 KiB.
@@ -114,6 +116,61 @@ impl Token {
     }
 }
 
+/// What a stored login (or its absence) means for the next request. One home for the words
+/// `claudegate status` prints and the warning `serve` gives at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginState {
+    /// No `token.json`: nothing can be sent upstream.
+    Missing,
+    /// The upstream refused the login (or its refresh); only a new login helps.
+    NeedsLogin(String),
+    /// Past its expiry; `refreshable` when the server can renew it by itself.
+    Expired {
+        refreshable: bool,
+    },
+    Ok,
+}
+
+impl LoginState {
+    pub fn of(token: Option<&Token>, now: u64) -> LoginState {
+        let Some(t) = token else {
+            return LoginState::Missing;
+        };
+        if let Some(reason) = &t.needs_login {
+            LoginState::NeedsLogin(reason.clone())
+        } else if t.expires_at.is_some_and(|e| e <= now) {
+            LoginState::Expired {
+                refreshable: t.kind == TokenKind::Oauth && t.refresh_token.is_some(),
+            }
+        } else {
+            LoginState::Ok
+        }
+    }
+
+    /// True when requests will fail until a person runs `claudegate login`.
+    pub fn needs_action(&self) -> bool {
+        !matches!(
+            self,
+            LoginState::Ok | LoginState::Expired { refreshable: true }
+        )
+    }
+
+    /// One line: the state and, where one is needed, the command that fixes it.
+    pub fn describe(&self) -> String {
+        match self {
+            LoginState::Missing => "not logged in (run `claudegate login`)".into(),
+            LoginState::NeedsLogin(reason) => {
+                format!("needs_login: {reason} (run `claudegate login`)")
+            }
+            LoginState::Expired { refreshable: true } => {
+                "expired (the server refreshes it on next use)".into()
+            }
+            LoginState::Expired { refreshable: false } => "expired (run `claudegate login`)".into(),
+            LoginState::Ok => "ok".into(),
+        }
+    }
+}
+
 /// Why a refresh failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshError {
@@ -176,6 +233,76 @@ pub fn save_token(path: &Path, token: &Token) -> Result<(), String> {
     bytes.push(b'\n');
     fsutil::write_private(path, &bytes)
         .map_err(|e| format!("cannot write the token file {}: {e}", path.display()))
+}
+
+/// What tells one version of the token file from another: its inode (a save is a rename of a
+/// new file) and modification time. `None` while there is no file.
+pub type Stamp = Option<(u64, i64, i64)>;
+
+/// The token file's [`Stamp`] now.
+pub fn stamp(path: &Path) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.ino(), m.mtime(), m.mtime_nsec()))
+}
+
+/// Saves `token` unless the file changed since the caller last read or wrote it (`seen`): the
+/// server's refreshed token must never overwrite a login stored meanwhile. `Ok(Some(stamp))`
+/// when written (the file's new stamp), `Ok(None)` when the file changed and was left alone.
+/// The check and the write hold the token file's lock ([`locked`]).
+pub fn save_unless_changed(
+    path: &Path,
+    token: &Token,
+    seen: Stamp,
+) -> Result<Option<Stamp>, String> {
+    locked(path, || {
+        if stamp(path) != seen {
+            return Ok(None);
+        }
+        #[cfg(test)]
+        tests::before_save(path);
+        save_token(path, token)?;
+        Ok(Some(stamp(path)))
+    })
+}
+
+/// How long a writer of the token file waits for another to let go of its lock. Every holder
+/// only checks and rewrites the file (milliseconds); a holder stuck longer (a stopped process)
+/// is reported instead of waited for.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Runs `change` (a check of the token file and its rewrite) holding the exclusive lock on
+/// `<token file>.lock` beside it, waiting at most [`LOCK_WAIT`] for it. Every writer of the
+/// token file takes it — `claudegate login` and `logout`, and the server when it saves a
+/// refreshed token — so no write can land between another writer's check and its write.
+pub fn locked<T>(path: &Path, change: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fsutil::ensure_private_dir(dir)
+            .map_err(|e| format!("cannot create data_dir {}: {e}", dir.display()))?;
+    }
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    let lock_path = path.with_file_name(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|e| {
+            format!(
+                "cannot open the token lock file {}: {e}",
+                lock_path.display()
+            )
+        })?;
+    let _lock = FileLock::exclusive_within(&file, LOCK_WAIT).map_err(|e| {
+        format!(
+            "cannot lock {} ({e}); is another `claudegate login` stuck? Try again",
+            lock_path.display()
+        )
+    })?;
+    change()
 }
 
 // --- Token endpoint ----------------------------------------------------------------------------
@@ -355,6 +482,29 @@ pub(crate) mod tests {
     use std::io::{Read, Write};
     use std::net::TcpListener;
 
+    /// A test's hook, run by [`save_unless_changed`] between its check and its write for the
+    /// token file at that path (each test has its own file, so parallel tests never meet).
+    type Hook = (PathBuf, Box<dyn FnOnce() + Send>);
+    static BEFORE_SAVE: std::sync::Mutex<Vec<Hook>> = std::sync::Mutex::new(Vec::new());
+
+    pub(crate) fn on_next_save(path: &Path, hook: impl FnOnce() + Send + 'static) {
+        BEFORE_SAVE
+            .lock()
+            .unwrap()
+            .push((path.to_path_buf(), Box::new(hook)));
+    }
+
+    pub(super) fn before_save(path: &Path) {
+        let hook = {
+            let mut hooks = BEFORE_SAVE.lock().unwrap_or_else(|e| e.into_inner());
+            let i = hooks.iter().position(|(p, _)| p == path);
+            i.map(|i| hooks.remove(i).1)
+        };
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+
     fn cfg(token_url: &str) -> OauthConfig {
         let mut c = Config::default().oauth;
         c.token_url = token_url.to_string();
@@ -392,7 +542,10 @@ pub(crate) mod tests {
     }
 
     /// Serves ONE HTTP request with `status` and `body`; the thread returns the raw request.
-    fn serve_once(status: u16, body: &'static str) -> (String, std::thread::JoinHandle<String>) {
+    pub(crate) fn serve_once(
+        status: u16,
+        body: &'static str,
+    ) -> (String, std::thread::JoinHandle<String>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/v1/oauth/token", listener.local_addr().unwrap());
         let handle = std::thread::spawn(move || {

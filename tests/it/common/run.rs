@@ -151,13 +151,35 @@ pub fn installed(what: &str, path: PathBuf, test: &str) -> Option<PathBuf> {
 
 /// The one skip-or-fail rule for a test that cannot run here (a client not installed, no
 /// permission to mount): a failure under `CLAUDEGATE_E2E_REQUIRED=1` (set by `make test` and
-/// CI), else a loud SKIPPED banner; the caller then returns.
+/// CI), else a skip (see [`skip`]); the caller then returns.
 pub fn skip_unless_required(test: &str, why: &str) {
-    if std::env::var("CLAUDEGATE_E2E_REQUIRED").as_deref() == Ok("1") {
-        panic!("{test}: CLAUDEGATE_E2E_REQUIRED=1 but {why}");
+    skip(
+        test,
+        why,
+        std::env::var("CLAUDEGATE_E2E_REQUIRED").as_deref() == Ok("1"),
+    );
+}
+
+/// A test that cannot run here: a failure when `required`, else a loud SKIPPED banner and a
+/// line in `$CLAUDEGATE_SKIP_LOG`, which `make test` lists in its summary at the end (a banner
+/// alone scrolls away among hundreds of tests). CI (`CLAUDEGATE_CI=1`) never skips.
+pub fn skip(test: &str, why: &str, required: bool) {
+    if required || std::env::var("CLAUDEGATE_CI").as_deref() == Ok("1") {
+        panic!("{test}: required here, but {why}");
     }
     // Straight to fd 2: libtest captures `eprintln!` of passing tests, and a skip must show.
     let bar = "!".repeat(100);
     let banner = format!("\n{bar}\n!!! SKIPPED {test}: {why}\n{bar}\n");
     std::io::Write::write_all(&mut std::io::stderr(), banner.as_bytes()).ok();
+    if let Some(path) = std::env::var_os("CLAUDEGATE_SKIP_LOG").filter(|p| !p.is_empty()) {
+        // One short line per write on an O_APPEND file: lines from parallel tests stay whole.
+        let line = format!("{test}: {}\n", why.replace('\n', " "));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path);
+        if let Ok(mut file) = file {
+            std::io::Write::write_all(&mut file, line.as_bytes()).ok();
+        }
+    }
 }

@@ -151,6 +151,10 @@ pub struct Server {
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
+
+    // claudegate patch (13): set (and notified) by the accept thread once it has ended and
+    // closed the listening socket.
+    accept_ended: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
 }
 
 /// claudegate patch (7): a filter run on the connection's own thread for every request before
@@ -185,11 +189,13 @@ impl From<Request> for Message {
     }
 }
 
-// this trait is to make sure that Server implements Share and Send
-#[doc(hidden)]
-trait MustBeShareDummy: Sync + Send {}
-#[doc(hidden)]
-impl MustBeShareDummy for Server {}
+// this is to make sure that Server implements Share and Send
+// claudegate patch (14): the same compile-time check as the old never-used dummy trait, without
+// its dead-code warning.
+const _: fn() = || {
+    fn share_and_send<T: Sync + Send>() {}
+    share_and_send::<Server>();
+};
 
 pub struct IncomingRequests<'a> {
     server: &'a Server,
@@ -350,6 +356,9 @@ impl Server {
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
         let inside_intake = Arc::new(intake); // claudegate patch (7)
+        // claudegate patch (13): how `stop_accepting` learns that the listener is closed.
+        let accept_ended = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let inside_accept_ended = accept_ended.clone();
         thread::spawn(move || {
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
@@ -357,6 +366,9 @@ impl Server {
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
+                    // claudegate patch (13): the wake-up of `stop_accepting` (or a client that
+                    // came just then) is not served: the server is closing.
+                    Ok(_) if inside_close_trigger.load(Relaxed) => break,
                     Ok((sock, peer)) => {
                         use util::RefinedTcpStream;
                         // claudegate patch (10): admitted before a thread or a second file
@@ -438,6 +450,13 @@ impl Server {
                 }
             }
             log::debug!("Terminating accept thread");
+            // claudegate patch (13): close the listening socket now, so new connections are
+            // refused, then tell `stop_accepting`. The connections already accepted live on in
+            // the pool's threads.
+            drop(server);
+            let (ended, changed) = &*inside_accept_ended;
+            *ended.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            changed.notify_all();
         });
 
         // result
@@ -445,7 +464,49 @@ impl Server {
             messages,
             close: close_trigger,
             listening_addr: local_addr,
+            accept_ended, // claudegate patch (13)
         })
+    }
+
+    /// claudegate patch (13): stops taking in connections, for good, and closes the listening
+    /// socket, so a new connection is refused by the kernel; connections already accepted are
+    /// served on (their requests still reach the intake and `recv()`). Waits at most `within`
+    /// for the accept thread to let go of the listener; returns whether it has.
+    pub fn stop_accepting(&self, within: Duration) -> bool {
+        self.close.store(true, Relaxed);
+        self.wake_accept();
+        let (ended, changed) = &*self.accept_ended;
+        let ended = ended.lock().unwrap_or_else(|e| e.into_inner());
+        let (ended, _) = changed
+            .wait_timeout_while(ended, within, |ended| !*ended)
+            .unwrap_or_else(|e| e.into_inner());
+        *ended
+    }
+
+    /// claudegate patch (13): a connection to ourselves, so an accept thread blocked in
+    /// `accept` wakes up and sees the close flag. An unspecified address (0.0.0.0, ::) is
+    /// reached through loopback; the connect is bounded.
+    fn wake_accept(&self) {
+        let maybe_stream = match &self.listening_addr {
+            ListenAddr::IP(addr) => {
+                let mut addr = *addr;
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(match addr {
+                        std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                        std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                    });
+                }
+                TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map(Connection::from)
+            }
+            #[cfg(unix)]
+            ListenAddr::Unix(addr) => match addr.as_pathname() {
+                Some(path) => std::os::unix::net::UnixStream::connect(path).map(Connection::from),
+                None => return,
+            },
+        };
+        if let Ok(stream) = maybe_stream {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
     }
 
     /// Returns an iterator for all the incoming requests.
@@ -514,18 +575,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.close.store(true, Relaxed);
         // Connect briefly to ourselves to unblock the accept thread
-        let maybe_stream = match &self.listening_addr {
-            ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),
-            #[cfg(unix)]
-            ListenAddr::Unix(addr) => {
-                // TODO: use connect_addr when its stabilized.
-                let path = addr.as_pathname().unwrap();
-                std::os::unix::net::UnixStream::connect(path).map(Connection::from)
-            }
-        };
-        if let Ok(stream) = maybe_stream {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
+        self.wake_accept(); // claudegate patch (13): shared with `stop_accepting`
 
         #[cfg(unix)]
         if let ListenAddr::Unix(addr) = &self.listening_addr {
