@@ -160,16 +160,7 @@ impl Out {
                 None => self.raw(&serde_json::to_vec(n).unwrap_or_default()),
             },
             Value::String(s) => self.string(s),
-            Value::Array(items) => {
-                self.byte(b'[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        self.byte(b',');
-                    }
-                    self.value(item);
-                }
-                self.byte(b']');
-            }
+            Value::Array(items) => self.array(items, Out::value),
             Value::Object(members) => {
                 self.byte(b'{');
                 for (i, (k, item)) in members.iter().enumerate() {
@@ -183,6 +174,18 @@ impl Out {
                 self.byte(b'}');
             }
         }
+    }
+
+    /// A JSON array of `items`, each written by `write`.
+    pub fn array<T>(&mut self, items: &[T], mut write: impl FnMut(&mut Out, &T)) {
+        self.byte(b'[');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                self.byte(b',');
+            }
+            write(self, item);
+        }
+        self.byte(b']');
     }
 
     fn unsigned(&mut self, mut u: u64) {

@@ -143,12 +143,7 @@ impl Block<'_> {
                 text,
                 cache_control,
             } => {
-                out.byte(b'{');
-                if let Some(cc) = cache_control {
-                    out.raw(b"\"cache_control\":");
-                    out.value(cc);
-                    out.byte(b',');
-                }
+                open_block(cache_control.as_ref(), out);
                 out.raw(b"\"text\":");
                 text.write(out);
                 out.raw(b",\"type\":\"text\"}");
@@ -158,12 +153,7 @@ impl Block<'_> {
                 content,
                 cache_control,
             } => {
-                out.byte(b'{');
-                if let Some(cc) = cache_control {
-                    out.raw(b"\"cache_control\":");
-                    out.value(cc);
-                    out.byte(b',');
-                }
+                open_block(cache_control.as_ref(), out);
                 match content {
                     Some(ResultContent::Text(t)) => {
                         out.raw(b"\"content\":");
@@ -186,15 +176,18 @@ impl Block<'_> {
     }
 }
 
-fn write_blocks(blocks: &[Block], out: &mut Out) {
-    out.byte(b'[');
-    for (i, b) in blocks.iter().enumerate() {
-        if i > 0 {
-            out.byte(b',');
-        }
-        b.write(out);
+/// A block's opening brace and its `cache_control` member, which sorts first.
+fn open_block(cache_control: Option<&Value>, out: &mut Out) {
+    out.byte(b'{');
+    if let Some(cc) = cache_control {
+        out.raw(b"\"cache_control\":");
+        out.value(cc);
+        out.byte(b',');
     }
-    out.byte(b']');
+}
+
+fn write_blocks(blocks: &[Block], out: &mut Out) {
+    out.array(blocks, |out, b| b.write(out));
 }
 
 /// One turn: `{"role": …, "content": [blocks]}`.
@@ -264,14 +257,7 @@ impl Body<'_> {
     }
 
     fn write_messages(&self, out: &mut Out) {
-        out.byte(b'[');
-        for (i, m) in self.messages.iter().enumerate() {
-            if i > 0 {
-                out.byte(b',');
-            }
-            m.write(out);
-        }
-        out.byte(b']');
+        out.array(&self.messages, |out, m| m.write(out));
     }
 
     /// The request as one `Value` (what the translators built before; tests compare it).

@@ -122,31 +122,39 @@ impl SseMock {
     }
 }
 
+/// Reads one request's line and headers; its `Content-Length` (0 without one), or `None` when
+/// the client closed the connection first.
+fn read_request_head(reader: &mut impl BufRead) -> io::Result<Option<usize>> {
+    let mut length = 0usize;
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Ok(None);
+    }
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            return Ok(Some(length));
+        }
+        if let Some((name, value)) = l.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+}
+
 fn serve_connection(stream: TcpStream, epoch: Instant) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
     loop {
-        let mut length = 0usize;
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
+        let Some(length) = read_request_head(&mut reader)? else {
             return Ok(());
-        }
-        loop {
-            line.clear();
-            if reader.read_line(&mut line)? == 0 {
-                return Ok(());
-            }
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = l.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-            }
-        }
+        };
         let mut body = vec![0; length];
         reader.read_exact(&mut body)?;
         let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
@@ -278,26 +286,9 @@ fn sink_connection(stream: TcpStream) -> io::Result<()> {
         SINK_STREAM.len()
     );
     loop {
-        let mut length = 0usize;
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
+        let Some(length) = read_request_head(&mut reader)? else {
             return Ok(());
-        }
-        loop {
-            line.clear();
-            if reader.read_line(&mut line)? == 0 {
-                return Ok(());
-            }
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = l.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-            }
-        }
+        };
         body.resize(length, 0);
         reader.read_exact(&mut body)?;
         out.write_all(answer.as_bytes())?;
