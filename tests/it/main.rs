@@ -29,6 +29,7 @@ mod file_modes;
 mod framing;
 mod install;
 mod keys;
+mod large_bodies;
 mod log_escaping;
 mod login;
 mod mock_upstream_selftest;
