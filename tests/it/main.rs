@@ -15,6 +15,7 @@ mod cli_backend;
 mod cli_fake;
 mod complete;
 mod connections;
+mod container;
 mod cooldown_cap;
 mod doors_agree;
 mod e2e_clients;
