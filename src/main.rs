@@ -47,7 +47,7 @@ COMMANDS:
          [--since YYYY-MM-DD]  only requests from that UTC day on
     health                   Ask a running server's GET /health (5 s at most): exit 0 when it
                              answers 200, else 1 (the container image's health check)
-         [--url URL]           ask this URL instead of the configured address
+         [--url URL]           ask this http:// URL instead of the configured address
 
 OPTIONS:
     --ca-file PATH           PEM root certificates replacing the built-in ones
