@@ -17,6 +17,7 @@ mod complete;
 mod connections;
 mod container;
 mod cooldown_cap;
+mod dist;
 mod doors_agree;
 mod e2e_clients;
 mod e2e_openai;
