@@ -51,12 +51,18 @@ need = @command -v $(1) >/dev/null 2>&1 || { $(APT) update -qq && $(APT) install
 # bundled musl (self-contained), so a glibc cross gcc serves as linker. cc-rs finds `musl-gcc`
 # for x86_64-musl by itself; for aarch64-musl it would look for aarch64-linux-musl-gcc, which
 # Debian does not ship, hence the explicit CC.
-# Relative relocations packed (DT_RELR, `-z pack-relative-relocs`, GNU ld >= 2.38): the
-# static-pie binary relocates itself at start (musl >= 1.2.4's rcrt1 reads DT_RELR; Rust's
-# bundled musl is 1.2.5), and its table of 8,000-odd relative relocations shrinks from 88 KB of
-# .rela.dyn to 1 KB of .relr.dyn, with address-space randomisation kept (a non-PIE binary would
-# drop the table too, and ASLR with it). See the figures in Cargo.toml's [profile.release].
-RELR := -C link-arg=-Wl,-z,pack-relative-relocs
+# Link flags of the static binaries, for size (figures in Cargo.toml's [profile.release]):
+# - Relative relocations packed (DT_RELR, `-z pack-relative-relocs`, GNU ld >= 2.38 and lld):
+#   the static-pie binary relocates itself at start (musl >= 1.2.4's rcrt1 reads DT_RELR; Rust
+#   bundles musl 1.2.5), and its 88 KB of .rela.dyn become 1 KB of .relr.dyn, with address-space
+#   randomisation kept (a non-PIE binary would drop the table too, and ASLR with it).
+# - Identical code folding (`--icf=all`) with the lld that rustup ships beside rustc (its
+#   gcc-ld/ld.lld wrapper, picked by the C compiler driver through -B): 28 KB more. Where that
+#   lld is missing, GNU ld links without folding, and the binary is that much bigger.
+LLD_DIR := $(shell rustc --print sysroot 2>/dev/null)/lib/rustlib/$(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')/bin/gcc-ld
+comma := ,
+SIZE_FLAGS := -C link-arg=-Wl,-z,pack-relative-relocs$(if $(wildcard $(LLD_DIR)/ld.lld), \
+	-C link-arg=-fuse-ld=lld -C link-arg=-B$(LLD_DIR) -C link-arg=-Wl$(comma)--icf=all)
 
 ifeq ($(HOST_ARCH),aarch64)
 X86_CC  := x86_64-linux-gnu-gcc
@@ -73,8 +79,8 @@ ARM_CC  := aarch64-linux-gnu-gcc
 ARM_PKG := gcc-aarch64-linux-gnu
 ARM_ENV := CC_aarch64_unknown_linux_musl=$(ARM_CC) CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=$(ARM_CC)
 endif
-X86_ENV += CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="$(RELR)"
-ARM_ENV += CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="$(RELR)"
+X86_ENV += CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="$(SIZE_FLAGS)"
+ARM_ENV += CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="$(SIZE_FLAGS)"
 
 X86_OUT := target/$(X86)/release/$(BIN)
 ARM_OUT := target/$(ARM)/release/$(BIN)

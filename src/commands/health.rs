@@ -149,10 +149,15 @@ mod tests {
             ok("http://127.0.0.1:8317/health"),
             ("127.0.0.1:8317".into(), "127.0.0.1:8317", "/health")
         );
-        assert_eq!(ok("http://example.com"), ("example.com:80".into(), "example.com", "/"));
+        assert_eq!(
+            ok("http://example.com"),
+            ("example.com:80".into(), "example.com", "/")
+        );
         assert_eq!(ok("http://[::1]/h"), ("[::1]:80".into(), "[::1]", "/h"));
         assert_eq!(ok("http://[::1]:9/h"), ("[::1]:9".into(), "[::1]:9", "/h"));
-        assert!(split_url("https://example.com/").unwrap_err().contains("http://"));
+        assert!(split_url("https://example.com/")
+            .unwrap_err()
+            .contains("http://"));
         assert!(split_url("http:///health").is_err());
     }
 }

@@ -205,8 +205,14 @@ fn the_image_serves_streams_checks_its_health_and_stops_quickly() {
         "the image is {size} bytes, over the {MAX_IMAGE_BYTES}-byte target"
     );
     assert!(
-        podman_ok(&["image", "inspect", "--format", "{{.Config.Healthcheck}}", &made.image])
-            .contains("/claudegate health"),
+        podman_ok(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Config.Healthcheck}}",
+            &made.image
+        ])
+        .contains("/claudegate health"),
         "the image's HEALTHCHECK runs `claudegate health` (built with --format docker)"
     );
 
@@ -292,7 +298,10 @@ fn the_image_serves_streams_checks_its_health_and_stops_quickly() {
     let s = post_lines(&format!("{base}/v1/messages"), &headers, &body(true));
     assert_eq!(s.status, 200, "{s:?}");
     let events = parse_sse(&s.text());
-    assert_eq!(events.last().map(|e| e.event.as_str()), Some("message_stop"));
+    assert_eq!(
+        events.last().map(|e| e.event.as_str()),
+        Some("message_stop")
+    );
     let text: String = events
         .iter()
         .filter(|e| e.event == "content_block_delta")
@@ -310,11 +319,7 @@ fn the_image_serves_streams_checks_its_health_and_stops_quickly() {
     // The health check inside the container: the subcommand, and the image's HEALTHCHECK.
     let inside = podman(&["exec", &id, "/claudegate", "health"]);
     inside.assert_success("podman exec … /claudegate health");
-    assert!(
-        inside.stdout.contains("answered 200"),
-        "{}",
-        inside.stdout
-    );
+    assert!(inside.stdout.contains("answered 200"), "{}", inside.stdout);
     podman(&["healthcheck", "run", &id]).assert_success("podman healthcheck run");
 
     // Stop with a stream in flight: SIGTERM drains for the 1 s grace, ends the stream with an

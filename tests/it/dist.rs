@@ -106,10 +106,18 @@ fn dist_tarballs_hold_the_release_and_match_their_checksums() {
                 .arg(out.path()),
         );
         let bin = out.path().join(name).join("claudegate");
-        assert!(is_elf_for(&bin, name), "{} is not the {name} binary", bin.display());
+        assert!(
+            is_elf_for(&bin, name),
+            "{} is not the {name} binary",
+            bin.display()
+        );
         if name.contains(std::env::consts::ARCH) {
             let line = stdout_of(Command::new(&bin).arg("--version"));
-            assert_eq!(line.trim(), expected_version(), "the tarball's binary is this build");
+            assert_eq!(
+                line.trim(),
+                expected_version(),
+                "the tarball's binary is this build"
+            );
         }
     }
 }
