@@ -25,10 +25,13 @@ impl std::error::Error for ConfigError {}
 /// Environment variables that override one key of the file each (empty = unset): what a
 /// container image sets, since there the listening address and the data volume are the
 /// image's, whatever config file is mounted (see `contrib/Containerfile`).
-pub const ENV_OVERRIDES: &[(&str, fn(&mut Config) -> &mut String)] = &[
+pub const ENV_OVERRIDES: &[(&str, KeyOf)] = &[
     ("CLAUDEGATE_HOST", |c| &mut c.host),
     ("CLAUDEGATE_DATA_DIR", |c| &mut c.data_dir),
 ];
+
+/// Where a key lives in a [`Config`].
+pub type KeyOf = fn(&mut Config) -> &mut String;
 
 /// Which file to read: `--config`, else `$CLAUDEGATE_CONFIG`, else `./config.json` if present,
 /// else `~/.config/claudegate/config.json` (which may be absent: then defaults apply).
