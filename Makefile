@@ -3,8 +3,12 @@
 #   make test       THE test command: installs what the tests need, then fmt, clippy, all tests
 #                   (with the aarch64 binary under qemu too when qemu-aarch64 is installed; CI
 #                   installs it, and `make test TEST_ARM=1` forces it)
+#   make browser-deps  headless Chromium and chromedriver (Debian's chromium, chromium-driver)
+#                   for the status page's browser tests, tests/it/status_browser.rs (part of
+#                   `make test`)
 #   make e2e-deps   the real clients the end-to-end tests drive (Claude Code and Codex CLIs,
-#                   the anthropic and openai Python SDKs),
+#                   the anthropic and openai Python SDKs, the Vercel AI SDK and OpenCode on a
+#                   pinned Node 22),
 #                   at the versions pinned in tests/e2e/, into target/e2e/ (part of `make test`)
 #   make build      debug build
 #   make release    static x86_64 and aarch64 musl binaries in target/<target>/release/,
@@ -45,7 +49,8 @@ HOST_ARCH := $(shell uname -m)
 # apt-get as root, or through sudo for a normal user (env: sudo would drop DEBIAN_FRONTEND).
 APT := $(if $(filter 0,$(shell id -u)),,sudo )env DEBIAN_FRONTEND=noninteractive apt-get
 # $(call need,COMMAND,DEBIAN-PACKAGE): install the package when the command is missing.
-need = @command -v $(1) >/dev/null 2>&1 || { $(APT) update -qq && $(APT) install -y -qq $(2) >/dev/null; }
+need = @command -v $(1) >/dev/null 2>&1 || { echo "installing $(2) from Debian's packages (for $(1))"; \
+	$(APT) update -qq && $(APT) install -y -qq $(2) >/dev/null; }
 
 # C compiler (ring has C and assembly) and linker per target. The musl targets link Rust's own
 # bundled musl (self-contained), so a glibc cross gcc serves as linker. cc-rs finds `musl-gcc`
@@ -109,15 +114,21 @@ check_static = @info=$$(file -b $(1)); echo "$(1): $$info"; \
 	    || { echo "error: ldd finds shared libraries in $(1)" >&2; exit 1; }; fi
 
 .PHONY: build release release-deps release-x86_64 release-aarch64 release-x86_64-deps \
-	release-aarch64-deps test test-deps test-arm test-arm-deps e2e-deps lint install \
-	uninstall clean fuzz bench bench-deps soak image container-deps dist
+	release-aarch64-deps test test-deps test-arm test-arm-deps e2e-deps browser-deps caddy-deps lint \
+	install uninstall clean fuzz bench bench-deps soak image container-deps dist
 
 build:
 	$(CARGO) build --locked
 
+# python3 and node run the drop-in clients (contrib/clients/) in tests/it/clients.rs; Debian's
+# nodejs (18 on bookworm) has the global fetch the JS client needs.
 test-deps:
+	$(call need,cc,build-essential)
 	$(call need,script,bsdutils)
+	$(call need,systemd-analyze,systemd)
 	$(call need,openssl,openssl)
+	$(call need,python3,python3)
+	$(call need,node,nodejs)
 	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 
 # The fuzz targets are a separate crate that `make test` never runs; checking that it still
@@ -127,18 +138,37 @@ lint: test-deps
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) check --locked --quiet --manifest-path tests/fuzz/Cargo.toml --all-targets
 
-# Idempotent: a second run only checks the installed versions (well under a second).
+# Caddy, the TLS front door tests/it/caddy.rs puts in front of the server (Debian's package;
+# the tests run their own instance with a private config and CA, never the system service).
+caddy-deps:
+	$(call need,caddy,caddy)
+
+# Idempotent: a second run only checks the installed versions (a few seconds).
 e2e-deps:
 	@bash tests/e2e/install.sh
 
-# CLAUDEGATE_E2E_REQUIRED=1: a missing client fails tests/it/e2e_clients.rs instead of skipping it.
+# The status page is tested in a real browser (tests/it/status_browser.rs), at the paths the test
+# looks for. chromium-driver depends on chromium, so a fresh machine installs both at once.
+browser-deps:
+	$(call need,/usr/bin/chromedriver,chromium chromium-driver)
+	$(call need,/usr/bin/chromium,chromium)
+
+# CLAUDEGATE_E2E_REQUIRED=1: a missing client fails tests/it/e2e_clients.rs instead of skipping it,
+# and a missing Chromium fails tests/it/status_browser.rs.
 # The static binary for this machine goes into the container image (tests/it/container.rs,
 # with podman). With TEST_ARM, the aarch64 release binary is built first and tests/it/arm.rs
 # runs it, and both make the release tarballs, which tests/it/dist.rs checks.
-test: lint e2e-deps container-deps release-$(HOST_ARCH) \
+# A test that cannot run here (the aarch64 ones without qemu, say) skips with a banner and a
+# line in target/test-skips.txt, listed at the end; under CI (CLAUDEGATE_CI=1) it fails instead.
+SKIP_LOG := $(CURDIR)/target/test-skips.txt
+test: lint e2e-deps browser-deps caddy-deps container-deps release-$(HOST_ARCH) \
 	$(if $(TEST_ARM),test-arm-deps release-aarch64 dist)
-	CLAUDEGATE_E2E_REQUIRED=1 CLAUDEGATE_BIN=$(CURDIR)/$(HOST_OUT) \
-	  $(if $(TEST_ARM),$(ARM_TEST_ENV) CLAUDEGATE_DIST=$(CURDIR)/$(DIST)) $(CARGO) test --locked
+	@mkdir -p target && rm -f $(SKIP_LOG)
+	@CLAUDEGATE_E2E_REQUIRED=1 CLAUDEGATE_SKIP_LOG=$(SKIP_LOG) CLAUDEGATE_BIN=$(CURDIR)/$(HOST_OUT) \
+	  $(if $(TEST_ARM),$(ARM_TEST_ENV) CLAUDEGATE_DIST=$(CURDIR)/$(DIST)) \
+	  $(CARGO) test --locked; status=$$?; \
+	if [ -s $(SKIP_LOG) ]; then echo "SKIPPED: $$(wc -l < $(SKIP_LOG)) test(s) did not run here:"; \
+	  sed 's/^/  /' $(SKIP_LOG); else echo "no test skipped"; fi; exit $$status
 
 # ---- static release binaries -------------------------------------------------------------
 
@@ -147,10 +177,12 @@ release-deps: release-x86_64-deps release-aarch64-deps
 	$(call need,readelf,binutils)
 
 release-x86_64-deps:
+	$(call need,cc,build-essential)
 	$(call need,$(X86_CC),$(X86_PKG))
 	@rustup target list --installed | grep -qx $(X86) || rustup target add $(X86)
 
 release-aarch64-deps:
+	$(call need,cc,build-essential)
 	$(call need,$(ARM_CC),$(ARM_PKG))
 	@rustup target list --installed | grep -qx $(ARM) || rustup target add $(ARM)
 
@@ -215,7 +247,8 @@ dist: release
 test-arm-deps: release-aarch64-deps
 	@[ "$(HOST_ARCH)" = aarch64 ] || command -v qemu-aarch64-static >/dev/null 2>&1 \
 	  || command -v qemu-aarch64 >/dev/null 2>&1 \
-	  || { $(APT) update -qq && $(APT) install -y -qq qemu-user-static >/dev/null; }
+	  || { echo "installing qemu-user-static from Debian's packages (to run the aarch64 binary)"; \
+	       $(APT) update -qq && $(APT) install -y -qq qemu-user-static >/dev/null; }
 
 test-arm: test-arm-deps release-aarch64
 	$(ARM_TEST_ENV) $(CARGO) test --locked --test it arm::

@@ -58,6 +58,36 @@ OPTIONS:
     -V, --version            Show the version
 ";
 
+/// `claudegate COMMAND --help`: that command's lines of [`HELP`] (one home for the words), or,
+/// for a name it does not know, the whole help. A command line there starts with four spaces
+/// and the command's name; the indented lines under it are its options.
+fn command_help(topic: &str) -> String {
+    let commands = HELP
+        .split_once("COMMANDS:\n")
+        .and_then(|(_, rest)| rest.split_once("\n\n"))
+        .map_or("", |(commands, _)| commands);
+    let mut section = String::new();
+    let mut inside = false;
+    for line in commands.lines() {
+        let starts_command = line.starts_with("    ") && !line.starts_with("     ");
+        if starts_command {
+            let name = line.trim_start();
+            inside = name == topic
+                || name.starts_with(&format!("{topic} "))
+                || name.starts_with(&format!("{topic}\t"));
+        }
+        if inside {
+            section.push_str(line);
+            section.push('\n');
+        }
+    }
+    if section.is_empty() {
+        return HELP.to_string();
+    }
+    let options = HELP.split_once("OPTIONS:\n").map_or("", |(_, o)| o);
+    format!("USAGE:\n    claudegate [--config PATH] {topic} ...\n\n{section}\nOPTIONS:\n{options}")
+}
+
 /// What the user asked for.
 enum Command {
     Serve,
@@ -80,7 +110,8 @@ enum Command {
     Health {
         url: Option<String>,
     },
-    Help,
+    /// `--help`, for the whole program (`None`) or one command (`login`, `keys add`, ...).
+    Help(Option<String>),
     Version,
 }
 
@@ -96,6 +127,8 @@ fn parse_args() -> Result<Args, lexopt::Error> {
     let mut config = None;
     let mut ca_file = None;
     let mut command = None;
+    // The command named so far, for `serve --help` and the like.
+    let mut name = None;
     while let Some(arg) = p.next()? {
         match arg {
             Long("config") => config = Some(PathBuf::from(p.value()?)),
@@ -104,7 +137,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                 return Ok(Args {
                     config,
                     ca_file,
-                    command: Command::Help,
+                    command: Command::Help(name),
                 })
             }
             Short('V') | Long("version") => {
@@ -116,6 +149,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             }
             Value(v) if command.is_none() => {
                 let v = v.string()?;
+                name = Some(v.clone());
                 command = Some(match v.as_str() {
                     "serve" => Command::Serve,
                     "login" => parse_login(&mut p, &mut config)?,
@@ -150,6 +184,7 @@ fn parse_login(
                 LoginMode::ImportClaudeCode(p.optional_value().map(PathBuf::from))
             }
             Long("token") => LoginMode::Token(p.value()?.string()?),
+            Short('h') | Long("help") => return Ok(Command::Help(Some("login".into()))),
             Long("config") => {
                 *config = Some(PathBuf::from(p.value()?));
                 continue;
@@ -186,6 +221,7 @@ fn parse_usage(
                 })?);
             }
             Long("config") => *config = Some(PathBuf::from(p.value()?)),
+            Short('h') | Long("help") => return Ok(Command::Help(Some("usage".into()))),
             _ => return Err(arg.unexpected()),
         }
     }
@@ -201,6 +237,7 @@ fn parse_health(
         match arg {
             Long("url") => url = Some(p.value()?.string()?),
             Long("config") => *config = Some(PathBuf::from(p.value()?)),
+            Short('h') | Long("help") => return Ok(Command::Help(Some("health".into()))),
             _ => return Err(arg.unexpected()),
         }
     }
@@ -213,6 +250,7 @@ fn parse_keys(
 ) -> Result<Command, lexopt::Error> {
     let action = match p.next()? {
         Some(Value(v)) => v.string()?,
+        Some(Short('h') | Long("help")) => return Ok(Command::Help(Some("keys".into()))),
         Some(arg) => return Err(arg.unexpected()),
         None => return Err("keys needs an action: add, list or revoke".into()),
     };
@@ -223,6 +261,7 @@ fn parse_keys(
             Long("rpm") if action == "add" => grant.rpm = Some(p.value()?.parse()?),
             Long("daily") if action == "add" => grant.daily = Some(p.value()?.parse()?),
             Long("config") => *config = Some(PathBuf::from(p.value()?)),
+            Short('h') | Long("help") => return Ok(Command::Help(Some(format!("keys {action}")))),
             Value(v) if label.is_none() && action != "list" => label = Some(v.string()?),
             _ => return Err(arg.unexpected()),
         }
@@ -271,8 +310,12 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), String> {
     match args.command {
-        Command::Help => {
+        Command::Help(None) => {
             print!("{HELP}");
+            return Ok(());
+        }
+        Command::Help(Some(topic)) => {
+            print!("{}", command_help(&topic));
             return Ok(());
         }
         Command::Version => {
@@ -305,6 +348,6 @@ fn run(args: Args) -> Result<(), String> {
         Command::KeysRevoke { label } => keys::revoke(&config, &label),
         Command::Usage { since } => usage::run(&config, since),
         Command::Health { url: _ } => health::check(&health::local_url(&config)),
-        Command::Help | Command::Version => Ok(()),
+        Command::Help(_) | Command::Version => Ok(()),
     }
 }

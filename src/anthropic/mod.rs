@@ -10,6 +10,7 @@ pub mod collector;
 pub mod drain;
 pub mod event;
 pub mod models;
+pub mod ratelimit;
 pub mod sse;
 pub mod usage;
 

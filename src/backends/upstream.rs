@@ -312,6 +312,18 @@ pub fn read_error_body(resp: &mut Response<Body>) -> Vec<u8> {
     out
 }
 
+/// What a non-2xx answer to our own housekeeping call says, for a log line: the upstream's
+/// message (read from the capped body), at most 300 characters, secrets redacted.
+pub fn error_said(status: u16, resp: &mut Response<Body>) -> String {
+    let body = read_error_body(resp);
+    let said: String = crate::base::error::ApiError::from_upstream(status, &body)
+        .message
+        .chars()
+        .take(300)
+        .collect();
+    crate::base::redact::redact(&said)
+}
+
 /// The headers of `resp` a client should see.
 pub fn returned_headers(resp: &Response<Body>) -> Vec<(String, String)> {
     resp.headers()

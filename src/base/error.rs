@@ -132,10 +132,13 @@ pub fn openai_type_of(anthropic_type: &str) -> &'static str {
     }
 }
 
-/// The longest `Retry-After` we ever send: a day, the longest wait any of our own limits can
-/// ask for (a daily cap resets at the next UTC midnight). A larger value, from a broken or
-/// hostile upstream, would only tell a client never to come back.
-pub const MAX_RETRY_AFTER: u64 = 86_400;
+/// The longest `Retry-After` we ever send: eight days. A subscription's weekly window, once
+/// rejected, resets up to seven days later, and a client should be told that real wait (a day
+/// more covers clock skew and a reset announced just past the week); our own limits ask for
+/// at most a day. A larger value, from a broken or hostile upstream, would only tell a client
+/// never to come back. It is also the furthest reset time believed at all
+/// ([`crate::anthropic::ratelimit::plausible_reset`]).
+pub const MAX_RETRY_AFTER: u64 = 8 * 86_400;
 
 /// An error answer: status, kind and a message written for the person reading it.
 #[derive(Debug, Clone)]

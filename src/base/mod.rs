@@ -4,6 +4,7 @@
 pub mod alloc;
 pub mod base64;
 pub mod bucket;
+pub mod cidr;
 pub mod clock;
 pub mod error;
 pub mod fsutil;

@@ -4,16 +4,24 @@
 //! URL to open, opens a browser when there is a display, reads what the user pastes or pipes in,
 //! and shows what was stored. `logout` and `status` work on the token file without a server.
 //!
+//! `status` also shows the subscription's usage windows, a line each with a bar, the percentage
+//! used and the reset countdown: live from the usage endpoint when the stored token is usable
+//! ([`crate::backends::oauth::usage`]), else as a running server last saved them (from the usage
+//! endpoint or from its last answer's headers), with the server's cooldowns.
+//!
 //! No access or refresh token is ever printed: `status` shows the account, never a credential,
 //! and [`LoginMode`]'s `Debug` output hides a token given to `--token`.
 
 use std::fmt;
 use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 use crate::backends::oauth::login::{self, Pkce, RedirectListener};
-use crate::backends::oauth::token::{load_token, token_path, Token, TokenKind};
+use crate::backends::oauth::token::{load_token, token_path, LoginState, Token, TokenKind};
+use crate::backends::oauth::usage;
 use crate::base::clock;
 use crate::config::Config;
 
@@ -170,21 +178,12 @@ pub fn logout(config: &Config) -> Result<(), String> {
 /// `claudegate status`: the stored login, without asking a server.
 pub fn status(config: &Config) -> Result<(), String> {
     let path = token_path(&config.data_dir());
-    let Some(t) = load_token(&path)? else {
-        print_aligned(&[("state", "not logged in (run `claudegate login`)".into())]);
-        return Ok(());
-    };
+    let token = load_token(&path)?;
     let now = clock::unix_now();
-    let state = if let Some(reason) = &t.needs_login {
-        format!("needs_login: {reason} (run `claudegate login`)")
-    } else if t.expires_at.is_some_and(|e| e <= now) {
-        if t.kind == TokenKind::Oauth && t.refresh_token.is_some() {
-            "expired (the server refreshes it on next use)".into()
-        } else {
-            "expired (run `claudegate login`)".into()
-        }
-    } else {
-        "ok".into()
+    let state = LoginState::of(token.as_ref(), now).describe();
+    let Some(t) = token else {
+        print_aligned(&[("state", state)]);
+        return Ok(());
     };
     let unknown = || "unknown".to_string();
     let organization = match (&t.organization_name, &t.organization_uuid) {
@@ -200,7 +199,7 @@ pub fn status(config: &Config) -> Result<(), String> {
             human_duration(now.saturating_sub(r))
         )
     });
-    print_aligned(&[
+    let mut lines: Vec<(String, String)> = [
         ("state", state),
         (
             "account",
@@ -217,16 +216,144 @@ pub fn status(config: &Config) -> Result<(), String> {
         ("last refresh", last_refresh),
         ("scopes", t.scopes.clone().unwrap_or_else(unknown)),
         ("token file", path.display().to_string()),
-    ]);
+    ]
+    .map(|(k, v)| (k.to_string(), v))
+    .into();
+    lines.extend(usage_lines(config, &t, now));
+    print_aligned(&lines);
     Ok(())
+}
+
+/// The longest `status` waits for the usage endpoint.
+const LIVE_USAGE_WAIT: Duration = Duration::from_secs(10);
+
+/// The usage lines of `status`: where they come from, a line per window, and the cooldowns the
+/// server saved (see the module docs).
+fn usage_lines(config: &Config, t: &Token, now: u64) -> Vec<(String, String)> {
+    let usable = t.needs_login.is_none() && t.expires_at.is_none_or(|e| e > now);
+    let wait = Duration::from_millis(config.timeouts.response_ms).min(LIVE_USAGE_WAIT);
+    let live = usable.then(|| {
+        let upstream = crate::backends::upstream::Upstream::new(config);
+        usage::read(&upstream, &t.access_token, wait)
+    });
+    let saved = usage::read_saved(&usage::saved_path(&config.data_dir()));
+    let (source, shown) = match (live, &saved) {
+        (Some(Ok(snapshot)), _) => (
+            "live from the usage endpoint".to_string(),
+            snapshot.to_json("usage_endpoint", now),
+        ),
+        (live, Some(saved)) if saved["usage"]["source"].is_string() => {
+            let at = saved["usage"]["observed_at"]
+                .as_str()
+                .and_then(clock::parse_rfc3339);
+            let from = match saved["usage"]["source"].as_str() {
+                Some("usage_endpoint") => "the usage endpoint",
+                _ => "the last answer's headers",
+            };
+            let ago = at.map_or(String::new(), |a| {
+                format!(" {} ago", human_duration(now.saturating_sub(a)))
+            });
+            let why = match live {
+                Some(Err(f)) => format!("; live: {}", f.message),
+                _ => String::new(),
+            };
+            (
+                format!("as the server saw it{ago}, from {from}{why}"),
+                saved["usage"].clone(),
+            )
+        }
+        (live, _) => {
+            let why = match live {
+                Some(Err(f)) => f.message,
+                _ => "the stored token is not usable now".into(),
+            };
+            let line = format!("unknown (live: {why}; no server has saved any yet)");
+            return vec![("usage".into(), line)];
+        }
+    };
+    let mut lines = vec![("usage".to_string(), source)];
+    for w in shown["windows"].as_array().into_iter().flatten() {
+        let name = w["name"].as_str().unwrap_or("?");
+        let (key, mut value) = if name.len() <= 10 {
+            (format!("  {name}"), String::new())
+        } else {
+            ("  window".to_string(), format!("{name} "))
+        };
+        value.push_str(&window_text(w, now));
+        lines.push((key, value));
+    }
+    let cooldowns = saved.as_ref().map(|s| s["cooldowns"].clone());
+    for c in cooldowns
+        .as_ref()
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(until) = c["until"].as_str().and_then(clock::parse_rfc3339) else {
+            continue;
+        };
+        if until <= now {
+            continue;
+        }
+        let scope = c["model"]
+            .as_str()
+            .map_or("the account".to_string(), |m| format!("{m} models"));
+        lines.push((
+            "cooldown".into(),
+            format!(
+                "{scope} until {} (in {}): {}",
+                clock::rfc3339(until),
+                human_duration(until - now),
+                c["reason"].as_str().unwrap_or("")
+            ),
+        ));
+    }
+    lines
+}
+
+/// `[####------]  42%  allowed, resets in 3h 12m (2026-11-22T21:40:05Z)`.
+fn window_text(w: &Value, now: u64) -> String {
+    let mut out = match w["utilization"].as_f64() {
+        Some(u) => {
+            let u = u.clamp(0.0, 1.0);
+            let filled = (u * 10.0).round() as usize;
+            format!(
+                "[{}{}] {:>3.0}%",
+                "#".repeat(filled),
+                "-".repeat(10 - filled),
+                u * 100.0
+            )
+        }
+        None => format!("[{}]    ?", " ".repeat(10)),
+    };
+    if let Some(status) = w["status"].as_str() {
+        out.push_str(&format!("  {status}"));
+    }
+    match w["resets_at"].as_str().and_then(clock::parse_rfc3339) {
+        Some(r) if r > now => out.push_str(&format!(
+            "  resets in {} ({})",
+            human_duration(r - now),
+            clock::rfc3339(r)
+        )),
+        Some(r) => out.push_str(&format!("  reset at {}", clock::rfc3339(r))),
+        None => {}
+    }
+    if let Some(model) = w["model"].as_str() {
+        out.push_str(&format!("  ({model} models only)"));
+    }
+    out
 }
 
 // --- Output and input helpers ------------------------------------------------------------------
 
-fn print_aligned(lines: &[(&str, String)]) {
-    let width = lines.iter().map(|(k, _)| k.len() + 1).max().unwrap_or(0);
+fn print_aligned<K: AsRef<str>>(lines: &[(K, String)]) {
+    let width = lines
+        .iter()
+        .map(|(k, _)| k.as_ref().len() + 1)
+        .max()
+        .unwrap_or(0);
     for (k, v) in lines {
-        println!("{:<width$} {v}", format!("{k}:"));
+        println!("{:<width$} {v}", format!("{}:", k.as_ref()));
     }
 }
 

@@ -110,6 +110,9 @@ impl Config {
         top.field("body_min_bytes_per_s", &mut c.body_min_bytes_per_s)?;
         top.field("max_connections", &mut c.max_connections)?;
         top.field("max_connections_per_ip", &mut c.max_connections_per_ip)?;
+        if let Some(v) = top.take("trusted_proxies") {
+            c.trusted_proxies = trusted_proxies(v)?;
+        }
         top.field("shutdown_grace_ms", &mut c.shutdown_grace_ms)?;
         if let Some(v) = top.take("debug") {
             c.debug = match v.as_str() {
@@ -144,6 +147,7 @@ impl Config {
             s.field("scopes", &mut o.scopes)?;
             s.field("redirect_uri", &mut o.redirect_uri)?;
             s.field("refresh_before_expiry_s", &mut o.refresh_before_expiry_s)?;
+            s.field("usage_refresh_s", &mut o.usage_refresh_s)?;
             s.finish()?;
         }
         top.field("backend", &mut c.backend)?;
@@ -396,6 +400,12 @@ impl Config {
                 return Err(bad("models", "model ids must be 1 to 200 characters"));
             }
         }
+        if self.oauth.usage_refresh_s > 86_400 {
+            return Err(bad(
+                "oauth.usage_refresh_s",
+                "must be at most 86400 (a day); 0 turns the usage reads off",
+            ));
+        }
         if self.models.refresh_s > 30 * 86_400 {
             return Err(bad(
                 "models.refresh_s",
@@ -404,6 +414,28 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `trusted_proxies`: a list of addresses or CIDRs. A bad entry stops the start, named: a
+/// proxy silently left out would throttle every client behind it as one.
+fn trusted_proxies(v: Value) -> Result<Vec<Cidr>, ConfigError> {
+    let entries: Vec<String> = serde_json::from_value(v).map_err(|_| {
+        bad(
+            "trusted_proxies",
+            "must be a list of strings, each an address or a CIDR (\"127.0.0.1\", \"10.0.0.0/8\")",
+        )
+    })?;
+    entries
+        .iter()
+        .map(|e| {
+            e.parse().map_err(|why| {
+                bad(
+                    "trusted_proxies",
+                    &format!("has a bad entry {e:?}: {why} (write an address or a CIDR)"),
+                )
+            })
+        })
+        .collect()
 }
 
 fn bad(key: &str, why: &str) -> ConfigError {
@@ -519,7 +551,28 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_are_parsed_and_a_bad_entry_is_named() {
+        let c = Config::from_value(&json!({"trusted_proxies": ["127.0.0.1", "fd00::/8"]})).unwrap();
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert!(c.trusted_proxies[1].contains("fd00::1".parse().unwrap()));
+        let e = err(json!({"trusted_proxies": ["10.0.0.0/8", "10.0.0.1/33"]}));
+        assert!(
+            e.contains("`trusted_proxies`") && e.contains("\"10.0.0.1/33\""),
+            "{e}"
+        );
+        let e = err(json!({"trusted_proxies": ["proxy.example"]}));
+        assert!(e.contains("\"proxy.example\""), "{e}");
+        let e = err(json!({"trusted_proxies": "127.0.0.1"}));
+        assert!(e.contains("`trusted_proxies` must be a list"), "{e}");
+        assert!(err(json!({"trusted_proxies": [1]})).contains("`trusted_proxies`"));
+    }
+
+    #[test]
     fn the_model_list_interval_is_checked() {
+        let e = err(json!({"oauth": {"usage_refresh_s": 86_401}}));
+        assert!(e.contains("`oauth.usage_refresh_s`"), "{e}");
+        let c = Config::from_value(&json!({"oauth": {"usage_refresh_s": 0}})).unwrap();
+        assert_eq!(c.oauth.usage_refresh_s, 0);
         let e = err(json!({"models": {"refresh_s": 31 * 86_400}}));
         assert!(e.contains("`models.refresh_s`"), "{e}");
         assert!(err(json!({"models": {"refresh_s": -1}})).contains("`models.refresh_s`"));

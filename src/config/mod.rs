@@ -8,6 +8,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::base::cidr::Cidr;
 use crate::base::log::Level;
 
 /// The largest page `/v1/fetch` reads (2 MB): the ceiling of both `fetch.max_bytes` and a
@@ -60,6 +61,15 @@ pub struct Config {
     /// every connection comes from the proxy's address: set it to `max_connections`. At most
     /// `max_connections`.
     pub max_connections_per_ip: usize,
+    /// Reverse proxies whose `X-Forwarded-For` is believed: addresses (`127.0.0.1`, `::1`) or
+    /// CIDR ranges (`10.0.0.0/8`, `fd00::/8`). Default none: the client address is always the
+    /// connection's peer and the header is ignored. For a request whose peer is in the list,
+    /// the client address (for the auth-failure throttle and the audit log) is the right-most
+    /// address in `X-Forwarded-For` that is not itself a trusted proxy (see
+    /// `http::client_ip`); from any other peer the header is ignored, so a client cannot
+    /// choose its own address. List only proxies you run: anything that can connect from a
+    /// listed address can claim to be any client.
+    pub trusted_proxies: Vec<Cidr>,
     /// On SIGTERM or SIGINT, how long requests in flight may take to finish, in ms, while no
     /// new ones are taken in; what still runs then is ended with an error in its caller's
     /// protocol, and the process exits. Default 10000: most answers finish, and it stays
@@ -146,6 +156,13 @@ pub struct OauthConfig {
     pub redirect_uri: String,
     /// Refresh the access token this many seconds before it expires. Default 3600.
     pub refresh_before_expiry_s: u64,
+    /// How often the subscription's usage windows are read from the usage endpoint
+    /// (`GET /api/oauth/usage`), in seconds: at start, then this often, on a thread of its
+    /// own (never on a request's path). Default 60: at most once a minute, so a cooldown
+    /// whose window shows room again there ends within a minute or so. 0 = never: the
+    /// windows come only from the answers' headers. A failed read falls back to the headers
+    /// and is tried again after 10 minutes. At most 86400.
+    pub usage_refresh_s: u64,
 }
 
 /// `cloaking.*`: how requests from clients other than Claude Code are shaped (see README).
@@ -307,6 +324,7 @@ impl Default for Config {
             body_min_bytes_per_s: 16 << 10,
             max_connections: 400,
             max_connections_per_ip: 300,
+            trusted_proxies: vec![],
             shutdown_grace_ms: 10_000,
             debug: DebugSetting::Off,
             upstream: UpstreamConfig {
@@ -327,6 +345,7 @@ impl Default for Config {
                 scopes: "user:profile user:inference user:sessions:claude_code".into(),
                 redirect_uri: "http://localhost:54545/callback".into(),
                 refresh_before_expiry_s: 3600,
+                usage_refresh_s: 60,
             },
             backend: Backend::Oauth,
             cli: CliConfig {

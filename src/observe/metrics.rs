@@ -3,17 +3,21 @@
 //! One global [`METRICS`] so any module can count without threading a handle through: the
 //! server counts requests, latency and time to first byte per route, the upstream path counts
 //! response statuses, the account counts refreshes. Gauges that mirror state kept elsewhere
-//! (account cooldown, utilisation, busy workers) are read when the page is rendered.
+//! (account cooldown, utilisation, busy workers), and the account's failure counts by class
+//! (kept by the account, so `/admin/accounts` and this page cannot disagree), are read when
+//! the page is rendered.
 //!
 //! Label sets are bounded on purpose: route is one of the fixed route names (or `other`),
-//! statuses are numbers, token kinds and refresh results are fixed words. No key, IP or
-//! prompt ever becomes a label, so the page cannot grow with traffic or leak who called.
+//! statuses are numbers, token kinds, refresh results and failure classes are fixed words. No
+//! key, IP or prompt ever becomes a label, so the page cannot grow with traffic or leak who
+//! called.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::anthropic::ratelimit::{Window, STATUSES};
 use crate::anthropic::usage::Usage;
 use crate::base::sync::lock;
 
@@ -166,12 +170,17 @@ pub struct Gauges {
     pub workers: usize,
     /// Requests queued or running (`State::jobs`).
     pub jobs: usize,
-    /// `ok`, `cooldown`, `needs_login` or `not_logged_in`.
+    /// `ok`, `cooldown`, `blocked`, `needs_login` or `not_logged_in`.
     pub account_state: &'static str,
     /// Unix seconds the cooldown ends (0 when none).
     pub cooldown_until: u64,
     /// Last seen `anthropic-ratelimit-unified-*` values, name without the prefix.
     pub ratelimit: BTreeMap<String, String>,
+    /// The account's failure counts by class (a fixed list of names), in the order to show.
+    pub failure_classes: Vec<(&'static str, u64)>,
+    /// The subscription's usage windows as `/admin/accounts` shows them (names already checked
+    /// to be plain words, at most [`crate::anthropic::ratelimit::MAX_WINDOWS`]).
+    pub windows: Vec<Window>,
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -287,7 +296,7 @@ pub fn render(g: &Gauges) -> String {
         "gauge",
         "1 for the account's current state.",
     );
-    for state in ["ok", "cooldown", "needs_login", "not_logged_in"] {
+    for state in ["ok", "cooldown", "blocked", "needs_login", "not_logged_in"] {
         let v = u8::from(state == g.account_state);
         let _ = writeln!(out, "claudegate_account_state{{state=\"{state}\"}} {v}");
     }
@@ -313,6 +322,20 @@ pub fn render(g: &Gauges) -> String {
         "claudegate_cooldown_until_seconds {}",
         g.cooldown_until
     );
+
+    header(
+        &mut out,
+        "claudegate_account_failures_total",
+        "counter",
+        "Upstream failures booked against the account, by class (the subscription's refusals \
+         that are not rate limits each have their own).",
+    );
+    for (class, n) in &g.failure_classes {
+        let _ = writeln!(
+            out,
+            "claudegate_account_failures_total{{class=\"{class}\"}} {n}"
+        );
+    }
 
     // One unlabelled sample with its header.
     let single = |out: &mut String, name: &str, kind: &str, help: &str, v: String| {
@@ -408,7 +431,60 @@ pub fn render(g: &Gauges) -> String {
             );
         }
     }
+    usage_windows(&mut out, &g.windows);
     out
+}
+
+/// The usage windows: utilisation, reset time, and status (1 for the current one). The window
+/// names come from the upstream but are plain words, at most 16 (`anthropic::ratelimit`), so
+/// the label set stays bounded; a value not reported has no sample.
+fn usage_windows(out: &mut String, windows: &[Window]) {
+    header(
+        out,
+        "claudegate_usage_utilization",
+        "gauge",
+        "How much of each subscription usage window is used (0..1), from the usage endpoint or the last answer's headers.",
+    );
+    for w in windows {
+        if let Some(u) = w.utilization {
+            let _ = writeln!(
+                out,
+                "claudegate_usage_utilization{{window=\"{}\"}} {u}",
+                w.name
+            );
+        }
+    }
+    header(
+        out,
+        "claudegate_usage_reset_timestamp_seconds",
+        "gauge",
+        "Unix time each subscription usage window resets.",
+    );
+    for w in windows {
+        if let Some(t) = w.resets_at {
+            let _ = writeln!(
+                out,
+                "claudegate_usage_reset_timestamp_seconds{{window=\"{}\"}} {t}",
+                w.name
+            );
+        }
+    }
+    header(
+        out,
+        "claudegate_usage_status",
+        "gauge",
+        "1 for each usage window's current status (allowed, allowed_warning, rejected).",
+    );
+    for w in windows.iter().filter(|w| w.status.is_some()) {
+        for status in STATUSES {
+            let v = u8::from(w.status == Some(status));
+            let _ = writeln!(
+                out,
+                "claudegate_usage_status{{window=\"{}\",status=\"{status}\"}} {v}",
+                w.name
+            );
+        }
+    }
 }
 
 #[cfg(test)]

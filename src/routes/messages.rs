@@ -70,11 +70,16 @@ fn prepare<'a>(
         };
         return Err(ApiError::new(ErrorKind::InvalidRequest, why));
     };
-    // The model for the audit log, read from the spans already found (no second parse).
-    if let Some(m) = members.iter().find(|m| m.key == "model") {
-        if let Some(Ok(model)) = text.get(m.value.clone()).map(serde_json::from_str::<&str>) {
-            crate::observe::record::note_model(model);
-        }
+    // The model for the audit log and the model's cooldown, read from the spans already
+    // found (no second parse).
+    let model = members
+        .iter()
+        .find(|m| m.key == "model")
+        .and_then(|m| text.get(m.value.clone()))
+        .and_then(|v| serde_json::from_str::<&str>(v).ok())
+        .map(str::to_string);
+    if let Some(model) = &model {
+        crate::observe::record::note_model(model);
     }
     let headers: Vec<(&str, &str)> = rq
         .headers()
@@ -85,6 +90,7 @@ fn prepare<'a>(
         path: rq.url(),
         headers: &headers,
         count_tokens,
+        model: model.as_deref(),
     };
     state.oauth.prepare_native(&native, body, &key.label)
 }
@@ -153,9 +159,15 @@ fn relay(
         let (end, seen) = relay::relay(reader, &mut out);
         state.oauth.record_usage(seen.usage);
         match &end {
-            StreamEnd::UpstreamErrorEvent(kind) if kind == "rate_limit_error" => {
-                state.oauth.account.record_stream_rate_limit(&headers)
-            }
+            // One of the subscription's refusals is no rate limit, whatever its `error.type`
+            // says: counted under its class, never a cooldown.
+            StreamEnd::UpstreamErrorEvent(kind) => match seen.refusal {
+                Some(refusal) => state.oauth.account.record_refusal(refusal),
+                None if kind == "rate_limit_error" => {
+                    state.oauth.account.record_stream_rate_limit(&headers)
+                }
+                None => {}
+            },
             StreamEnd::UpstreamFailed(e) => state
                 .oauth
                 .account

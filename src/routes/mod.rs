@@ -9,3 +9,4 @@ pub mod openai;
 pub mod pages;
 pub mod relay;
 pub mod state;
+pub mod status;

@@ -108,11 +108,13 @@ fn oauth(
     let mut reader = EventReader::new(resp.into_body().into_reader());
     if !t.stream {
         let mut collector = Collector::new();
-        let drained = drain::drain(&mut reader, |ev, _| {
+        let mut drained = drain::drain(&mut reader, |ev, _| {
             collector.push(ev);
             true
         });
-        state.oauth.book(&drained.ending, drained.usage, &returned);
+        state
+            .oauth
+            .book(&mut drained.ending, drained.usage, &returned);
         let failure = match drained.ending {
             Ending::Complete => None,
             Ending::ErrorEvent { kind, message } => Some((kind, message)),
@@ -140,7 +142,7 @@ fn oauth(
     };
     let _streaming = METRICS.stream();
     let mut t = answer.translator(&mut out.buf);
-    let drained = drain::drain(&mut reader, |ev, more| {
+    let mut drained = drain::drain(&mut reader, |ev, more| {
         if ev.name == "ping" {
             // Upstream keep-alives become SSE comments, so proxies and clients in between
             // see traffic during long silent thinking.
@@ -149,7 +151,9 @@ fn oauth(
         t.on_event(ev, &mut out.buf);
         more || out.flush()
     });
-    state.oauth.book(&drained.ending, drained.usage, &returned);
+    state
+        .oauth
+        .book(&mut drained.ending, drained.usage, &returned);
     let finished = matches!(drained.ending, Ending::Complete | Ending::ErrorEvent { .. });
     if let Some(err) = (!finished).then(abandon::stop_error).flatten() {
         // The stopping server cut it off, whatever the cut looked like below.

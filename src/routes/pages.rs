@@ -18,7 +18,8 @@ pub fn models(state: &State, anthropic: bool) -> Reply {
     Reply::json(200, list.to_string().into_bytes())
 }
 
-/// `GET /admin/accounts`: the account's state, cooldown and last rate-limit headers.
+/// `GET /admin/accounts`: the account's state, cooldowns, usage windows and last rate-limit
+/// headers.
 pub fn accounts(state: &State) -> Reply {
     Reply::json(
         200,
@@ -28,13 +29,15 @@ pub fn accounts(state: &State) -> Reply {
 
 /// `GET /metrics`, Prometheus text format.
 pub fn metrics(state: &State) -> Reply {
-    let (account_state, cooldown_until, ratelimit) = state.oauth.account.gauges();
+    let account = state.oauth.account.gauges();
     let page = metrics::render(&Gauges {
         workers: state.config.workers,
         jobs: state.jobs.load(Ordering::Acquire),
-        account_state,
-        cooldown_until,
-        ratelimit,
+        account_state: account.state,
+        cooldown_until: account.cooldown_until,
+        ratelimit: account.ratelimit,
+        windows: account.windows,
+        failure_classes: state.oauth.account.failure_classes(),
     });
     let mut reply = Reply::json(200, page.into_bytes());
     reply.headers = vec![(

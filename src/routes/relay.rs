@@ -1,7 +1,8 @@
 //! Relaying the upstream's Anthropic event stream to a `/v1/messages` client as it arrives, and
 //! noticing the events we act on (usage for the books, errors for the account's health).
 //!
-//! Lines are forwarded unchanged. Whatever complete lines the upstream delivered together go
+//! Lines are forwarded unchanged, but for the data of an `error` event that is one of the
+//! subscription's refusals, which gets its advice ([`refusals`]). Whatever complete lines the upstream delivered together go
 //! out in one chunk, flushed as soon as no further complete line is buffered — so an event is
 //! never held back while we wait on the upstream (rust-stack-notes §2.3). A stream that breaks
 //! or stalls ends with an Anthropic `event: error`, never a silent clean end; so does one the
@@ -13,6 +14,7 @@ use crate::anthropic::event::error_event;
 use crate::anthropic::sse::MAX_LINE;
 use crate::anthropic::usage::Usage;
 use crate::backends::abandon;
+use crate::backends::oauth::refusals::{self, Refusal};
 use crate::base::error::UpstreamError;
 use crate::http::stream::RawResponse;
 
@@ -38,6 +40,9 @@ pub enum StreamEnd {
 pub struct Observed {
     pub usage: Usage,
     pub events: u64,
+    /// The `error` event was one of the subscription's refusals; the client got it with the
+    /// advice added ([`refusals`]).
+    pub refusal: Option<Refusal>,
 }
 
 /// Relays the upstream SSE body to `out` until it ends, then ends the response.
@@ -56,7 +61,13 @@ pub fn relay(upstream: impl Read, out: &mut RawResponse) -> (StreamEnd, Observed
             Ok(_) => {}
             Err(e) => break Some(UpstreamError::from_io(e)),
         }
-        observe(&line, &mut event, &mut seen, &mut stopped, &mut error_type);
+        observe(
+            &mut line,
+            &mut event,
+            &mut seen,
+            &mut stopped,
+            &mut error_type,
+        );
         pending.extend_from_slice(&line);
         if !br.buffer().contains(&b'\n') {
             if out.write(&pending).and_then(|_| out.flush()).is_err() {
@@ -126,15 +137,17 @@ fn end_at_last_whole_event(pending: &mut Vec<u8>) {
     }
 }
 
-/// Tracks the current event name and picks usage and errors out of the data lines.
+/// Tracks the current event name and picks usage and errors out of the data lines; the data
+/// line of an `error` event that is one of the subscription's refusals is replaced by one with
+/// the advice.
 fn observe(
-    line: &[u8],
+    whole: &mut Vec<u8>,
     event: &mut String,
     seen: &mut Observed,
     stopped: &mut bool,
     error_type: &mut Option<String>,
 ) {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = whole.strip_suffix(b"\n").unwrap_or(whole);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.is_empty() {
         event.clear();
@@ -166,6 +179,10 @@ fn observe(
                     .and_then(|t| t.as_str())
                     .unwrap_or("api_error");
                 *error_type = Some(kind.to_string());
+                if let Some((refusal, explained)) = refusals::explain_event(data) {
+                    seen.refusal = Some(refusal);
+                    *whole = [&b"data: "[..], &explained, b"\n"].concat();
+                }
             }
         }
         _ => {}

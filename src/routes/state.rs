@@ -3,6 +3,7 @@
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use crate::anthropic::catalogue::Catalogue;
 use crate::backends::cli::CliBackend;
@@ -31,4 +32,6 @@ pub struct State {
     /// them makes "busy" exact: a request is refused only when every worker is occupied and
     /// `queue` more are already waiting.
     pub jobs: AtomicUsize,
+    /// When the server started (the status page's uptime).
+    pub started: Instant,
 }

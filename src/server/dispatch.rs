@@ -11,6 +11,7 @@ use crate::observe::record;
 use crate::routes::openai::Door;
 use crate::routes::pages;
 use crate::routes::state::State;
+use crate::routes::status;
 
 /// The routes we serve. Paths are matched exactly, without the query string.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +25,8 @@ enum Route {
     Complete,
     Fetch,
     AdminAccounts,
+    AdminStatus,
+    StatusPage,
     Metrics,
     EventLogging,
 }
@@ -73,6 +76,14 @@ const ROUTES: &[Row] = &[
         Method::Get,
         "admin_accounts",
     ),
+    row(
+        "/admin/status",
+        Route::AdminStatus,
+        Method::Get,
+        "admin_status",
+    ),
+    // The status page is its own sign-in form: served without a key, it holds no data.
+    row("/status", Route::StatusPage, Method::Get, "status_page"),
     row("/metrics", Route::Metrics, Method::Get, "metrics"),
     // Claude Code posts telemetry to its base URL; accepted and dropped.
     row(
@@ -88,7 +99,7 @@ impl Route {
     /// keys; everything else, `/v1/models` included, is for every key.
     fn scope(self) -> Scope {
         match self {
-            Route::AdminAccounts | Route::Metrics => Scope::Admin,
+            Route::AdminAccounts | Route::AdminStatus | Route::Metrics => Scope::Admin,
             _ => Scope::App,
         }
     }
@@ -101,6 +112,8 @@ impl Route {
             Route::Health
                 | Route::Models
                 | Route::AdminAccounts
+                | Route::AdminStatus
+                | Route::StatusPage
                 | Route::Metrics
                 | Route::EventLogging
         )
@@ -178,6 +191,7 @@ pub fn route(
         }
         // Telemetry is dropped unread, so it needs no key and costs nothing.
         Route::EventLogging => return finish(slot, Reply::json(200, b"{}".to_vec()), cors),
+        Route::StatusPage => return finish(slot, status::page(), cors),
         Route::Metrics if state.config.metrics.public => {
             return finish(slot, pages::metrics(state), cors)
         }
@@ -278,10 +292,11 @@ fn serve(
         }
         Route::Metrics => pages::metrics(state),
         Route::AdminAccounts => pages::accounts(state),
+        Route::AdminStatus => status::admin_status(state),
         Route::Models => pages::models(state, protocol == Protocol::Anthropic),
-        // Answered above (health, telemetry, fetch); kept so a new route cannot fall through
-        // silently.
-        Route::Health | Route::EventLogging | Route::Fetch => {
+        // Answered above (health, telemetry, the status page, fetch); kept so a new route
+        // cannot fall through silently.
+        Route::Health | Route::EventLogging | Route::StatusPage | Route::Fetch => {
             let err = ApiError::new(ErrorKind::Internal, format!("{path} was not routed"));
             Reply::error(&err, protocol)
         }
@@ -328,7 +343,10 @@ fn authenticate(state: &State, rq: &Request) -> Result<(KeyInfo, Scope), ApiErro
             return Ok(info);
         }
     }
-    if let Some(refusal) = state.limits.auth_failure(http::client_ip(rq)) {
+    if let Some(refusal) = state
+        .limits
+        .auth_failure(http::client_ip(rq, &state.config.trusted_proxies))
+    {
         return Err(refusal.into());
     }
     let message = if presented.is_empty() {

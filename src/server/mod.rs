@@ -70,6 +70,7 @@ pub fn run(config: Config) -> Result<(), String> {
         keys::file_path(&data_dir),
         crate::backends::oauth::token::token_path(&data_dir),
         limits::usage_path(&data_dir),
+        crate::backends::oauth::usage::saved_path(&data_dir),
         crate::backends::oauth::cloak::device_id_path(&data_dir),
         audit::log_path(&config.audit, &data_dir),
     ]);
@@ -79,10 +80,11 @@ pub fn run(config: Config) -> Result<(), String> {
         first_run_key(&keys_path)?;
     }
 
-    let account = Account::load(
-        config.oauth.clone(),
-        crate::backends::oauth::token::token_path(&data_dir),
-    )?;
+    let token_path = crate::backends::oauth::token::token_path(&data_dir);
+    let account = Account::load(config.oauth.clone(), token_path.clone())?;
+    if config.backend == crate::config::Backend::Oauth {
+        warn_unless_logged_in(&token_path);
+    }
     let cloak = Cloak::new(config.cloaking.clone(), &data_dir)?;
     let audit = crate::observe::audit::AuditLog::start(&config.audit, &data_dir)?;
     let oauth = OauthBackend::new(
@@ -114,6 +116,7 @@ pub fn run(config: Config) -> Result<(), String> {
         ),
         models: Catalogue::new(config.models.clone(), crate::base::clock::unix_now()),
         jobs: AtomicUsize::new(0),
+        started: Instant::now(),
         config,
     });
 
@@ -162,6 +165,17 @@ pub fn run(config: Config) -> Result<(), String> {
             })
             .map_err(|e| format!("cannot start the model list thread: {e}"))?;
     }
+    // The subscription's usage windows, read and saved off every request's path.
+    if crate::backends::oauth::usage::wanted(&state.config) {
+        let (s, saved) = (
+            state.clone(),
+            crate::backends::oauth::usage::saved_path(&data_dir),
+        );
+        thread::Builder::new()
+            .name("usage".into())
+            .spawn(move || crate::backends::oauth::usage::keep_current(&s.oauth, &s.config, &saved))
+            .map_err(|e| format!("cannot start the usage thread: {e}"))?;
+    }
     let keeper = state.clone();
     thread::Builder::new()
         .name("housekeeping".into())
@@ -177,6 +191,25 @@ pub fn run(config: Config) -> Result<(), String> {
     ));
 
     stop::serve_until_signalled(&state, &server)
+}
+
+/// A server with no usable login starts anyway (a login can arrive while it runs: the token
+/// file is watched), but says at once why its requests will fail and what fixes it, instead of
+/// leaving that to the first client's 503.
+fn warn_unless_logged_in(token_path: &std::path::Path) {
+    use crate::backends::oauth::token::{load_token, LoginState};
+    // An unreadable file was already refused by `Account::load`; read errors here mean a race
+    // with a login being written, which needs no warning.
+    let Ok(token) = load_token(token_path) else {
+        return;
+    };
+    let state = LoginState::of(token.as_ref(), crate::base::clock::unix_now());
+    if state.needs_action() {
+        log::info(&format!(
+            "login: {}; until then every model request is answered 503",
+            state.describe()
+        ));
+    }
 }
 
 /// Serves the seed's first-run promise without ever writing a secret into a log: the key is
@@ -248,7 +281,10 @@ fn handle(state: &State, rq: Request) {
     let path = path_of(rq.url()).to_string();
     let protocol = protocol_of(&rq, &path);
     let cors = http::cors::cors_grant(&rq);
-    record::begin(route_name(&path), http::client_ip(&rq));
+    record::begin(
+        route_name(&path),
+        http::client_ip(&rq, &state.config.trusted_proxies),
+    );
     let mut slot = Some(rq);
     let status = match panic::catch_unwind(AssertUnwindSafe(|| {
         route(state, &mut slot, &path, protocol, &cors)

@@ -34,13 +34,12 @@ fn arm(test: &str) -> Option<Arm> {
     let bin = match std::env::var_os("CLAUDEGATE_ARM_BIN") {
         Some(b) if !b.is_empty() => PathBuf::from(b),
         _ => {
-            // Straight to fd 2: libtest captures `eprintln!` of passing tests, and a skip must show.
-            let bar = "!".repeat(100);
-            let banner = format!(
-                "\n{bar}\n!!! SKIPPED {test}: CLAUDEGATE_ARM_BIN is not set; `make test-arm` builds the \
-                 aarch64 binary and runs it under qemu\n{bar}\n"
+            crate::common::run::skip(
+                test,
+                "CLAUDEGATE_ARM_BIN is not set; `make test-arm` builds the aarch64 binary and \
+                 runs it under qemu (`make test` does when qemu-user is installed)",
+                false,
             );
-            std::io::Write::write_all(&mut std::io::stderr(), banner.as_bytes()).ok();
             return None;
         }
     };

@@ -34,6 +34,76 @@ fn help_and_version() {
     assert_eq!(text(&out.stdout).trim(), crate::dist::expected_version());
 }
 
+/// `--help` after any command (and after a `keys` action) shows that command's own lines of
+/// the help and exits 0; before, `login --help` and `keys add --help` were usage errors (2).
+#[test]
+fn every_command_takes_help() {
+    for (args, wants) in [
+        (vec!["serve", "--help"], "Run the server"),
+        (vec!["login", "--help"], "--import-claude-code"),
+        (vec!["login", "-h"], "--manual"),
+        (vec!["logout", "--help"], "Remove the stored login"),
+        (vec!["status", "--help"], "Show the stored login"),
+        (vec!["keys", "--help"], "keys revoke LABEL"),
+        (vec!["keys", "add", "--help"], "--daily N"),
+        (vec!["keys", "add", "app", "--help"], "--rpm N"),
+        (vec!["keys", "list", "--help"], "never secrets"),
+        (vec!["keys", "revoke", "-h"], "Revoke a key"),
+        (vec!["usage", "--help"], "--since YYYY-MM-DD"),
+    ] {
+        let out = run(&args);
+        let s = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        assert!(s.contains(wants), "{args:?} should mention {wants:?}:\n{s}");
+        assert!(
+            s.contains("--config PATH"),
+            "{args:?}: the options too:\n{s}"
+        );
+        if args[0] != "keys" {
+            assert!(
+                !s.contains("keys add LABEL"),
+                "{args:?}: only its own lines:\n{s}"
+            );
+        }
+    }
+}
+
+/// `serve` says at start when requests will fail for want of a login, and what to run; a
+/// usable login (or one the server refreshes by itself) gets no such line.
+#[test]
+fn serve_says_at_start_when_no_usable_login_is_stored() {
+    let (mut gate, _) = Gate::start_with_key(json!({}));
+    let log = gate.log();
+    assert!(
+        log.contains("login: not logged in (run `claudegate login`)"),
+        "{log}"
+    );
+    for (token, warned) in [
+        (
+            json!({"kind": "long_lived", "access_token": "sk-ant-oat01-x", "source": "token", "needs_login": "refresh token revoked"}),
+            true,
+        ),
+        (
+            json!({"kind": "long_lived", "access_token": "sk-ant-oat01-x", "source": "token", "expires_at": 1}),
+            true,
+        ),
+        (oauth_login("sk-ant-oat01-a", "sk-ant-ort01-r", -60), false),
+        (oauth_login("sk-ant-oat01-a", "sk-ant-ort01-r", 3600), false),
+    ] {
+        gate.setup.store_login(token.clone());
+        gate.restart();
+        let log = gate.log();
+        assert_eq!(
+            log.contains("run `claudegate login`); until then"),
+            warned,
+            "{token}:\n{log}"
+        );
+    }
+    // The CLI backend needs no Claude login of ours.
+    let (gate, _) = Gate::start_with_key(json!({"backend": "claude-cli"}));
+    assert!(!gate.log().contains("login:"), "{}", gate.log());
+}
+
 #[test]
 fn bad_usage_exits_2_with_a_usage_line() {
     let setup = Setup::new(json!({}));
@@ -262,7 +332,10 @@ fn serve_without_terminal_mints_nothing_and_says_how() {
 #[test]
 fn serve_on_a_terminal_mints_and_prints_a_default_key_once() {
     if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("skipping: `script` (util-linux) is not installed");
+        crate::common::run::skip_unless_required(
+            "serve_on_a_terminal_mints_and_prints_a_default_key_once",
+            "`script` is not installed (Debian package bsdutils; `make test` installs it)",
+        );
         return;
     }
     let setup = Setup::new(json!({}));

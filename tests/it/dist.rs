@@ -2,8 +2,8 @@
 //! `build.rs`), and the tarballs of `make dist` with their `SHA256SUMS`.
 //!
 //! `make test` with `TEST_ARM=1` (as CI runs it) builds both static binaries anyway, so it runs
-//! `make dist` too and sets `CLAUDEGATE_DIST` to `target/dist`; without it the tarball test
-//! prints a SKIPPED banner, as `arm.rs` does.
+//! `make dist` too and sets `CLAUDEGATE_DIST` to `target/dist`; without it the tarball test is
+//! skipped (`common::run::skip`), as `arm.rs` is.
 
 use crate::common::gate::{TempDir, BIN};
 use crate::common::run::repo;
@@ -55,12 +55,11 @@ fn version_names_the_commit() {
 fn dist_tarballs_hold_the_release_and_match_their_checksums() {
     let test = "dist::dist_tarballs_hold_the_release_and_match_their_checksums";
     let Some(dist) = std::env::var_os("CLAUDEGATE_DIST").filter(|d| !d.is_empty()) else {
-        let bar = "!".repeat(100);
-        let banner = format!(
-            "\n{bar}\n!!! SKIPPED {test}: CLAUDEGATE_DIST is not set; `make test TEST_ARM=1` \
-             runs `make dist` and sets it\n{bar}\n"
+        crate::common::run::skip(
+            test,
+            "CLAUDEGATE_DIST is not set; `make test TEST_ARM=1` runs `make dist` and sets it",
+            false,
         );
-        std::io::Write::write_all(&mut std::io::stderr(), banner.as_bytes()).ok();
         return;
     };
     let dist = PathBuf::from(dist);

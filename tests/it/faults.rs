@@ -560,6 +560,9 @@ fn a_refreshed_token_that_cannot_be_saved_is_saved_once_space_returns() {
     let test = "a_refreshed_token_that_cannot_be_saved_is_saved_once_space_returns";
     let mock = MockUpstream::start();
     let setup = Setup::new(upstream_config(&mock.url()));
+    // Declared before the tmpfs so it is dropped after it: the tmpfs must be unmounted before
+    // the gate removes its temp dir (a mount point cannot be removed; the dir was left behind).
+    let mut gate: Gate;
     let Some(disk) = Tmpfs::mount(&setup.data_dir(), test) else {
         return;
     };
@@ -570,7 +573,7 @@ fn a_refreshed_token_that_cannot_be_saved_is_saved_once_space_returns() {
     let path = setup.data_dir().join("token.json");
     let before = std::fs::read(&path).unwrap();
     let filler = disk.fill();
-    let mut gate = Gate::spawn(setup);
+    gate = Gate::spawn(setup);
     let r = post(&gate.url("/v1/messages"), &[("x-api-key", &key)], MESSAGE);
     assert_eq!(r.status, 200, "{r:?}");
     let port = mock.addr().port();
@@ -615,6 +618,7 @@ fn a_refreshed_token_that_cannot_be_saved_is_saved_once_space_returns() {
     );
     assert_eq!(mock.tokens_issued(), 1, "no second refresh was needed");
     still_serves(&mut gate, &mock, &key);
-    drop(gate);
+    // The tmpfs first: the gate removes its temp dir, which fails on a mount point.
     drop(disk);
+    drop(gate);
 }

@@ -62,8 +62,14 @@ fn install_lays_down_a_valid_unit_and_uninstall_removes_it() {
     if Command::new("systemd-analyze")
         .arg("--version")
         .output()
-        .is_ok()
+        .is_err()
     {
+        // `make test` installs it (package systemd); the rest of the test still runs.
+        crate::common::run::skip_unless_required(
+            "the service unit's syntax (systemd-analyze verify)",
+            "systemd-analyze is not installed (Debian package systemd)",
+        );
+    } else {
         let verify = Command::new("systemd-analyze")
             .args(["verify", "--man=no"])
             .arg(&unit)
@@ -79,8 +85,6 @@ fn install_lays_down_a_valid_unit_and_uninstall_removes_it() {
             })
             .collect();
         assert!(unit_errors.is_empty(), "systemd-analyze verify: {msg}");
-    } else {
-        eprintln!("systemd-analyze not installed: unit syntax not verified");
     }
 
     // A second install keeps the user's config.

@@ -408,7 +408,7 @@ fn metrics_parse_and_count_traffic() {
         for smp in f["samples"].as_array().unwrap() {
             for (label, value) in smp["labels"].as_object().unwrap() {
                 assert!(
-                    ["route", "status", "le", "kind", "result", "state", "window"]
+                    ["route", "status", "le", "kind", "result", "state", "window", "class"]
                         .contains(&label.as_str()),
                     "unexpected label {label} in {smp}"
                 );

@@ -691,17 +691,15 @@ fn a_slow_answer_keeps_its_keep_alive_connection_usable() {
     assert_eq!(read_status(&mut s), Some(200));
 }
 
+/// A 403 that is not one of the subscription's named refusals (`tests/it/refusals.rs`: "OAuth
+/// authentication is currently not allowed …" sets `blocked` instead) still cools down.
 #[test]
 fn a_403_cools_the_account_down_for_longer() {
     let mock = MockUpstream::start();
     let (gate, key) = logged_in(&mock.url(), json!({}));
     mock.enqueue(
         "/v1/messages",
-        Reply::error(
-            403,
-            "permission_error",
-            "OAuth authentication is currently not allowed for this organization",
-        ),
+        Reply::error(403, "permission_error", "Request not allowed"),
     );
     let r = post_with(&gate.url("/v1/messages"), &claude_code_headers(&key), "{}");
     r.assert_anthropic_error(403, "permission_error");

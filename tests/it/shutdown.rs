@@ -648,7 +648,10 @@ fn pid_namespaces_work() -> bool {
 #[test]
 fn as_pid_1_sigterm_is_handled() {
     if !pid_namespaces_work() {
-        eprintln!("SKIPPED: no unprivileged PID namespaces here (unshare -Upf), as in a container");
+        crate::common::run::skip_unless_required(
+            "as_pid_1_sigterm_is_handled",
+            "no PID namespaces here (`unshare -Upf --map-root-user` fails), as in some containers",
+        );
         return;
     }
     let setup = Setup::new(json!({"shutdown_grace_ms": 1000}));

@@ -1,10 +1,16 @@
 //! The one Claude account: its current token, single-flight refresh, and its health.
 //!
-//! Health has three states. `ok`; `cooldown` after Anthropic said the account itself is limited
+//! Health has four states. `ok`; `cooldown` after Anthropic said the account itself is limited
 //! (429, 403, or a `rate_limit_error` inside a stream), during which requests are answered
-//! locally at once; and `needs_login` when the refresh token is rejected, which only
-//! `claudegate login` fixes. A client's own mistake (400, 404, 413, …) never changes the
-//! state: one app's bad request must not lock every app out. Any success clears a cooldown.
+//! locally at once; `needs_login` when the refresh token is rejected, which only
+//! `claudegate login` fixes; and `blocked` when Anthropic refuses the login's organisation
+//! ([`refusals`](crate::backends::oauth::refusals): shown, not enforced; a success or a new
+//! login clears it). A client's own mistake (400, 404, 413, …) never changes the state: one
+//! app's bad request must not lock every app out, and neither does one of the subscription's
+//! refusals. How long a cooldown lasts, and which models it covers (a rejected Opus window
+//! benches only Opus), is [`crate::backends::oauth::health`]; recording each answer into it is
+//! `account/record.rs`; what the account shows (`/admin/accounts`, `/metrics`, the usage
+//! windows) is `account/view.rs`.
 //!
 //! Refresh runs ahead of expiry (a background thread, `oauth.refresh_before_expiry_s`) and
 //! after an upstream 401. It is single-flight: concurrent callers wait for one refresh and
@@ -14,14 +20,14 @@
 //! at the next file check, since the refresh token on disk is already spent; a login written
 //! to the file meanwhile still wins over it.
 
-use std::collections::BTreeMap;
+mod record;
+pub mod view;
+
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-
-use crate::anthropic::usage::Usage;
+use crate::backends::oauth::health::{state_name, Cooldown, Health};
 use crate::backends::oauth::token::{self, RefreshError, Token, TokenKind};
 use crate::base::clock;
 use crate::base::error::{ApiError, ErrorKind};
@@ -33,12 +39,6 @@ use crate::config::OauthConfig;
 const FILE_CHECK: Duration = Duration::from_secs(1);
 /// A token this close to expiry is refreshed before use, even by a request.
 const MUST_REFRESH_WITHIN_S: u64 = 60;
-/// Cooldown after a 403 (the account is refused; retrying soon will not help).
-const FORBIDDEN_COOLDOWN_S: u64 = 600;
-/// Cooldown after a rate-limit signal that names no reset time.
-const DEFAULT_RATE_LIMIT_S: u64 = 60;
-/// Longest cooldown; after it a request probes the account again.
-const MAX_COOLDOWN_S: u64 = 3600;
 
 /// Why the account cannot take a request now; rendered by the front door in its protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,11 +47,13 @@ pub enum Unavailable {
     NotLoggedIn,
     /// The login must be renewed with `claudegate login`.
     NeedsLogin(String),
-    /// Anthropic limited the account; seconds until the cooldown ends.
+    /// Anthropic limited the account (or, with `model`, one model family of it); seconds
+    /// until the cooldown ends.
     Cooldown {
         retry_after: u64,
         until: u64,
         reason: String,
+        model: Option<String>,
     },
     /// A refresh failed for a passing reason and the token has expired.
     RefreshFailed(String),
@@ -66,13 +68,41 @@ impl Unavailable {
             Unavailable::NeedsLogin(why) => format!(
                 "claudegate's Claude login needs renewing ({why}); on the server run `claudegate login`"
             ),
-            Unavailable::Cooldown { until, reason, .. } => format!(
+            Unavailable::Cooldown {
+                until,
+                reason,
+                model: None,
+                ..
+            } => format!(
                 "the Claude account is cooling down until {} after Anthropic limited it ({reason}); retry later",
+                clock::rfc3339(*until)
+            ),
+            Unavailable::Cooldown {
+                until,
+                reason,
+                model: Some(family),
+                ..
+            } => format!(
+                "the Claude account's {family} models are cooling down until {} after Anthropic \
+                 limited them ({reason}); other models are still served: retry later or ask \
+                 for another model",
                 clock::rfc3339(*until)
             ),
             Unavailable::RefreshFailed(why) => format!(
                 "the Claude access token expired and refreshing it failed ({why}); retry shortly"
             ),
+        }
+    }
+}
+
+impl Unavailable {
+    /// The error for a request that the cooldown `c` covers.
+    fn cooling(c: &Cooldown, now: u64) -> Unavailable {
+        Unavailable::Cooldown {
+            retry_after: c.until - now,
+            until: c.until,
+            reason: c.reason.clone(),
+            model: c.model.clone(),
         }
     }
 }
@@ -102,32 +132,6 @@ pub struct Credential {
     pub access_token: String,
     pub account_uuid: String,
     generation: u64,
-}
-
-/// Failure counts by class, as shown in `/admin/accounts`.
-#[derive(Debug, Default, Clone, Copy)]
-struct Failures {
-    request: u64,
-    rate_limit: u64,
-    forbidden: u64,
-    auth: u64,
-    transient: u64,
-}
-
-#[derive(Debug, Default)]
-struct Health {
-    cooldown_until: u64,
-    cooldown_reason: String,
-    needs_login: Option<String>,
-    failures: Failures,
-    requests: u64,
-    successes: u64,
-    tokens: Usage,
-    last_refresh: Option<u64>,
-    last_success: Option<u64>,
-    last_error: Option<String>,
-    /// Last seen `anthropic-ratelimit-unified-*` headers (name without prefix → value).
-    ratelimit: BTreeMap<String, String>,
 }
 
 struct Slot {
@@ -220,7 +224,8 @@ impl Account {
                     log::info("the stored login changed on disk; using it");
                     let mut h = lock(&self.health);
                     h.needs_login = token.as_ref().and_then(|t| t.needs_login.clone());
-                    h.cooldown_until = 0;
+                    h.cooldowns.clear();
+                    h.refused.unblock(); // a new login may belong to another organisation
                     slot.generation += 1;
                 }
                 slot.token = token;
@@ -262,22 +267,30 @@ impl Account {
         }
     }
 
-    /// A credential for one upstream call, refreshing first when the token is about to expire.
+    /// A credential for one upstream call that names no model, refreshing first when the
+    /// token is about to expire; refused while the whole account cools down.
     pub fn credential(&self) -> Result<Credential, Unavailable> {
+        self.credential_for(None)
+    }
+
+    /// A credential for one upstream call for `model` (an id or alias, as the request names
+    /// it): refused while the whole account, or that model's family, cools down.
+    pub fn credential_for(&self, model: Option<&str>) -> Result<Credential, Unavailable> {
         self.reload_if_changed();
         let now = clock::unix_now();
-        {
-            let h = lock(&self.health);
-            if let Some(why) = &h.needs_login {
-                return Err(Unavailable::NeedsLogin(why.clone()));
-            }
-            if h.cooldown_until > now {
-                return Err(Unavailable::Cooldown {
-                    retry_after: h.cooldown_until - now,
-                    until: h.cooldown_until,
-                    reason: h.cooldown_reason.clone(),
-                });
-            }
+        if let Some(c) = lock(&self.health).cooling(model, now) {
+            return Err(Unavailable::cooling(c, now));
+        }
+        self.login_credential()
+    }
+
+    /// A credential whatever the cooldowns (for the usage endpoint, whose answer is how a
+    /// cooldown ends early), refreshing first when the token is about to expire.
+    pub fn login_credential(&self) -> Result<Credential, Unavailable> {
+        self.reload_if_changed();
+        let now = clock::unix_now();
+        if let Some(why) = &lock(&self.health).needs_login {
+            return Err(Unavailable::NeedsLogin(why.clone()));
         }
         let (cred, expires_at, refreshable) = {
             let slot = lock(&self.slot);
@@ -523,196 +536,11 @@ impl Account {
         }
     }
 
-    /// Records an upstream attempt's outcome and its rate-limit headers.
-    pub fn record_response(&self, status: u16, headers: &[(String, String)]) {
-        let now = clock::unix_now();
-        let mut h = lock(&self.health);
-        h.requests += 1;
-        for (name, value) in headers {
-            if let Some(rest) = name
-                .to_ascii_lowercase()
-                .strip_prefix("anthropic-ratelimit-unified-")
-            {
-                if h.ratelimit.len() < 64 || h.ratelimit.contains_key(rest) {
-                    h.ratelimit.insert(rest.to_string(), value.clone());
-                }
-            }
-        }
-        match status {
-            200..=299 => {
-                h.successes += 1;
-                h.last_success = Some(now);
-                h.cooldown_until = 0;
-            }
-            429 => {
-                h.failures.rate_limit += 1;
-                let secs = cooldown_from_headers(headers, now);
-                if let Some(secs) = secs {
-                    self.cool_down(&mut h, now, secs, "upstream 429 rate_limit_error");
-                }
-                h.last_error = Some("rate_limit: upstream 429".into());
-            }
-            403 => {
-                h.failures.forbidden += 1;
-                self.cool_down(
-                    &mut h,
-                    now,
-                    FORBIDDEN_COOLDOWN_S,
-                    "upstream 403: the account is not allowed to make this call",
-                );
-                h.last_error = Some("forbidden: upstream 403".into());
-            }
-            401 => h.failures.auth += 1,
-            s if crate::backends::upstream::transient_status(s) => {
-                h.failures.transient += 1;
-                h.last_error = Some(format!("transient: upstream {s}"));
-            }
-            s => {
-                h.failures.request += 1;
-                h.last_error = Some(format!(
-                    "request: upstream {s} (caused by the request; no cooldown)"
-                ));
-            }
-        }
-    }
-
-    /// A rate-limit `error` event inside a 200 stream: the account is limited all the same.
-    pub fn record_stream_rate_limit(&self, headers: &[(String, String)]) {
-        let now = clock::unix_now();
-        let mut h = lock(&self.health);
-        h.failures.rate_limit += 1;
-        let secs = cooldown_from_headers(headers, now).unwrap_or(DEFAULT_RATE_LIMIT_S);
-        self.cool_down(&mut h, now, secs, "rate_limit_error inside the stream");
-    }
-
-    /// A failure to reach the upstream at all. A call the server shut down itself because its
-    /// client hung up (`backends::abandon`) is no upstream failure and is not counted.
-    pub fn record_transient(&self, what: &str) {
-        if crate::backends::abandon::client_gone() {
-            return;
-        }
-        let mut h = lock(&self.health);
-        h.requests += 1;
-        h.failures.transient += 1;
-        h.last_error = Some(format!("transient: {what}"));
-    }
-
-    pub fn record_usage(&self, usage: Usage) {
-        let mut h = lock(&self.health);
-        h.tokens.input += usage.input;
-        h.tokens.output += usage.output;
-        h.tokens.cache_read += usage.cache_read;
-        h.tokens.cache_creation += usage.cache_creation;
-    }
-
-    fn cool_down(&self, h: &mut Health, now: u64, secs: u64, reason: &str) {
-        // Clamp before anything else: the upstream controls `secs`, and jitter computed from
-        // the unclamped value went far past the cap (`retry-after: 100000` cooled down for
-        // 3.3 h, u64::MAX until a restart). The jitter keeps clients told the same Retry-After
-        // out of lockstep; the sum stays within the cap.
-        let secs = secs.clamp(1, MAX_COOLDOWN_S);
-        let secs = (secs + crate::base::ids::jitter(secs / 10 + 1)).min(MAX_COOLDOWN_S);
-        h.cooldown_until = now.saturating_add(secs);
-        h.cooldown_reason = reason.to_string();
-        log::info(&format!(
-            "Claude account cooling down for {secs} s: {reason}"
-        ));
-    }
-
     /// The state now (`ok`, `cooldown`, `needs_login`, `not_logged_in`), for the audit log.
     pub fn state(&self) -> &'static str {
         let logged_in = lock(&self.slot).token.is_some();
         state_name(logged_in, &lock(&self.health), clock::unix_now())
     }
-
-    /// State, cooldown end (0 when none) and the last seen unified rate-limit values, for
-    /// `/metrics`.
-    pub fn gauges(&self) -> (&'static str, u64, BTreeMap<String, String>) {
-        self.reload_if_changed();
-        let now = clock::unix_now();
-        let logged_in = lock(&self.slot).token.is_some();
-        let h = lock(&self.health);
-        let until = if h.cooldown_until > now {
-            h.cooldown_until
-        } else {
-            0
-        };
-        (state_name(logged_in, &h, now), until, h.ratelimit.clone())
-    }
-
-    /// `GET /admin/accounts`.
-    pub fn admin_view(&self) -> Value {
-        self.reload_if_changed();
-        let now = clock::unix_now();
-        let slot = lock(&self.slot);
-        let h = lock(&self.health);
-        let t = slot.token.as_ref();
-        let state = state_name(t.is_some(), &h, now);
-        let time = |s: Option<u64>| s.map(clock::rfc3339);
-        let f = h.failures;
-        let account = json!({
-            "email": t.and_then(|t| t.email.clone()),
-            "account_uuid": t.and_then(|t| t.account_uuid.clone()),
-            "organization": t.and_then(|t| t.organization_name.clone()),
-            "kind": t.map(|t| t.kind),
-            "state": state,
-            "needs_login_reason": h.needs_login,
-            "cooldown_until": (h.cooldown_until > now).then(|| clock::rfc3339(h.cooldown_until)),
-            "cooldown_reason": (h.cooldown_until > now).then(|| h.cooldown_reason.clone()),
-            "token_expires_at": time(t.and_then(|t| t.expires_at)),
-            "last_refresh": time(h.last_refresh),
-            "last_success": time(h.last_success),
-            "last_error": h.last_error,
-            "requests": h.requests,
-            "successes": h.successes,
-            "failures": {
-                "request": f.request, "rate_limit": f.rate_limit, "forbidden": f.forbidden,
-                "auth": f.auth, "transient": f.transient,
-            },
-            "tokens": {
-                "input": h.tokens.input, "output": h.tokens.output,
-                "cache_read": h.tokens.cache_read, "cache_creation": h.tokens.cache_creation,
-            },
-            "ratelimit_unified": h.ratelimit,
-        });
-        json!({"accounts": [account], "generated_at": clock::rfc3339(now)})
-    }
-}
-
-fn state_name(logged_in: bool, h: &Health, now: u64) -> &'static str {
-    if !logged_in {
-        "not_logged_in"
-    } else if h.needs_login.is_some() {
-        "needs_login"
-    } else if h.cooldown_until > now {
-        "cooldown"
-    } else {
-        "ok"
-    }
-}
-
-/// Seconds to cool down for, from `retry-after` (seconds) or the unified reset time, at most
-/// [`MAX_COOLDOWN_S`]; `None` when the 429 names neither (often not a real account limit:
-/// pass it through, no cooldown).
-fn cooldown_from_headers(headers: &[(String, String)], now: u64) -> Option<u64> {
-    raw_cooldown(headers, now).map(|secs| secs.clamp(1, MAX_COOLDOWN_S))
-}
-
-/// What the headers ask for, unclamped (the upstream controls it).
-fn raw_cooldown(headers: &[(String, String)], now: u64) -> Option<u64> {
-    let get = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim())
-    };
-    if let Some(secs) = get("retry-after").and_then(|v| v.parse::<u64>().ok()) {
-        return Some(secs);
-    }
-    let reset = get("anthropic-ratelimit-unified-reset")
-        .or_else(|| get("anthropic-ratelimit-unified-5h-reset"))
-        .and_then(|v| v.parse::<u64>().ok())?;
-    Some(reset.saturating_sub(now).max(1))
 }
 
 #[cfg(test)]

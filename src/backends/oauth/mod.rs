@@ -7,17 +7,23 @@
 //! before anything reaches the client, and refreshes the token once after a 401; it stops at
 //! once when the client has hung up ([`crate::backends::abandon`]). The answer —
 //! success or the upstream's own error, with its status — goes back to the route, which relays
-//! or translates it.
+//! or translates it. One of the subscription's refusals that are not rate limits
+//! ([`refusals`]) goes back with a sentence of advice added to its message, and is booked
+//! under its own class, never as a cooldown.
 //!
 //! [`token`] is the OAuth protocol itself (the token file, the token endpoint), [`login`]
-//! the interactive login that `claudegate login` runs, and [`models`] the upstream's model list,
-//! fetched in the background for the catalogue.
+//! the interactive login that `claudegate login` runs, [`models`] the upstream's model list,
+//! fetched in the background for the catalogue, and [`usage`] the subscription's usage
+//! windows, read from the usage endpoint in the background.
 
 pub mod account;
 pub mod cloak;
+mod health;
 pub mod login;
 pub mod models;
+pub mod refusals;
 pub mod token;
+pub mod usage;
 
 use std::time::Duration;
 
@@ -36,6 +42,7 @@ use crate::base::log;
 use crate::guard::budget::Body;
 use account::{Account, Credential};
 use cloak::Cloak;
+use refusals::Refusal;
 
 /// Longest we honour an upstream `retry-after` between our own retries.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(20);
@@ -69,6 +76,8 @@ pub struct Native<'r> {
     pub headers: &'r [(&'r str, &'r str)],
     /// `/v1/messages/count_tokens` rather than `/v1/messages`.
     pub count_tokens: bool,
+    /// The body's `model`, when it names one: a cooldown of that model's family refuses it.
+    pub model: Option<&'r str>,
 }
 
 /// The final upstream response (any status) and the headers of it to pass back.
@@ -94,7 +103,7 @@ impl OauthBackend {
         key_label: &str,
     ) -> Result<Prepared<'a>, ApiError> {
         let mut body = text_body;
-        let cred = self.account.credential()?;
+        let cred = self.account.credential_for(native.model)?;
         let header = |name: &str| {
             native
                 .headers
@@ -170,7 +179,7 @@ impl OauthBackend {
         anthropic: &Value,
         betas: &[&str],
     ) -> Result<Prepared<'a>, ApiError> {
-        let cred = self.account.credential()?;
+        let cred = self.account.credential_for(anthropic["model"].as_str())?;
         let cloaked = self.cloak.applies(None, None);
         let mut required: Vec<&str> = if cloaked {
             cloak::CLAUDE_CODE_BETAS.to_vec()
@@ -249,7 +258,9 @@ impl OauthBackend {
             };
             let status = resp.status().as_u16();
             let returned = upstream::returned_headers(&resp);
-            self.account.record_response(status, &returned);
+            let (peeked, refusal) = refusals::peek(resp);
+            resp = peeked;
+            self.account.record_response(status, &returned, refusal);
             crate::observe::metrics::METRICS.upstream_status(status);
             if let Some((_, id)) = returned
                 .iter()
@@ -301,12 +312,19 @@ impl OauthBackend {
     }
 
     /// Books what a drained stream reported: its usage, and the account's health when it
-    /// ended in a rate-limit error or broke. `returned` are the upstream's response headers.
-    pub fn book(&self, ending: &Ending, usage: Usage, returned: &[(String, String)]) {
+    /// ended in a rate-limit error, one of the subscription's refusals (whose message then gets
+    /// its advice, for whoever shows it) or broke. `returned` are the upstream's response
+    /// headers.
+    pub fn book(&self, ending: &mut Ending, usage: Usage, returned: &[(String, String)]) {
         self.record_usage(usage);
         match ending {
-            Ending::ErrorEvent { kind, .. } if kind == "rate_limit_error" => {
-                self.account.record_stream_rate_limit(returned)
+            Ending::ErrorEvent { kind, message } => {
+                if let Some(refusal) = Refusal::classify(None, kind, message) {
+                    self.account.record_refusal(refusal);
+                    *message = refusal.explain(message);
+                } else if kind == "rate_limit_error" {
+                    self.account.record_stream_rate_limit(returned)
+                }
             }
             Ending::Broken(e) => self.account.record_transient(&format!("mid-stream: {e}")),
             _ => {}
@@ -337,7 +355,10 @@ impl OauthBackend {
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
             let body = upstream::read_error_body(&mut resp);
-            let err = ApiError::from_upstream(status, &body);
+            let mut err = ApiError::from_upstream(status, &body);
+            if let Some(refusal) = refusals::of_body(status, &body) {
+                err.kind = refusal.kind(); // the relay shows the upstream's own status
+            }
             return Err(
                 match upstream::header(&resp, "retry-after").and_then(|v| v.trim().parse().ok()) {
                     Some(secs) => err.retry_after(secs),
@@ -347,11 +368,11 @@ impl OauthBackend {
         }
         let mut reader = EventReader::new(resp.into_body().into_reader());
         let mut collector = Collector::new();
-        let drained = drain::drain(&mut reader, |ev, _| {
+        let mut drained = drain::drain(&mut reader, |ev, _| {
             collector.push(ev);
             true
         });
-        self.book(&drained.ending, drained.usage, &returned);
+        self.book(&mut drained.ending, drained.usage, &returned);
         match drained.ending {
             Ending::Complete => {}
             Ending::ErrorEvent { kind, message } => {

@@ -23,7 +23,7 @@ use super::login::percent_encode;
 use super::OauthBackend;
 use crate::anthropic::catalogue::Catalogue;
 use crate::backends::upstream;
-use crate::base::error::{ApiError, UpstreamError};
+use crate::base::error::UpstreamError;
 use crate::base::log;
 use crate::base::redact::redact;
 use crate::config::{Backend, Config};
@@ -93,13 +93,8 @@ impl OauthBackend {
             .map_err(failed)?;
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
-            let body = upstream::read_error_body(&mut resp);
-            let said: String = ApiError::from_upstream(status, &body)
-                .message
-                .chars()
-                .take(300)
-                .collect();
-            return Err(format!("the upstream answered {status}: {}", redact(&said)));
+            let said = upstream::error_said(status, &mut resp);
+            return Err(format!("the upstream answered {status}: {said}"));
         }
         let body = resp
             .body_mut()

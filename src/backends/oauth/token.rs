@@ -116,6 +116,61 @@ impl Token {
     }
 }
 
+/// What a stored login (or its absence) means for the next request. One home for the words
+/// `claudegate status` prints and the warning `serve` gives at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginState {
+    /// No `token.json`: nothing can be sent upstream.
+    Missing,
+    /// The upstream refused the login (or its refresh); only a new login helps.
+    NeedsLogin(String),
+    /// Past its expiry; `refreshable` when the server can renew it by itself.
+    Expired {
+        refreshable: bool,
+    },
+    Ok,
+}
+
+impl LoginState {
+    pub fn of(token: Option<&Token>, now: u64) -> LoginState {
+        let Some(t) = token else {
+            return LoginState::Missing;
+        };
+        if let Some(reason) = &t.needs_login {
+            LoginState::NeedsLogin(reason.clone())
+        } else if t.expires_at.is_some_and(|e| e <= now) {
+            LoginState::Expired {
+                refreshable: t.kind == TokenKind::Oauth && t.refresh_token.is_some(),
+            }
+        } else {
+            LoginState::Ok
+        }
+    }
+
+    /// True when requests will fail until a person runs `claudegate login`.
+    pub fn needs_action(&self) -> bool {
+        !matches!(
+            self,
+            LoginState::Ok | LoginState::Expired { refreshable: true }
+        )
+    }
+
+    /// One line: the state and, where one is needed, the command that fixes it.
+    pub fn describe(&self) -> String {
+        match self {
+            LoginState::Missing => "not logged in (run `claudegate login`)".into(),
+            LoginState::NeedsLogin(reason) => {
+                format!("needs_login: {reason} (run `claudegate login`)")
+            }
+            LoginState::Expired { refreshable: true } => {
+                "expired (the server refreshes it on next use)".into()
+            }
+            LoginState::Expired { refreshable: false } => "expired (run `claudegate login`)".into(),
+            LoginState::Ok => "ok".into(),
+        }
+    }
+}
+
 /// Why a refresh failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshError {

@@ -121,7 +121,7 @@ fn convert_item(
         Some("item_reference") => {
             return Err(TranslateError::new(
                 format!("{p}.type"),
-                "item references are not supported: claudegate stores no items; send the items themselves",
+                "item references are not supported: claudegate stores no items; send the items themselves (a client that sends references, such as the Vercel AI SDK's Responses provider, sends the items instead when given `store: false`)",
             ))
         }
         Some(other) => {

@@ -68,13 +68,15 @@ impl Setup {
     /// Writes a config with a private data dir and port 0, plus `overrides`.
     pub fn new(overrides: Value) -> Setup {
         let dir = TempDir::new();
-        // The upstream's model list is fetched only where a test asks (`models.refresh_s`):
-        // a fetch at start would be one more upstream request for every test that counts them.
+        // The upstream's model list and the usage endpoint are read only where a test asks
+        // (`models.refresh_s`, `oauth.usage_refresh_s`): a read at start would be one more
+        // upstream request for every test that counts them.
         let mut config = json!({
             "port": 0,
             "data_dir": dir.path().join("data").to_string_lossy(),
             "upstream": {"base_url": "http://127.0.0.1:9"},
             "models": {"refresh_s": 0},
+            "oauth": {"usage_refresh_s": 0},
         });
         merge(&mut config, &overrides);
         let config_path = dir.path().join("config.json");
@@ -163,11 +165,11 @@ pub fn oauth_login(access: &str, refresh: &str, secs: i64) -> Value {
 }
 
 /// Config pointing claudegate's upstream and token endpoint at `mock_url` (the model list
-/// fetch off, as in [`Setup::new`]).
+/// fetch and the usage reads off, as in [`Setup::new`]).
 pub fn upstream_config(mock_url: &str) -> Value {
     json!({
         "upstream": {"base_url": mock_url},
-        "oauth": {"token_url": format!("{mock_url}/v1/oauth/token")},
+        "oauth": {"token_url": format!("{mock_url}/v1/oauth/token"), "usage_refresh_s": 0},
         "models": {"refresh_s": 0},
     })
 }
@@ -320,6 +322,12 @@ impl Drop for Gate {
 }
 
 fn launch(config_path: &Path, env: &[(&str, &str)]) -> (Child, SocketAddr, Arc<Mutex<String>>) {
+    // The server's temp files (the CLI backend's call directories) go inside the test's own
+    // temp dir, so they go with it even when the test kills the server mid-call.
+    let tmp = config_path.parent().map(|dir| dir.join("tmp"));
+    if let Some(tmp) = &tmp {
+        std::fs::create_dir_all(tmp).expect("create the server's TMPDIR");
+    }
     let mut child = Command::new(BIN)
         .arg("--config")
         .arg(config_path)
@@ -333,6 +341,7 @@ fn launch(config_path: &Path, env: &[(&str, &str)]) -> (Child, SocketAddr, Arc<M
         .env_remove("http_proxy")
         .env_remove("ALL_PROXY")
         .env_remove("all_proxy")
+        .envs(tmp.iter().map(|t| ("TMPDIR", t.as_os_str())))
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

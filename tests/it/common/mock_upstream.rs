@@ -24,6 +24,12 @@
 //!   `last_id`). A test may replace the list while the server runs
 //!   ([`MockUpstream::set_models`]), cap its pages ([`MockUpstream::cap_models_page`]), slow it
 //!   down ([`MockUpstream::delay_models_ms`]) or make it fail ([`MockUpstream::fail_models`]).
+//! - `GET /api/oauth/usage` (the subscription's usage windows, as Claude Code's `/usage` reads
+//!   them): `five_hour` and `seven_day` windows with a utilisation in percent and an RFC 3339
+//!   `resets_at`, `seven_day_opus`/`seven_day_sonnet` `null`, and `extra_usage`
+//!   ([`default_usage`]). A test may serve its own answer ([`MockUpstream::set_usage`]) or a
+//!   fixed reply instead, e.g. a 404 for an endpoint that is absent
+//!   ([`MockUpstream::usage_reply`]).
 //! - Anything else: 404 `not_found_error`.
 //!
 //! Every reply except [`Reply::raw`] carries `request-id: req_...` and
@@ -436,6 +442,22 @@ impl Reply {
         self
     }
 
+    /// One usage window's unified headers: `anthropic-ratelimit-unified-{window}-status`,
+    /// `-utilization` (a fraction) and `-reset` (Unix seconds), as Anthropic sends them.
+    pub fn window(self, window: &str, status: &str, utilization: f64, reset: u64) -> Self {
+        let name = |field: &str| format!("anthropic-ratelimit-unified-{window}-{field}");
+        self.header(&name("status"), status)
+            .header(&name("utilization"), &utilization.to_string())
+            .header(&name("reset"), &reset.to_string())
+    }
+
+    /// The overall unified answer: `-status`, `-reset` and `-representative-claim`.
+    pub fn unified(self, status: &str, reset: u64, claim: &str) -> Self {
+        self.header("anthropic-ratelimit-unified-status", status)
+            .header("anthropic-ratelimit-unified-reset", &reset.to_string())
+            .header("anthropic-ratelimit-unified-representative-claim", claim)
+    }
+
     /// Shorthand for `.header("retry-after", secs)`.
     pub fn retry_after(self, secs: u64) -> Self {
         self.header("retry-after", &secs.to_string())
@@ -494,6 +516,66 @@ impl Reply {
     }
 }
 
+// --- The subscription's refusals -----------------------------------------------------------
+//
+// Refusals of a subscription login that are not rate limits, with the status, `error.type` and
+// message Anthropic answers them with, as quoted in public issue trackers. Each body carries a
+// top-level `request_id`, as Anthropic's error bodies do.
+
+/// 400 `invalid_request_error`: a request Anthropic counts as a third-party app's, on a plan
+/// that must pay for those from extra usage (anthropics/claude-code#45048 and #45911,
+/// ianjwhite99/opencode-with-claude#91; the credit's amount varies: $20, $100, $200).
+pub const THIRD_PARTY_MESSAGE: &str = "Third-party apps now draw from your extra usage, not your plan limits. We've added a $200 credit to get you started. Claim it at claude.ai/settings/usage and keep going.";
+/// 429 `rate_limit_error`: the 1M-token context window on a plan without extra usage
+/// (anthropics/claude-code#42616 and #50784, Wei-Shaw/sub2api#572).
+pub const LONG_CONTEXT_MESSAGE: &str = "Extra usage is required for long context requests.";
+/// 403 `permission_error`: an organisation that does not allow subscription (OAuth) access;
+/// Claude Code shows it as `oauth_org_not_allowed` (anthropics/claude-code#63685 and #65714,
+/// Wei-Shaw/claude-relay-service#991).
+pub const OAUTH_NOT_ALLOWED_MESSAGE: &str =
+    "OAuth authentication is currently not allowed for this organization.";
+/// 400 `invalid_request_error`: an organisation Anthropic has disabled
+/// (router-for-me/CLIProxyAPI#2442 and #3409, anthropics/claude-code#60648).
+pub const ORGANIZATION_DISABLED_MESSAGE: &str = "This organization has been disabled.";
+
+/// An Anthropic error reply with a top-level `request_id`, as the refusals come.
+fn refusal(status: u16, kind: &str, message: &str) -> Reply {
+    let body = format!(
+        r#"{{"type":"error","error":{{"type":{},"message":{}}},"request_id":"req_011Mock{:016}"}}"#,
+        q(kind),
+        q(message),
+        next_id()
+    );
+    Reply::body(status, "application/json", body)
+}
+
+impl Reply {
+    /// 400: third-party apps draw from extra usage ([`THIRD_PARTY_MESSAGE`]).
+    pub fn third_party_extra_usage() -> Self {
+        refusal(400, "invalid_request_error", THIRD_PARTY_MESSAGE)
+    }
+
+    /// 429: extra usage is required for long context ([`LONG_CONTEXT_MESSAGE`]). The account's
+    /// own windows are fine (`unified-status: allowed`), and the reply names a `retry-after`,
+    /// so a proxy that takes every 429 for a rate limit benches the account on it (as
+    /// sub2api#572 reports). Whether Anthropic sends a `retry-after` with it is not documented.
+    pub fn long_context_extra_usage() -> Self {
+        refusal(429, "rate_limit_error", LONG_CONTEXT_MESSAGE)
+            .header("anthropic-ratelimit-unified-status", "allowed")
+            .retry_after(30)
+    }
+
+    /// 403: OAuth is not allowed for this organisation ([`OAUTH_NOT_ALLOWED_MESSAGE`]).
+    pub fn oauth_not_allowed() -> Self {
+        refusal(403, "permission_error", OAUTH_NOT_ALLOWED_MESSAGE)
+    }
+
+    /// 400: the organisation has been disabled ([`ORGANIZATION_DISABLED_MESSAGE`]).
+    pub fn organization_disabled() -> Self {
+        refusal(400, "invalid_request_error", ORGANIZATION_DISABLED_MESSAGE)
+    }
+}
+
 // --- The server --------------------------------------------------------------
 
 #[derive(Default)]
@@ -516,6 +598,10 @@ struct Shared {
     models_delay_ms: AtomicU64,
     /// Most models in one page, whatever `limit` asks (0: no cap).
     models_page: AtomicU64,
+    /// What `GET /api/oauth/usage` answers; `None`: [`default_usage`].
+    usage: Mutex<Option<Value>>,
+    /// While set, every `GET /api/oauth/usage` gets this reply (until cleared).
+    usage_reply: Mutex<Option<Reply>>,
 }
 
 /// A running mock Anthropic server (one thread per connection); stops when dropped.
@@ -658,6 +744,47 @@ impl MockUpstream {
     pub fn cap_models_page(&self, n: u64) {
         self.shared.models_page.store(n, Ordering::SeqCst);
     }
+}
+
+impl MockUpstream {
+    /// Serve `body` (any JSON, odd fields included) from `GET /api/oauth/usage` from now on.
+    pub fn set_usage(&self, body: Value) {
+        *lock(&self.shared.usage) = Some(body);
+    }
+
+    /// Answer every `GET /api/oauth/usage` with `reply` (e.g. a 404: the endpoint is absent)
+    /// until called with `None`. Queued replies still go first.
+    pub fn usage_reply(&self, reply: Option<Reply>) {
+        *lock(&self.shared.usage_reply) = reply;
+    }
+}
+
+/// The usage endpoint's default answer: 5-hour window 1 % used (as the default headers say),
+/// weekly 12 %, no model-specific windows, no extra usage.
+pub fn default_usage() -> Value {
+    let at = |secs: u64| rfc3339_micros(unix_micros() / 1_000_000 + secs);
+    json!({
+        "five_hour": {"utilization": 1.0, "resets_at": at(5 * 3600)},
+        "seven_day": {"utilization": 12.0, "resets_at": at(4 * 86_400)},
+        "seven_day_oauth_apps": null,
+        "seven_day_opus": null,
+        "seven_day_sonnet": null,
+        "extra_usage": {"is_enabled": false, "monthly_limit": null, "used_credits": null,
+                        "utilization": null},
+    })
+}
+
+/// `2026-01-28T07:59:59.571404+00:00`, the way the usage endpoint writes its times.
+pub fn rfc3339_micros(unix: u64) -> String {
+    claudegate::base::clock::rfc3339(unix).replace('Z', ".571404+00:00")
+}
+
+fn usage_reply(shared: &Shared) -> Reply {
+    if let Some(reply) = lock(&shared.usage_reply).clone() {
+        return reply;
+    }
+    let body = lock(&shared.usage).clone().unwrap_or_else(default_usage);
+    Reply::json(200, body)
 }
 
 impl Drop for MockUpstream {
@@ -1164,6 +1291,7 @@ fn default_reply(shared: &Shared, rec: &Recorded) -> Reply {
             Reply::json(200, json!({"input_tokens": estimate_tokens(&rec.body)}))
         }
         ("POST", "/v1/oauth/token") => oauth_reply(shared, rec),
+        ("GET", "/api/oauth/usage") => usage_reply(shared),
         ("GET", p) if p == "/v1/models" || p.starts_with("/v1/models/") => {
             models_reply(shared, rec)
         }

@@ -125,6 +125,24 @@ pub fn pinned_npm(package: &str) -> String {
         .to_string()
 }
 
+/// `target/e2e/node22`: the clients that need Node >= 22 or are native binaries from npm (the
+/// Vercel AI SDK, OpenCode) and the Node 22 that runs them, pinned in `tests/e2e/node22/`.
+pub fn node22_dir() -> PathBuf {
+    e2e_dir().join("node22")
+}
+
+/// The version of `package` pinned in `tests/e2e/node22/package.json` (a dependency or an
+/// optional, platform-specific one).
+pub fn pinned_node22(package: &str) -> String {
+    let text = std::fs::read_to_string(repo().join("tests/e2e/node22/package.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    ["dependencies", "optionalDependencies"]
+        .iter()
+        .find_map(|k| v[k][package].as_str())
+        .unwrap_or_else(|| panic!("tests/e2e/node22/package.json pins {package}"))
+        .to_string()
+}
+
 /// The version of `package` pinned in `tests/e2e/requirements.txt` (`package==VERSION`).
 pub fn pinned_pip(package: &str) -> String {
     let text = std::fs::read_to_string(repo().join("tests/e2e/requirements.txt")).unwrap();
@@ -151,13 +169,35 @@ pub fn installed(what: &str, path: PathBuf, test: &str) -> Option<PathBuf> {
 
 /// The one skip-or-fail rule for a test that cannot run here (a client not installed, no
 /// permission to mount): a failure under `CLAUDEGATE_E2E_REQUIRED=1` (set by `make test` and
-/// CI), else a loud SKIPPED banner; the caller then returns.
+/// CI), else a skip (see [`skip`]); the caller then returns.
 pub fn skip_unless_required(test: &str, why: &str) {
-    if std::env::var("CLAUDEGATE_E2E_REQUIRED").as_deref() == Ok("1") {
-        panic!("{test}: CLAUDEGATE_E2E_REQUIRED=1 but {why}");
+    skip(
+        test,
+        why,
+        std::env::var("CLAUDEGATE_E2E_REQUIRED").as_deref() == Ok("1"),
+    );
+}
+
+/// A test that cannot run here: a failure when `required`, else a loud SKIPPED banner and a
+/// line in `$CLAUDEGATE_SKIP_LOG`, which `make test` lists in its summary at the end (a banner
+/// alone scrolls away among hundreds of tests). CI (`CLAUDEGATE_CI=1`) never skips.
+pub fn skip(test: &str, why: &str, required: bool) {
+    if required || std::env::var("CLAUDEGATE_CI").as_deref() == Ok("1") {
+        panic!("{test}: required here, but {why}");
     }
     // Straight to fd 2: libtest captures `eprintln!` of passing tests, and a skip must show.
     let bar = "!".repeat(100);
     let banner = format!("\n{bar}\n!!! SKIPPED {test}: {why}\n{bar}\n");
     std::io::Write::write_all(&mut std::io::stderr(), banner.as_bytes()).ok();
+    if let Some(path) = std::env::var_os("CLAUDEGATE_SKIP_LOG").filter(|p| !p.is_empty()) {
+        // One short line per write on an O_APPEND file: lines from parallel tests stay whole.
+        let line = format!("{test}: {}\n", why.replace('\n', " "));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path);
+        if let Ok(mut file) = file {
+            std::io::Write::write_all(&mut file, line.as_bytes()).ok();
+        }
+    }
 }

@@ -2,6 +2,8 @@
 //! meanwhile winning over it.
 
 use super::*;
+use crate::backends::oauth::health::{cooldown_from_headers, MAX_COOLDOWN_S};
+use serde_json::json;
 
 #[test]
 fn cooldown_times() {
@@ -132,5 +134,70 @@ fn a_login_stored_meanwhile_wins_over_an_unsaved_refreshed_token() {
     assert_eq!(slot.token.as_ref().unwrap().access_token, "new-login");
     assert!(!slot.unsaved);
     drop(slot);
+    std::fs::remove_dir_all(path.parent().unwrap()).ok();
+}
+
+/// A cooldown follows the rejected window: in a stream's `rate_limit_error` as after a 429,
+/// only for the model family of a model-specific window, and back to the capped short wait
+/// when the reset is no plausible time (the overflow fix kept).
+#[test]
+fn cooldowns_follow_the_rejected_window() {
+    let (account, path) = unsaved_account("windows");
+    let now = clock::unix_now();
+    let h = |pairs: &[(&str, String)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (format!("anthropic-ratelimit-unified-{n}"), v.clone()))
+            .collect()
+    };
+    let until = |r: Result<Credential, Unavailable>| match r {
+        Err(Unavailable::Cooldown { until, model, .. }) => Some((until, model)),
+        _ => None,
+    };
+
+    // In a stream: the weekly Opus window, four days away.
+    let reset = now + 4 * 86_400;
+    account.record_stream_rate_limit(&h(&[
+        ("status", "rejected".into()),
+        ("7d_opus-status", "rejected".into()),
+        ("7d_opus-reset", reset.to_string()),
+    ]));
+    assert_eq!(
+        until(account.credential_for(Some("claude-opus-4-6"))),
+        Some((reset, Some("opus".into())))
+    );
+    assert!(account.credential_for(Some("claude-sonnet-4-6")).is_ok());
+    assert!(account.credential().is_ok(), "no model named: not Opus");
+    assert_eq!(account.state(), "ok");
+
+    // A success of another family leaves it; the endpoint showing room ends it.
+    account.record_response(200, &[], None);
+    assert!(account.credential_for(Some("opus")).is_err());
+    let room = crate::anthropic::ratelimit::from_usage_endpoint(
+        &json!({"seven_day_opus": {"utilization": 99.0, "resets_at": reset}}),
+    )
+    .unwrap();
+    account.record_usage_read(Ok(room.clone()), now - 10);
+    assert!(
+        account.credential_for(Some("opus")).is_err(),
+        "a read from before the cooldown began cannot end it"
+    );
+    account.record_usage_read(Ok(room), clock::unix_now());
+    assert!(account.credential_for(Some("opus")).is_ok());
+
+    // A rejected weekly window whose reset is years away: not believed, the capped wait.
+    account.record_response(
+        429,
+        &h(&[
+            ("status", "rejected".into()),
+            ("7d-status", "rejected".into()),
+            ("7d-reset", (now + 400 * 86_400).to_string()),
+            ("reset", (now + 400 * 86_400).to_string()),
+        ]),
+        None,
+    );
+    let (end, model) = until(account.credential_for(Some("sonnet"))).unwrap();
+    assert_eq!(model, None);
+    assert!(end <= clock::unix_now() + MAX_COOLDOWN_S, "{end}");
     std::fs::remove_dir_all(path.parent().unwrap()).ok();
 }
