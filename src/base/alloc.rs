@@ -195,8 +195,10 @@ unsafe impl GlobalAlloc for ThreadCache {
 // ---- glibc: memory freed goes back -------------------------------------------------------
 
 /// Blocks at least this large are mapped for themselves (glibc's initial default, kept).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: i32 = 128 * 1024;
 /// Arenas glibc may create (its default is 8 per core).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const ARENA_MAX: i32 = 2;
 
 /// Sets glibc's allocator up once, before the process's first allocation from it (see the
