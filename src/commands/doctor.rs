@@ -18,8 +18,9 @@
 //!    the token's expiry and the windows' resets are read against it.
 //! 7. `keys`: at least one API key (✗ without: no app can call), and `admin_key`: at least one
 //!    admin key — a ⚠ only, since apps work without one; the operator's views need it.
-//! 8. `port`: `host:port` is free, or a claudegate already answers `/health` there
-//!    ([`crate::server::port`]); anything else there is a ✗.
+//! 8. `port`: `host:port` is free ([`crate::server::port`]), or a claudegate already answers
+//!    `GET /health` there with 200 ([`super::health`], the container's health check; `/health`
+//!    says no version, so none is shown); anything else there is a ✗.
 //! 9. On the claude-cli backend only, `cli`: the `claude` binary runs and says its
 //!    `--version`, and `cli_login`: `claude auth status` says it is logged in
 //!    ([`crate::backends::cli::probe`]). Checks 3 to 6 are skipped there (Claude Code keeps
@@ -32,10 +33,11 @@
 //! redacted, keys are named by label only.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::health;
 use super::login::{expiry_text, window_text};
 use crate::anthropic::ratelimit::Window;
 use crate::backends::cli::probe::{self as cli_probe, CliLogin};
@@ -46,7 +48,7 @@ use crate::base::clock;
 use crate::base::fsutil::{self, NotPrivate};
 use crate::config::{Backend, Config};
 use crate::guard::keys::{self, Scope};
-use crate::server::port::{self, PortState};
+use crate::server::port::{self, Bind};
 
 /// The longest wait for the upstream's answer and for each run of the CLI.
 pub const NET_WAIT: Duration = Duration::from_secs(5);
@@ -605,21 +607,31 @@ fn port(config: &Config) -> Check {
         return ok("port", "port 0: the system picks a free port at each start");
     }
     let at = format!("{host}:{port}");
-    match port::probe(host, port, PORT_WAIT) {
-        PortState::Free => ok("port", format!("{at} is free")),
-        PortState::Claudegate { version } => ok(
-            "port",
-            match version {
-                Some(v) => format!("a claudegate is already serving here ({at}, version {v})"),
-                None => format!("a claudegate is already serving here ({at})"),
-            },
-        ),
-        PortState::Other(said) => fail(
-            "port",
-            format!("{said}: that is not claudegate"),
-            "stop what holds it, or set another `port` (or `host`) in the config",
-        ),
-        PortState::Unusable(said) => fail(
+    match port::try_bind(host, port) {
+        Bind::Free => ok("port", format!("{at} is free")),
+        Bind::InUse => {
+            let url = health::local_url(config);
+            match health::get_status(&url, Instant::now() + PORT_WAIT) {
+                Ok(200) => ok(
+                    "port",
+                    format!(
+                        "a claudegate is already serving here ({at}: GET /health answered 200)"
+                    ),
+                ),
+                answer => fail(
+                    "port",
+                    format!(
+                        "{at} is in use, and GET /health there {}: that is not claudegate",
+                        match answer {
+                            Ok(status) => format!("answered {status}"),
+                            Err(e) => format!("failed ({e})"),
+                        }
+                    ),
+                    "stop what holds it, or set another `port` (or `host`) in the config",
+                ),
+            }
+        }
+        Bind::Unusable(said) => fail(
             "port",
             said,
             "set `host` to an address of this host and `port` to one you may bind (1024 and \

@@ -3,10 +3,12 @@
 //! server, prints its result, and returns an error message for `main` to print.
 //!
 //! [`login`] is `login`, `logout` and `status`; [`keys`] is `keys add`, `keys list` and
-//! `keys revoke`; [`usage`] is `usage`; [`doctor`] is `doctor`, which loads the configuration
-//! itself (a configuration that does not load is its first finding).
+//! `keys revoke`; [`usage`] is `usage`; [`health`] is `health` (the container's health check);
+//! [`doctor`] is `doctor`, which loads the configuration itself (a configuration that does not
+//! load is its first finding).
 
 pub mod doctor;
+pub mod health;
 pub mod keys;
 pub mod login;
 pub mod usage;

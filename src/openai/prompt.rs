@@ -42,7 +42,8 @@ pub fn flatten_chat(req: &Value) -> Result<Flattened, TranslateError> {
         TranslateError::new(param, message)
     }
     let r = ChatRequest::read(req, &CLI)?;
-    let msgs = r.messages();
+    // `read` checked that `messages` is a non-empty array.
+    let msgs = req["messages"].as_array().map_or(&[][..], Vec::as_slice);
 
     let mut system: Vec<String> = Vec::new();
     let mut turns: Vec<(&str, Option<&str>, String)> = Vec::new();
