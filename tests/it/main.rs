@@ -15,6 +15,7 @@ mod cli;
 mod cli_backend;
 mod cli_doors;
 mod cli_fake;
+mod cli_real_doors;
 mod clients;
 mod complete;
 mod connections;
