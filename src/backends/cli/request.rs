@@ -206,13 +206,14 @@ fn check_field(key: &str, value: &Value) -> Result<(), CliError> {
         let Some(o) = value.as_object() else {
             return Err(refused(key, "`output_config` must be an object"));
         };
-        for (k, v) in o.iter().filter(|(_, v)| !v.is_null()) {
+        // Every member asks for something the CLI cannot do: the first one is named.
+        if let Some((k, _)) = o.iter().find(|(_, v)| !v.is_null()) {
             let param = format!("output_config.{k}");
-            match k.as_str() {
-                "effort" => return Err(lacking(&param, Ability::Reasoning)),
-                "format" => return Err(lacking(&param, Ability::StructuredOutput)),
-                _ => return Err(refused(&param, format!("unrecognized field `{param}` {v}"))),
-            }
+            return Err(match k.as_str() {
+                "effort" => lacking(&param, Ability::Reasoning),
+                "format" => lacking(&param, Ability::StructuredOutput),
+                _ => refused(&param, format!("unrecognized field `{param}`")),
+            });
         }
     }
     Ok(())
