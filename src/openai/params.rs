@@ -116,11 +116,14 @@ enum Policy {
     Refused(&'static str),
 }
 
-fn never(_: &Value) -> bool {
+/// Neutral for a parameter no value of which asks for nothing (shared with the CLI
+/// backend's check of an Anthropic request).
+pub fn never(_: &Value) -> bool {
     false
 }
 
-fn empty_list(v: &Value) -> bool {
+/// Neutral when the list is empty.
+pub fn empty_list(v: &Value) -> bool {
     v.as_array().is_some_and(Vec::is_empty)
 }
 

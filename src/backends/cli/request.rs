@@ -30,7 +30,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::backends::cli::interface::CliError;
-use crate::openai::params::{Ability, CLI};
+use crate::openai::params::{empty_list, never, Ability, CLI};
 
 /// A request the CLI can run.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,14 +54,6 @@ enum Rule {
     /// Needs the ability; without it, accepted only at a value that asks for nothing.
     Needs(Ability, fn(&Value) -> bool),
     Refused(&'static str),
-}
-
-fn never(_: &Value) -> bool {
-    false
-}
-
-fn empty_list(v: &Value) -> bool {
-    v.as_array().is_some_and(Vec::is_empty)
 }
 
 fn auto_or_none(v: &Value) -> bool {
