@@ -7,12 +7,19 @@
 #                   for the status page's browser tests, tests/it/status_browser.rs (part of
 #                   `make test`)
 #   make e2e-deps   the real clients the end-to-end tests drive (Claude Code and Codex CLIs,
-#                   the anthropic and openai Python SDKs),
+#                   the anthropic and openai Python SDKs, the Vercel AI SDK and OpenCode on a
+#                   pinned Node 22),
 #                   at the versions pinned in tests/e2e/, into target/e2e/ (part of `make test`)
 #   make build      debug build
 #   make release    static x86_64 and aarch64 musl binaries in target/<target>/release/,
 #                   checked to be static, sizes printed
 #   make test-arm   the aarch64 binary under qemu-user against the mock upstream (tests/it/arm.rs)
+#   make image      the container image (contrib/Containerfile, FROM scratch with the static
+#                   binary for this machine) as $(IMAGE), with podman, or docker when that is
+#                   what the host has (ENGINE=docker forces it)
+#   make dist       static x86_64 and aarch64 tarballs (binary, README, LICENSE,
+#                   config.example.json, contrib/claudegate.service) and SHA256SUMS, in
+#                   target/dist/
 #   make install    the static binary for this machine to $(PREFIX)/bin (default ~/.local/bin),
 #                   plus a systemd --user service (contrib/claudegate.service), enabled and started
 #   make uninstall  stop and remove the service and the binary; keeps config and data
@@ -49,6 +56,19 @@ need = @command -v $(1) >/dev/null 2>&1 || { echo "installing $(2) from Debian's
 # bundled musl (self-contained), so a glibc cross gcc serves as linker. cc-rs finds `musl-gcc`
 # for x86_64-musl by itself; for aarch64-musl it would look for aarch64-linux-musl-gcc, which
 # Debian does not ship, hence the explicit CC.
+# Link flags of the static binaries, for size (figures in Cargo.toml's [profile.release]):
+# - Relative relocations packed (DT_RELR, `-z pack-relative-relocs`, GNU ld >= 2.38 and lld):
+#   the static-pie binary relocates itself at start (musl >= 1.2.4's rcrt1 reads DT_RELR; Rust
+#   bundles musl 1.2.5), and its 88 KB of .rela.dyn become 1 KB of .relr.dyn, with address-space
+#   randomisation kept (a non-PIE binary would drop the table too, and ASLR with it).
+# - Identical code folding (`--icf=all`) with the lld that rustup ships beside rustc (its
+#   gcc-ld/ld.lld wrapper, picked by the C compiler driver through -B): 28 KB more. Where that
+#   lld is missing, GNU ld links without folding, and the binary is that much bigger.
+LLD_DIR := $(shell rustc --print sysroot 2>/dev/null)/lib/rustlib/$(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')/bin/gcc-ld
+comma := ,
+SIZE_FLAGS := -C link-arg=-Wl,-z,pack-relative-relocs$(if $(wildcard $(LLD_DIR)/ld.lld), \
+	-C link-arg=-fuse-ld=lld -C link-arg=-B$(LLD_DIR) -C link-arg=-Wl$(comma)--icf=all)
+
 ifeq ($(HOST_ARCH),aarch64)
 X86_CC  := x86_64-linux-gnu-gcc
 X86_PKG := gcc-x86-64-linux-gnu
@@ -64,9 +84,14 @@ ARM_CC  := aarch64-linux-gnu-gcc
 ARM_PKG := gcc-aarch64-linux-gnu
 ARM_ENV := CC_aarch64_unknown_linux_musl=$(ARM_CC) CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=$(ARM_CC)
 endif
+X86_ENV += CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="$(SIZE_FLAGS)"
+ARM_ENV += CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="$(SIZE_FLAGS)"
 
 X86_OUT := target/$(X86)/release/$(BIN)
 ARM_OUT := target/$(ARM)/release/$(BIN)
+# The static binary for this machine: what `make install`, `make image`, `make bench` and the
+# container test (tests/it/container.rs, as CLAUDEGATE_BIN) use.
+HOST_OUT := target/$(HOST_ARCH)-unknown-linux-musl/release/$(BIN)
 
 # qemu-user for the aarch64 binary (Debian qemu-user-static, or qemu-user). Recursive on purpose:
 # evaluated when a recipe runs, after test-arm-deps may have installed it.
@@ -90,7 +115,7 @@ check_static = @info=$$(file -b $(1)); echo "$(1): $$info"; \
 
 .PHONY: build release release-deps release-x86_64 release-aarch64 release-x86_64-deps \
 	release-aarch64-deps test test-deps test-arm test-arm-deps e2e-deps browser-deps caddy-deps lint \
-	install 	uninstall clean fuzz bench bench-deps soak
+	install uninstall clean fuzz bench bench-deps soak image container-deps dist
 
 build:
 	$(CARGO) build --locked
@@ -118,7 +143,7 @@ lint: test-deps
 caddy-deps:
 	$(call need,caddy,caddy)
 
-# Idempotent: a second run only checks the installed versions (well under a second).
+# Idempotent: a second run only checks the installed versions (a few seconds).
 e2e-deps:
 	@bash tests/e2e/install.sh
 
@@ -130,13 +155,17 @@ browser-deps:
 
 # CLAUDEGATE_E2E_REQUIRED=1: a missing client fails tests/it/e2e_clients.rs instead of skipping it,
 # and a missing Chromium fails tests/it/status_browser.rs.
-# With TEST_ARM, the aarch64 release binary is built first and tests/it/arm.rs runs it.
+# The static binary for this machine goes into the container image (tests/it/container.rs,
+# with podman). With TEST_ARM, the aarch64 release binary is built first and tests/it/arm.rs
+# runs it, and both make the release tarballs, which tests/it/dist.rs checks.
 # A test that cannot run here (the aarch64 ones without qemu, say) skips with a banner and a
 # line in target/test-skips.txt, listed at the end; under CI (CLAUDEGATE_CI=1) it fails instead.
 SKIP_LOG := $(CURDIR)/target/test-skips.txt
-test: lint e2e-deps browser-deps caddy-deps $(if $(TEST_ARM),test-arm-deps release-aarch64)
+test: lint e2e-deps browser-deps caddy-deps container-deps release-$(HOST_ARCH) \
+	$(if $(TEST_ARM),test-arm-deps release-aarch64 dist)
 	@mkdir -p target && rm -f $(SKIP_LOG)
-	@CLAUDEGATE_E2E_REQUIRED=1 CLAUDEGATE_SKIP_LOG=$(SKIP_LOG) $(if $(TEST_ARM),$(ARM_TEST_ENV)) \
+	@CLAUDEGATE_E2E_REQUIRED=1 CLAUDEGATE_SKIP_LOG=$(SKIP_LOG) CLAUDEGATE_BIN=$(CURDIR)/$(HOST_OUT) \
+	  $(if $(TEST_ARM),$(ARM_TEST_ENV) CLAUDEGATE_DIST=$(CURDIR)/$(DIST)) \
 	  $(CARGO) test --locked; status=$$?; \
 	if [ -s $(SKIP_LOG) ]; then echo "SKIPPED: $$(wc -l < $(SKIP_LOG)) test(s) did not run here:"; \
 	  sed 's/^/  /' $(SKIP_LOG); else echo "no test skipped"; fi; exit $$status
@@ -169,6 +198,50 @@ release: release-deps release-x86_64 release-aarch64
 	@for f in $(X86_OUT) $(ARM_OUT); do \
 	  stat -c '%s' $$f | awk -v f=$$f '{printf "release binary: %s (%d bytes, %.2f MB)\n", f, $$1, $$1/1e6}'; done
 
+# ---- container image ---------------------------------------------------------------------
+
+IMAGE ?= claudegate:latest
+# podman, else docker. Recursive: evaluated when a recipe runs, after container-deps.
+ENGINE ?= $(firstword $(shell command -v podman docker 2>/dev/null))
+
+# podman and runc from Debian for the container test (runc: crun refuses the hybrid cgroup
+# layout of some hosts; the test runs with --runtime runc).
+container-deps:
+	@command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 || { \
+	  echo "installing Debian packages podman runc (the container test, tests/it/container.rs)"; \
+	  $(APT) update -qq && $(APT) install -y -qq podman runc >/dev/null; }
+
+# The build context is staged in target/image/ (the binary and an empty data/, the volume's
+# mount point), so the engine is never sent the whole of target/. Under podman the image is
+# built in docker format: the OCI format has no HEALTHCHECK.
+image: release-$(HOST_ARCH)
+	@[ -n "$(ENGINE)" ] || { echo "error: make image needs podman or docker (Debian: apt-get install podman)" >&2; exit 1; }
+	rm -rf target/image && mkdir -p target/image/data && chmod 700 target/image/data
+	cp $(HOST_OUT) target/image/$(BIN)
+	$(ENGINE) build $(if $(findstring podman,$(notdir $(ENGINE))),--format docker) \
+	  -t $(IMAGE) -f contrib/Containerfile target/image
+	@$(ENGINE) image inspect --format '{{.Size}}' $(IMAGE) \
+	  | awk '{printf "image $(IMAGE): %d bytes (%.2f MB)\n", $$1, $$1/1e6}'
+
+# ---- release tarballs --------------------------------------------------------------------
+
+DIST    := target/dist
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+# Reproducible archives: sorted names, owner root, every mtime the commit's time, gzip without
+# a timestamp; so the same commit gives the same SHA256SUMS.
+STAMP   := $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+
+dist: release
+	rm -rf $(DIST) && mkdir -p $(DIST)
+	@set -e; for arch in x86_64 aarch64; do \
+	  d=$(BIN)-$(VERSION)-$$arch-linux-musl; mkdir $(DIST)/$$d; \
+	  cp target/$$arch-unknown-linux-musl/release/$(BIN) README.md LICENSE config.example.json \
+	    contrib/claudegate.service $(DIST)/$$d/; \
+	  tar -C $(DIST) --sort=name --owner=0 --group=0 --numeric-owner --mtime=@$(STAMP) \
+	    -cf - $$d | gzip -9 -n > $(DIST)/$$d.tar.gz; \
+	  rm -rf $(DIST)/$$d; echo "$(DIST)/$$d.tar.gz"; done
+	cd $(DIST) && sha256sum *.tar.gz > SHA256SUMS && cat SHA256SUMS
+
 # ---- the aarch64 binary under qemu ------------------------------------------------------
 
 test-arm-deps: release-aarch64-deps
@@ -190,13 +263,13 @@ bench-deps:
 	$(call need,wrk,wrk)
 
 bench: bench-deps release-$(HOST_ARCH)
-	CLAUDEGATE_BIN=$(CURDIR)/target/$(HOST_ARCH)-unknown-linux-musl/release/$(BIN) \
+	CLAUDEGATE_BIN=$(CURDIR)/$(HOST_OUT) \
 	  $(CARGO) bench --locked --bench proxy
 
 SOAK_SECONDS ?= 1800
 
 soak: release-$(HOST_ARCH)
-	CLAUDEGATE_BIN=$(CURDIR)/target/$(HOST_ARCH)-unknown-linux-musl/release/$(BIN) \
+	CLAUDEGATE_BIN=$(CURDIR)/$(HOST_OUT) \
 	  SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) bench --locked --bench proxy -- soak
 
 # ---- fuzzing (not in CI) -----------------------------------------------------------------

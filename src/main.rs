@@ -5,7 +5,7 @@
 
 use claudegate::backends::upstream;
 use claudegate::base::clock;
-use claudegate::commands::{keys, login, usage};
+use claudegate::commands::{health, keys, login, usage};
 use claudegate::guard::keys::{Grant, Scope};
 use claudegate::{config, server};
 use lexopt::prelude::*;
@@ -16,7 +16,7 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: claudegate::base::alloc::ThreadCache = claudegate::base::alloc::ThreadCache;
 
-const USAGE: &str = "usage: claudegate [--config PATH] [--ca-file PATH] [serve | login [--manual | --import-claude-code [PATH] | --token TOKEN] | logout | status | keys add LABEL [--admin] [--rpm N] [--daily N] | keys list | keys revoke LABEL | usage [--since YYYY-MM-DD]]";
+const USAGE: &str = "usage: claudegate [--config PATH] [--ca-file PATH] [serve | login [--manual | --import-claude-code [PATH] | --token TOKEN] | logout | status | keys add LABEL [--admin] [--rpm N] [--daily N] | keys list | keys revoke LABEL | usage [--since YYYY-MM-DD] | health [--url URL]]";
 
 const HELP: &str = "\
 claudegate: your Claude subscription as a secured HTTP API for your own apps
@@ -45,6 +45,9 @@ COMMANDS:
     usage                    Per-key totals from the audit log and its rotated files:
                              requests, errors (status >= 400), input/output/cache tokens
          [--since YYYY-MM-DD]  only requests from that UTC day on
+    health                   Ask a running server's GET /health (5 s at most): exit 0 when it
+                             answers 200, else 1 (the container image's health check)
+         [--url URL]           ask this http:// URL instead of the configured address
 
 OPTIONS:
     --ca-file PATH           PEM root certificates replacing the built-in ones
@@ -103,6 +106,10 @@ enum Command {
     Usage {
         since: Option<u64>,
     },
+    /// `health`: `url` overrides the configured address.
+    Health {
+        url: Option<String>,
+    },
     /// `--help`, for the whole program (`None`) or one command (`login`, `keys add`, ...).
     Help(Option<String>),
     Version,
@@ -150,6 +157,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                     "status" => Command::Status,
                     "keys" => parse_keys(&mut p, &mut config)?,
                     "usage" => parse_usage(&mut p, &mut config)?,
+                    "health" => parse_health(&mut p, &mut config)?,
                     _ => return Err(format!("unknown command {v:?}").into()),
                 });
             }
@@ -218,6 +226,22 @@ fn parse_usage(
         }
     }
     Ok(Command::Usage { since })
+}
+
+fn parse_health(
+    p: &mut lexopt::Parser,
+    config: &mut Option<PathBuf>,
+) -> Result<Command, lexopt::Error> {
+    let mut url = None;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("url") => url = Some(p.value()?.string()?),
+            Long("config") => *config = Some(PathBuf::from(p.value()?)),
+            Short('h') | Long("help") => return Ok(Command::Help(Some("health".into()))),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(Command::Health { url })
 }
 
 fn parse_keys(
@@ -295,9 +319,15 @@ fn run(args: Args) -> Result<(), String> {
             return Ok(());
         }
         Command::Version => {
-            println!("claudegate {}", env!("CARGO_PKG_VERSION"));
+            // The commit is recorded by build.rs; empty when built without git (a tarball).
+            match env!("CLAUDEGATE_COMMIT") {
+                "" => println!("claudegate {}", env!("CARGO_PKG_VERSION")),
+                commit => println!("claudegate {} ({commit})", env!("CARGO_PKG_VERSION")),
+            }
             return Ok(());
         }
+        // With a URL, no configuration is needed (nor may a broken one fail the check).
+        Command::Health { url: Some(ref url) } => return health::check(url),
         _ => {}
     }
     let explicit = args.config.is_some()
@@ -317,6 +347,7 @@ fn run(args: Args) -> Result<(), String> {
         Command::KeysList => keys::list(&config),
         Command::KeysRevoke { label } => keys::revoke(&config, &label),
         Command::Usage { since } => usage::run(&config, since),
+        Command::Health { url: _ } => health::check(&health::local_url(&config)),
         Command::Help(_) | Command::Version => Ok(()),
     }
 }

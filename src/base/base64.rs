@@ -36,14 +36,39 @@ fn encode_with(bytes: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
     out
 }
 
+/// Marks a byte outside the standard alphabet in [`DECODE`].
+const INVALID: u8 = 0xff;
+
+/// Each byte's value in the standard alphabet, built from [`STANDARD`]: a table, not a search
+/// of the alphabet per character, because a Responses history carries megabytes of
+/// `encrypted_content` back on every turn.
+const DECODE: [u8; 256] = {
+    let mut table = [INVALID; 256];
+    let mut i = 0;
+    while i < 64 {
+        table[STANDARD[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
 /// Decodes standard base64 (padding optional); `None` for any character outside the alphabet.
 pub fn decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let s = s.trim_end_matches('=').as_bytes();
+    let mut out = Vec::with_capacity(s.len() * 3 / 4 + 3);
+    let sextet = |c: u8| match DECODE[usize::from(c)] {
+        INVALID => None,
+        v => Some(u32::from(v)),
+    };
+    // Four characters make three bytes; the last one to three characters, fewer.
+    let (quads, tail) = s.as_chunks::<4>();
+    for q in quads {
+        let n = sextet(q[0])? << 18 | sextet(q[1])? << 12 | sextet(q[2])? << 6 | sextet(q[3])?;
+        out.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8]);
+    }
     let (mut acc, mut bits) = (0u32, 0);
-    for c in s.bytes() {
-        let v = STANDARD.iter().position(|&b| b == c)? as u32;
-        acc = (acc << 6) | v;
+    for &c in tail {
+        acc = (acc << 6) | sextet(c)?;
         bits += 6;
         if bits >= 8 {
             bits -= 8;

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod error;
 pub mod fsutil;
 pub mod ids;
+pub mod jsonout;
 pub mod jsonspan;
 pub mod log;
 pub mod redact;

@@ -3,8 +3,9 @@
 //! server, prints its result, and returns an error message for `main` to print.
 //!
 //! [`login`] is `login`, `logout` and `status`; [`keys`] is `keys add`, `keys list` and
-//! `keys revoke`; [`usage`] is `usage`.
+//! `keys revoke`; [`usage`] is `usage`; [`health`] is `health` (the container's health check).
 
+pub mod health;
 pub mod keys;
 pub mod login;
 pub mod usage;

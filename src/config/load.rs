@@ -22,6 +22,17 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Environment variables that override one key of the file each (empty = unset): what a
+/// container image sets, since there the listening address and the data volume are the
+/// image's, whatever config file is mounted (see `contrib/Containerfile`).
+pub const ENV_OVERRIDES: &[(&str, KeyOf)] = &[
+    ("CLAUDEGATE_HOST", |c| &mut c.host),
+    ("CLAUDEGATE_DATA_DIR", |c| &mut c.data_dir),
+];
+
+/// Where a key lives in a [`Config`].
+pub type KeyOf = fn(&mut Config) -> &mut String;
+
 /// Which file to read: `--config`, else `$CLAUDEGATE_CONFIG`, else `./config.json` if present,
 /// else `~/.config/claudegate/config.json` (which may be absent: then defaults apply).
 pub fn locate(flag: Option<&Path>) -> PathBuf {
@@ -40,8 +51,36 @@ pub fn locate(flag: Option<&Path>) -> PathBuf {
 
 impl Config {
     /// Loads `path`. A missing file means defaults, except when the user named the file
-    /// explicitly (`--config` / `$CLAUDEGATE_CONFIG`): then it must exist.
+    /// explicitly (`--config` / `$CLAUDEGATE_CONFIG`): then it must exist. The environment's
+    /// overrides ([`ENV_OVERRIDES`]) apply over the file.
     pub fn load(path: &Path, must_exist: bool) -> Result<Config, ConfigError> {
+        let mut c = Config::load_file(path, must_exist)?;
+        c.apply_env(|name| match std::env::var(name) {
+            Ok(v) => Ok(Some(v)),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError(format!(
+                "${name} is not valid UTF-8; unset it or fix its value"
+            ))),
+        })?;
+        Ok(c)
+    }
+
+    /// Sets each key of [`ENV_OVERRIDES`] whose variable `lookup` finds non-empty, then checks
+    /// the result as a file's values are checked.
+    fn apply_env(
+        &mut self,
+        lookup: impl Fn(&str) -> Result<Option<String>, ConfigError>,
+    ) -> Result<(), ConfigError> {
+        for (var, key) in ENV_OVERRIDES {
+            if let Some(value) = lookup(var)?.filter(|v| !v.is_empty()) {
+                *key(self) = value;
+            }
+        }
+        self.validate()
+            .map_err(|e| ConfigError(format!("{e} (after the environment's overrides)")))
+    }
+
+    fn load_file(path: &Path, must_exist: bool) -> Result<Config, ConfigError> {
         let shown = path.display();
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
@@ -447,6 +486,28 @@ impl Section {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_environment_overrides_host_and_data_dir_and_is_checked() {
+        let env = |host: &'static str| {
+            move |name: &str| -> Result<Option<String>, ConfigError> {
+                Ok(match name {
+                    "CLAUDEGATE_HOST" => Some(host.to_string()),
+                    "CLAUDEGATE_DATA_DIR" => Some("/data".to_string()),
+                    _ => None,
+                })
+            }
+        };
+        let mut c = Config::default();
+        c.apply_env(env("0.0.0.0")).unwrap();
+        assert_eq!((c.host.as_str(), c.data_dir.as_str()), ("0.0.0.0", "/data"));
+        // Empty means unset: the file's (here the default) value stays.
+        let mut c = Config::default();
+        c.apply_env(env("")).unwrap();
+        assert_eq!(c.host, "127.0.0.1");
+        let mut c = Config::default();
+        c.apply_env(env(" ")).unwrap_err();
+    }
 
     fn err(v: Value) -> String {
         Config::from_value(&v).unwrap_err().0

@@ -4,35 +4,51 @@
 //! conversation they make up ([`Turns`]: same-role turns merged, blocks ordered as Anthropic
 //! requires). Each door reads its own part shapes (chat's `image_url`/`file`, Responses'
 //! `input_image`/`input_file`) and hands the pieces here, with the parameter path to name in a
-//! 400.
+//! 400. A conversation's text stays the client's JSON text ([`super::body::Str`]).
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
+use super::body::{Block, Message, Str};
 use super::reasoning::is_thinking;
 use super::TranslateError;
+use crate::base::jsonspan::Item;
 
 /// Why a `file_id` is refused, on either door.
 pub const NO_FILES: &str = "file ids are not supported: claudegate stores no files; send the \
      content inline (a data URL) or as an https URL";
 
-/// A text block, keeping the part's `cache_control`; `None` for empty text, which Anthropic
-/// refuses.
-pub fn text_block(text: &str, part: Option<&Value>) -> Option<Value> {
+/// A system text block (a `Value`: system prompts are small beside a history), with the
+/// part's `cache_control`; `None` for empty text, which Anthropic refuses.
+pub fn text_value(text: &str, part: Option<Item>) -> Option<Value> {
     if text.is_empty() {
         return None;
     }
-    let b = json!({"type": "text", "text": text});
-    Some(match part {
-        Some(part) => with_cache_control(b, part),
-        None => b,
+    let mut b = json!({"type": "text", "text": text});
+    if let Some(cc) = part.and_then(cache_control) {
+        b["cache_control"] = cc;
+    }
+    Some(b)
+}
+
+/// A text block of the conversation, its text as the client wrote it, keeping the part's
+/// `cache_control`; `None` for empty text, which Anthropic refuses.
+pub fn text_block<'a>(text: Str<'a>, part: Option<Item<'a>>) -> Option<Block<'a>> {
+    (!text.is_empty()).then(|| Block::Text {
+        text,
+        cache_control: part.and_then(cache_control),
     })
 }
 
-/// `block` with the `cache_control` of the part it came from: clients mark their own prompt
-/// caching breakpoints that way, and Anthropic takes the marker as is.
-pub fn with_cache_control(mut block: Value, part: &Value) -> Value {
-    if let Some(cc) = part.get("cache_control") {
-        block["cache_control"] = cc.clone();
+/// The `cache_control` of a part: clients mark their own prompt caching breakpoints that way,
+/// and Anthropic takes the marker as is.
+pub fn cache_control(part: Item) -> Option<Value> {
+    part.get("cache_control").map(|cc| cc.to_value())
+}
+
+/// `block` with the `cache_control` of the part it came from.
+pub fn with_cache_control(mut block: Value, part: Item) -> Value {
+    if let Some(cc) = cache_control(part) {
+        block["cache_control"] = cc;
     }
     block
 }
@@ -129,6 +145,18 @@ pub fn document_block(file: &Value, at: &str) -> Result<Value, TranslateError> {
     Ok(block)
 }
 
+/// A `tool_use` block of the history. Built member by member because `json!` would copy
+/// `input` (it serialises each value it is given), and an agent's tool inputs (files it
+/// wrote) are a large part of a long history.
+pub fn tool_use_block(id: Value, name: Value, input: Value) -> Value {
+    let mut block = Map::new();
+    block.insert("type".into(), Value::from("tool_use"));
+    block.insert("id".into(), id);
+    block.insert("name".into(), name);
+    block.insert("input".into(), input);
+    Value::Object(block)
+}
+
 /// A tool call's `arguments` from the history (a JSON text, or the object itself; absent or
 /// blank meaning `{}`) → the `tool_use` input; `Err` says why it is not a JSON object. What a
 /// door does with an `Err` is its own policy.
@@ -149,12 +177,12 @@ pub fn tool_input(args: Option<&Value>) -> Result<Value, String> {
 /// The conversation being assembled: consecutive turns of one role merge into one (Anthropic
 /// wants the roles to alternate), and empty turns are skipped.
 #[derive(Default)]
-pub struct Turns {
-    turns: Vec<(&'static str, Vec<Value>)>,
+pub struct Turns<'a> {
+    turns: Vec<(&'static str, Vec<Block<'a>>)>,
 }
 
-impl Turns {
-    pub fn push(&mut self, role: &'static str, blocks: Vec<Value>) {
+impl<'a> Turns<'a> {
+    pub fn push(&mut self, role: &'static str, blocks: Vec<Block<'a>>) {
         if blocks.is_empty() {
             return;
         }
@@ -172,19 +200,21 @@ impl Turns {
     /// opens with its `tool_result`s (Anthropic wants them straight after the `tool_use`
     /// turn), an assistant turn opens with its thinking blocks (Anthropic wants the signed
     /// thinking first) and ends with its `tool_use`s (the calls close the turn).
-    pub fn finish(self) -> Vec<Value> {
+    pub fn finish(self) -> Vec<Message<'a>> {
         self.turns
             .into_iter()
-            .map(|(role, blocks)| {
-                let rank = |b: &Value| match role {
-                    "user" if b["type"] == "tool_result" => 0,
+            .map(|(role, mut blocks)| {
+                let rank = |b: &Block| match role {
+                    "user" if b.kind() == "tool_result" => 0,
                     "assistant" if is_thinking(b) => 0,
-                    "assistant" if b["type"] == "tool_use" => 2,
+                    "assistant" if b.kind() == "tool_use" => 2,
                     _ => 1,
                 };
-                let mut blocks = blocks;
                 blocks.sort_by_key(rank); // stable: same-rank blocks keep their order
-                json!({"role": role, "content": blocks})
+                Message {
+                    role,
+                    content: blocks,
+                }
             })
             .collect()
     }
@@ -246,20 +276,15 @@ mod tests {
 
     #[test]
     fn merged_turns_keep_the_order_anthropic_requires() {
-        let b = |t: &str| json!({"type": t});
+        let b = |t: &str| Block::Json(json!({"type": t}));
         let mut turns = Turns::default();
         turns.push("user", vec![b("text")]);
         turns.push("assistant", vec![b("text"), b("tool_use")]);
         turns.push("assistant", vec![b("thinking"), b("text")]);
         turns.push("user", vec![]);
         turns.push("user", vec![b("text"), b("tool_result")]);
-        let types = |m: &Value| -> Vec<String> {
-            m["content"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|b| b["type"].as_str().unwrap().to_string())
-                .collect()
+        let types = |m: &Message| -> Vec<String> {
+            m.content.iter().map(|b| b.kind().to_string()).collect()
         };
         let m = turns.finish();
         assert_eq!(m.len(), 3);

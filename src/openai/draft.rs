@@ -20,6 +20,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::body::{Body, Message};
 use super::reasoning::{self, Ask, ReasoningEffort};
 use super::{TranslateError, Translated};
 use crate::anthropic::betas;
@@ -115,7 +116,7 @@ impl Sampling {
 
 /// What a door read from its request, in Anthropic terms.
 #[derive(Debug, Clone)]
-pub struct Draft {
+pub struct Draft<'a> {
     /// The model as the client named it (echoed back).
     pub client_model: String,
     /// The resolved model id.
@@ -123,7 +124,8 @@ pub struct Draft {
     pub stream: bool,
     pub include_usage: bool,
     pub system: Vec<Value>,
-    pub messages: Vec<Value>,
+    /// The conversation, its text still the client's ([`super::body`]).
+    pub messages: Vec<Message<'a>>,
     pub tools: Vec<Value>,
     /// A tool asked for strict schema adherence.
     pub strict_tools: bool,
@@ -140,9 +142,9 @@ pub struct Draft {
     pub sampling: Sampling,
 }
 
-impl Draft {
+impl<'a> Draft<'a> {
     /// A draft with the required parts; the rest is the door's to fill in.
-    pub fn new(client_model: String, model: String, stream: bool) -> Draft {
+    pub fn new(client_model: String, model: String, stream: bool) -> Draft<'a> {
         Draft {
             client_model,
             model,
@@ -164,7 +166,7 @@ impl Draft {
     }
 
     /// Applies the shared rules of the module docs: the Anthropic request (always streamed).
-    pub fn finish(mut self) -> Result<Translated, TranslateError> {
+    pub fn finish(mut self) -> Result<Translated<Body<'a>>, TranslateError> {
         let tool_choice = self.tool_choice()?;
         let forced_tool = tool_choice
             .as_ref()
@@ -212,7 +214,6 @@ impl Draft {
         if !self.system.is_empty() {
             body.insert("system".into(), Value::Array(self.system));
         }
-        body.insert("messages".into(), Value::Array(self.messages));
         if !self.tools.is_empty() {
             body.insert("tools".into(), Value::Array(self.tools));
         }
@@ -232,7 +233,10 @@ impl Draft {
             body.insert("output_config".into(), Value::Object(output_config));
         }
         Ok(Translated {
-            body: Value::Object(body),
+            body: Body {
+                head: body,
+                messages: self.messages,
+            },
             stream: self.stream,
             client_model: self.client_model,
             betas,
@@ -279,9 +283,14 @@ impl Draft {
 mod tests {
     use super::*;
 
-    fn draft() -> Draft {
+    fn draft() -> Draft<'static> {
         let mut d = Draft::new("m".into(), "claude-sonnet-4-6".into(), false);
-        d.messages = vec![json!({"role": "user", "content": "hi"})];
+        d.messages = vec![Message {
+            role: "user",
+            content: vec![crate::openai::body::Block::Json(
+                json!({"type": "text", "text": "hi"}),
+            )],
+        }];
         d
     }
 
@@ -290,13 +299,13 @@ mod tests {
         let read = |v: Value| Sampling::read(v.as_object().unwrap());
         let mut d = draft();
         d.sampling = read(json!({"temperature": 1.5, "top_p": 0.5, "top_k": 3})).unwrap();
-        let body = d.clone().finish().unwrap().body;
+        let body = d.clone().finish().unwrap().body.to_value();
         assert_eq!(
             (&body["temperature"], &body["top_p"], &body["top_k"]),
             (&json!(1.0), &Value::Null, &json!(3))
         );
         d.effort = Some(ReasoningEffort::Low);
-        let body = d.finish().unwrap().body;
+        let body = d.finish().unwrap().body.to_value();
         assert!(body.get("temperature").is_none() && body.get("top_k").is_none());
         for bad in [
             json!({"temperature": 2.5}),
@@ -315,7 +324,7 @@ mod tests {
             d.tools = tools.clone();
             d.choice = choice;
             d.parallel = parallel;
-            d.finish().map(|t| t.body["tool_choice"].clone())
+            d.finish().map(|t| t.body.to_value()["tool_choice"].clone())
         };
         let named = || {
             Some(Choice::Tool {
@@ -354,7 +363,10 @@ mod tests {
         let mut d = draft();
         d.format = Format::JsonObject;
         let t = d.finish().unwrap();
-        assert_eq!(t.body["system"][0]["text"], JSON_OBJECT_INSTRUCTION);
+        assert_eq!(
+            t.body.to_value()["system"][0]["text"],
+            JSON_OBJECT_INSTRUCTION
+        );
         let mut d = draft();
         d.format = Format::JsonSchema(json!({"type": "object"}));
         d.strict_tools = true;
@@ -362,7 +374,7 @@ mod tests {
         let t = d.finish().unwrap();
         assert_eq!(t.betas, [betas::STRUCTURED_OUTPUTS, betas::EFFORT]);
         assert_eq!(
-            t.body["output_config"],
+            t.body.to_value()["output_config"],
             json!({"format": {"type": "json_schema", "schema": {"type": "object"}}, "effort": "high"})
         );
     }

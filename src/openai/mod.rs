@@ -11,9 +11,18 @@
 //!
 //! Each fact the two doors share lives once: the chat parameter policy ([`params`]), the
 //! reasoning plan ([`reasoning`]), content parts and turn order ([`content`]), tool choice,
-//! JSON mode, sampling and betas ([`draft`]), and stop reasons and usage ([`answer`]).
+//! JSON mode, sampling and betas ([`draft`]), stop reasons and usage ([`answer`]), and the
+//! translated request itself, which keeps the conversation's text as the client wrote it
+//! ([`body`]: a 5 MB history costs one scan and one copy).
+//!
+//! A door reads a [`Request`]: the client's JSON text scanned once
+//! ([`crate::base::jsonspan::Doc`]), every top-level member but the conversation as a
+//! `Value`, the conversation as spans of the text. `translate_request(&Value)` (each door's)
+//! takes a `Value` instead, for the tests and the fuzz targets: it writes the `Value` out as
+//! text and takes the same path.
 
 pub mod answer;
+pub mod body;
 pub mod chat;
 pub mod content;
 pub mod draft;
@@ -21,9 +30,12 @@ pub mod params;
 pub mod reasoning;
 pub mod responses;
 
-use serde_json::{json, Value};
+use serde_json::{Map, Value};
 
 use crate::base::error::{ApiError, ErrorKind};
+use crate::base::jsonspan::{Doc, Grammar, Item};
+
+pub use body::add_cache_markers;
 
 /// A request the translator cannot honour: rendered as a 400 naming the parameter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,11 +61,12 @@ impl From<TranslateError> for ApiError {
     }
 }
 
-/// What every translated request carries besides the body.
+/// What every translated request carries besides the body. The body is a [`body::Body`] on
+/// the server's path and a `Value` for the `Value` entry points (the default).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Translated {
+pub struct Translated<B = Value> {
     /// The Anthropic Messages request, with `"stream": true`.
-    pub body: Value,
+    pub body: B,
     /// Whether the client asked for a stream.
     pub stream: bool,
     /// The model name as the client gave it (echoed back in responses).
@@ -64,72 +77,66 @@ pub struct Translated {
     pub include_usage: bool,
 }
 
-/// Marks the translated request for prompt caching, when the client marked nothing itself:
-/// the last system block and the last block of the last user turn get an ephemeral
-/// `cache_control`. OpenAI clients (Codex, agents) resend a long, stable prefix every turn;
-/// without markers Anthropic caches none of it. At most two markers are added and the total
-/// never exceeds Anthropic's limit of four.
-pub fn add_cache_markers(body: &mut Value) {
-    if body.to_string().contains("\"cache_control\"") {
-        return; // the client chose its own breakpoints
+/// A client's request as a door reads it: every top-level member but the conversation as a
+/// `Value` (small: model, settings, tools, instructions), and the conversation (`messages`,
+/// `input`) as a span of the client's JSON text, left there.
+pub struct Request<'a> {
+    /// Every member but the conversation, `null`s included.
+    pub params: Map<String, Value>,
+    /// The conversation member, when present (`null` included).
+    pub history: Option<Item<'a>>,
+}
+
+impl<'a> Request<'a> {
+    /// Reads `doc` (scanned with [`Grammar::Value`]), whose conversation is the member
+    /// `history`; `None` when the document is not an object.
+    pub fn read(doc: &'a Doc<'a>, history: &str) -> Option<Request<'a>> {
+        let root = doc.root();
+        if !root.is_object() {
+            return None;
+        }
+        let mut params = Map::new();
+        for (k, v) in root.members() {
+            let key = k.as_str().unwrap_or_default();
+            if key != history {
+                params.insert(key.into_owned(), v.to_value());
+            }
+        }
+        Some(Request {
+            params,
+            history: root.get(history),
+        })
     }
-    let marker = json!({"type": "ephemeral"});
-    if let Some(last) = body
-        .get_mut("system")
-        .and_then(Value::as_array_mut)
-        .and_then(|s| s.last_mut())
-    {
-        if last.is_object() {
-            last["cache_control"] = marker.clone();
-        }
-    }
-    let last_user = body
-        .get_mut("messages")
-        .and_then(Value::as_array_mut)
-        .and_then(|m| m.iter_mut().rev().find(|m| m["role"] == "user"));
-    if let Some(msg) = last_user {
-        if let Some(text) = msg["content"].as_str().map(str::to_string) {
-            msg["content"] = json!([{"type": "text", "text": text}]);
-        }
-        let block = msg["content"].as_array_mut().and_then(|c| c.last_mut());
-        // Thinking blocks cannot carry a marker; user turns never hold them.
-        if let Some(block) = block.filter(|b| b.is_object()) {
-            block["cache_control"] = marker;
-        }
+
+    /// The parameters as one object (what the Responses API echoes back).
+    pub fn params_value(&self) -> Value {
+        Value::Object(self.params.clone())
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cache_markers_are_added_only_when_the_client_set_none() {
-        let mut b = json!({"system": [{"type":"text","text":"a"},{"type":"text","text":"b"}],
-            "messages": [{"role":"user","content":"one"},{"role":"assistant","content":"x"},{"role":"user","content":[{"type":"text","text":"two"},{"type":"image","source":{}}]}]});
-        add_cache_markers(&mut b);
-        assert_eq!(b["system"][1]["cache_control"], json!({"type":"ephemeral"}));
-        assert!(b["system"][0].get("cache_control").is_none());
-        assert_eq!(
-            b["messages"][2]["content"][1]["cache_control"],
-            json!({"type":"ephemeral"})
-        );
-        assert_eq!(
-            b["messages"][0]["content"], "one",
-            "earlier turns untouched"
-        );
-        assert_eq!(b.to_string().matches("cache_control").count(), 2);
-
-        let mut b = json!({"messages": [{"role":"user","content":"hi"}]});
-        add_cache_markers(&mut b);
-        assert_eq!(
-            b["messages"][0]["content"],
-            json!([{"type":"text","text":"hi","cache_control":{"type":"ephemeral"}}])
-        );
-
-        let mut own = json!({"messages": [{"role":"user","content":[{"type":"text","text":"hi","cache_control":{"type":"ephemeral"}}]}], "system":[{"type":"text","text":"s"}]});
-        let before = own.clone();
-        add_cache_markers(&mut own);
-        assert_eq!(own, before);
-    }
+/// A door's translation of a `Value` (the tests' and fuzz targets' entry point): `req`
+/// written out as JSON text and read as the server reads a body. `not_object` is the door's
+/// error for a request that is not a JSON object.
+pub(crate) fn translate_value(
+    req: &Value,
+    history: &str,
+    not_object: TranslateError,
+    translate: impl for<'a> Fn(&Request<'a>) -> Result<Translated<body::Body<'a>>, TranslateError>,
+) -> Result<Translated, TranslateError> {
+    let text = String::from_utf8(crate::base::jsonout::to_vec(req)).unwrap_or_default();
+    let Some(doc) = Doc::parse(&text, Grammar::Value) else {
+        return Err(TranslateError {
+            param: None,
+            message: "the request is not JSON serde_json can read back".into(),
+        });
+    };
+    let request = Request::read(&doc, history).ok_or(not_object)?;
+    let t = translate(&request)?;
+    Ok(Translated {
+        body: t.body.to_value(),
+        stream: t.stream,
+        client_model: t.client_model,
+        betas: t.betas,
+        include_usage: t.include_usage,
+    })
 }

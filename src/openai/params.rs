@@ -35,6 +35,7 @@
 use serde_json::{json, Map, Value};
 
 use super::TranslateError;
+use crate::base::jsonspan::Item;
 
 /// A capability some backend behind the chat door may lack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,9 +230,10 @@ const PARAMS: &[(&str, Policy)] = &[
 
 /// The top of a chat request, read the same way for every backend.
 #[derive(Debug, Clone)]
-pub struct ChatRequest {
-    /// The request's parameters without the `null`s (`null` means absent everywhere).
-    pub params: Map<String, Value>,
+pub struct ChatRequest<'r> {
+    /// The request's parameters (`null` means absent): the whole request on the CLI
+    /// backend, every member but `messages` on the OAuth backend ([`super::Request`]).
+    params: &'r Map<String, Value>,
     /// The model as the client named it.
     pub model: String,
     pub stream: bool,
@@ -242,41 +244,61 @@ pub struct ChatRequest {
     pub max_tokens: Option<u64>,
 }
 
-impl ChatRequest {
-    /// Reads and checks a chat request for `backend`: every parameter against the table (`PARAMS`),
-    /// then the ones every backend uses.
-    pub fn read(req: &Value, backend: &Backend) -> Result<ChatRequest, TranslateError> {
-        fn bad(param: impl Into<String>, message: impl Into<String>) -> TranslateError {
-            TranslateError::new(param, message)
-        }
-        let req = req
+fn bad(param: impl Into<String>, message: impl Into<String>) -> TranslateError {
+    TranslateError::new(param, message)
+}
+
+impl<'r> ChatRequest<'r> {
+    /// Reads and checks a whole chat request for `backend`: every parameter against the table
+    /// (`PARAMS`), then the ones every backend uses.
+    pub fn read(req: &'r Value, backend: &Backend) -> Result<ChatRequest<'r>, TranslateError> {
+        let params = req
             .as_object()
             .ok_or_else(|| bad("body", "the request body must be a JSON object"))?;
-        let params: Map<String, Value> = req
-            .iter()
-            .filter(|(_, v)| !v.is_null())
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for (k, v) in &params {
+        let messages = params
+            .get("messages")
+            .and_then(Value::as_array)
+            .is_some_and(|m| !m.is_empty());
+        ChatRequest::check(params, messages, backend)
+    }
+
+    /// The same for a request read as a [`super::Request`]: its parameters, and its
+    /// `messages` left in the client's text.
+    pub fn read_split(
+        params: &'r Map<String, Value>,
+        messages: Option<Item>,
+        backend: &Backend,
+    ) -> Result<ChatRequest<'r>, TranslateError> {
+        let messages = messages.is_some_and(|m| m.is_array() && m.items().next().is_some());
+        ChatRequest::check(params, messages, backend)
+    }
+
+    /// `messages_given`: `messages` is a non-empty array.
+    fn check(
+        params: &'r Map<String, Value>,
+        messages_given: bool,
+        backend: &Backend,
+    ) -> Result<ChatRequest<'r>, TranslateError> {
+        for (k, v) in params.iter().filter(|(_, v)| !v.is_null()) {
             if let Some(why) = refusal(k, v, backend) {
                 return Err(bad(k.as_str(), why));
             }
         }
-        let model = match params.get("model").and_then(Value::as_str) {
+        let present = |key: &str| params.get(key).filter(|v| !v.is_null());
+        let model = match present("model").and_then(Value::as_str) {
             Some(m) if !m.is_empty() => m.to_string(),
             _ => return Err(bad("model", "`model` is required (a model id or alias)")),
         };
-        match params.get("messages").and_then(Value::as_array) {
-            Some(m) if !m.is_empty() => {}
-            _ => return Err(bad("messages", "`messages` must be a non-empty array")),
+        if !messages_given {
+            return Err(bad("messages", "`messages` must be a non-empty array"));
         }
-        let stream = match params.get("stream") {
+        let stream = match present("stream") {
             None => false,
             Some(v) => v
                 .as_bool()
                 .ok_or_else(|| bad("stream", "`stream` must be a boolean"))?,
         };
-        let include_usage = match params.get("stream_options") {
+        let include_usage = match present("stream_options") {
             None => false,
             Some(Value::Object(o)) => match o.get("include_usage") {
                 None | Some(Value::Null) => false,
@@ -288,7 +310,7 @@ impl ChatRequest {
         };
         let mut max_tokens = None;
         for key in ["max_tokens", "max_completion_tokens"] {
-            if let Some(v) = params.get(key) {
+            if let Some(v) = present(key) {
                 match v.as_u64() {
                     Some(n) if n >= 1 => max_tokens = Some(n),
                     _ => return Err(bad(key, format!("`{key}` must be a positive integer"))),
@@ -304,16 +326,14 @@ impl ChatRequest {
         })
     }
 
-    /// The (non-empty) `messages`.
-    pub fn messages(&self) -> &[Value] {
-        self.params["messages"]
-            .as_array()
-            .map_or(&[], Vec::as_slice)
+    /// The parameters (`null`s included: the readers treat them as absent).
+    pub fn params(&self) -> &'r Map<String, Value> {
+        self.params
     }
 
     /// A parameter, `None` when absent or `null`.
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.params.get(key)
+    pub fn get(&self, key: &str) -> Option<&'r Value> {
+        self.params.get(key).filter(|v| !v.is_null())
     }
 }
 
@@ -342,12 +362,12 @@ fn refusal(key: &str, value: &Value, backend: &Backend) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn read(extra: Value, backend: &Backend) -> Result<ChatRequest, TranslateError> {
+    fn read(extra: Value, backend: &Backend) -> Result<ChatRequest<'static>, TranslateError> {
         let mut req = json!({"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]});
         for (k, v) in extra.as_object().unwrap() {
             req[k] = v.clone();
         }
-        ChatRequest::read(&req, backend)
+        ChatRequest::read(Box::leak(Box::new(req)), backend)
     }
 
     #[test]
@@ -391,7 +411,7 @@ mod tests {
             (r.stream, r.include_usage, r.max_tokens),
             (true, true, Some(20))
         );
-        assert!(!r.params.contains_key("seed"), "nulls are absent");
+        assert!(r.get("seed").is_none(), "nulls are absent");
         for (extra, param) in [
             (json!({"model": ""}), "model"),
             (json!({"messages": []}), "messages"),

@@ -44,6 +44,7 @@
 
 use serde_json::{json, Value};
 
+use super::body::{Block, Message};
 use super::TranslateError;
 use crate::anthropic::models::{self, Effort};
 
@@ -126,7 +127,7 @@ pub struct Ask<'a> {
     /// The tool choice forces a call (`required` or a named tool).
     pub forced_tool: bool,
     /// The Anthropic messages already translated.
-    pub messages: &'a [Value],
+    pub messages: &'a [Message<'a>],
 }
 
 /// What goes upstream.
@@ -184,17 +185,17 @@ pub fn plan(ask: &Ask, model: &str) -> Plan {
 /// Whether the last assistant turn calls a tool without opening with a thinking block: with
 /// budget thinking on, Anthropic then refuses the request ("a final `assistant` message must
 /// start with a thinking block").
-pub fn unsigned_tool_turn(messages: &[Value]) -> bool {
-    let Some(last) = messages.iter().rev().find(|m| m["role"] == "assistant") else {
+pub fn unsigned_tool_turn(messages: &[Message]) -> bool {
+    let Some(last) = messages.iter().rev().find(|m| m.role == "assistant") else {
         return false;
     };
-    let blocks = last["content"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-    blocks.iter().any(|b| b["type"] == "tool_use") && !blocks.first().is_some_and(is_thinking)
+    let blocks = &last.content;
+    blocks.iter().any(|b| b.kind() == "tool_use") && !blocks.first().is_some_and(is_thinking)
 }
 
 /// A `thinking` or `redacted_thinking` block.
-pub fn is_thinking(block: &Value) -> bool {
-    block["type"] == "thinking" || block["type"] == "redacted_thinking"
+pub fn is_thinking(block: &Block) -> bool {
+    matches!(block.kind(), "thinking" | "redacted_thinking")
 }
 
 #[cfg(test)]
@@ -251,13 +252,25 @@ mod tests {
 
     #[test]
     fn a_tool_turn_without_thinking_drops_budget_thinking_only() {
-        let turn = [json!({"role": "assistant", "content": [{"type": "tool_use"}]})];
+        let turn = |types: &[&str]| Message {
+            role: "assistant",
+            content: types
+                .iter()
+                .map(|t| Block::Json(json!({"type": t})))
+                .collect(),
+        };
+        let turn = [turn(&["tool_use"])];
         let mut a = ask(ReasoningEffort::Low, None);
         a.messages = &turn;
         assert_eq!(plan(&a, "claude-sonnet-4-5").thinking, None);
         assert!(plan(&a, "claude-sonnet-4-6").thinking.is_some());
-        let signed = [json!({"role": "assistant",
-            "content": [{"type": "thinking"}, {"type": "tool_use"}]})];
+        let signed = [Message {
+            role: "assistant",
+            content: vec![
+                Block::Json(json!({"type": "thinking"})),
+                Block::Json(json!({"type": "tool_use"})),
+            ],
+        }];
         a.messages = &signed;
         assert!(plan(&a, "claude-sonnet-4-5").thinking.is_some());
     }

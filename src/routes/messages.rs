@@ -165,6 +165,7 @@ fn prepare<'a>(
         path: rq.url(),
         headers: &headers,
         count_tokens,
+        members: &members,
         model: model.as_deref(),
     };
     state.oauth.prepare_native(&native, body, &key.label)

@@ -14,6 +14,7 @@ use crate::backends::abandon;
 use crate::backends::cli::CliError;
 use crate::backends::upstream;
 use crate::base::error::{ApiError, ErrorKind, Protocol};
+use crate::base::jsonspan::{Doc, Grammar, Member};
 use crate::config::Backend;
 use crate::guard::budget::Body;
 use crate::guard::keys::KeyInfo;
@@ -36,33 +37,84 @@ pub fn handle(state: &State, mut rq: Request, key: &KeyInfo, door: Door, cors: &
         Ok(b) => b,
         Err(e) => return http::fail(rq, e, Protocol::OpenAi, cors),
     };
-    let req: Value = match serde_json::from_slice(&body.bytes) {
-        Ok(v @ Value::Object(_)) => v,
-        Ok(_) => {
-            let e = ApiError::new(
-                ErrorKind::InvalidRequest,
-                "the request body must be a JSON object",
-            );
-            return http::fail(rq, e, Protocol::OpenAi, cors);
-        }
-        Err(e) => {
-            let e = ApiError::new(
-                ErrorKind::InvalidRequest,
-                format!("the request body is not valid JSON: {e}"),
-            );
-            return http::fail(rq, e, Protocol::OpenAi, cors);
-        }
-    };
-    if let Some(model) = req.get("model").and_then(Value::as_str) {
-        crate::observe::record::note_model(model);
-    }
     match state.config.backend {
-        Backend::Oauth => oauth(state, rq, key, body, &req, door, cors),
+        Backend::Oauth => oauth(state, rq, key, body, door, cors),
         Backend::ClaudeCli => {
+            let req: Value = match serde_json::from_slice(&body.bytes) {
+                Ok(v @ Value::Object(_)) => v,
+                _ => return http::fail(rq, not_json(&body.bytes), Protocol::OpenAi, cors),
+            };
             drop(body);
+            if let Some(model) = req.get("model").and_then(Value::as_str) {
+                crate::observe::record::note_model(model);
+            }
             cli(state, rq, &req, door, cors)
         }
     }
+}
+
+/// Why a body is not a JSON object, in serde_json's words (the scan of [`translate`] accepts
+/// exactly what serde_json accepts, so this is asked only once a body is known to be wrong).
+fn not_json(bytes: &[u8]) -> ApiError {
+    let why = match serde_json::from_slice::<Value>(bytes) {
+        Err(e) => format!("the request body is not valid JSON: {e}"),
+        // Only a text over 4 GiB, which the scan does not take.
+        Ok(Value::Object(_)) => "the request body is too large to translate (4 GiB at most)".into(),
+        Ok(_) => "the request body must be a JSON object".into(),
+    };
+    ApiError::new(ErrorKind::InvalidRequest, why)
+}
+
+/// A translated request: its Anthropic JSON, and what the answer needs to know.
+struct Translation {
+    json: Vec<u8>,
+    /// Where the top-level members of `json` are (noted while writing it).
+    members: Vec<Member>,
+    /// The Anthropic model the request names (resolved).
+    model: Option<String>,
+    /// The client's parameters without the conversation (the Responses API echoes some).
+    params: Value,
+    stream: bool,
+    client_model: String,
+    betas: Vec<&'static str>,
+    include_usage: bool,
+}
+
+/// Reads the client's JSON text once ([`Doc`]) and writes the Anthropic request: the
+/// conversation's text is copied over as the client wrote it, never decoded.
+fn translate(state: &State, bytes: &[u8], door: Door) -> Result<Translation, ApiError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| not_json(bytes))?;
+    let doc = Doc::parse(text, Grammar::Value).ok_or_else(|| not_json(bytes))?;
+    let history = match door {
+        Door::Chat => "messages",
+        Door::Responses => "input",
+    };
+    let req = crate::openai::Request::read(&doc, history).ok_or_else(|| not_json(bytes))?;
+    if let Some(model) = req.params.get("model").and_then(Value::as_str) {
+        crate::observe::record::note_model(model);
+    }
+    let resolve = |m: &str| state.models.resolve(m).to_string();
+    let mut t = match door {
+        Door::Chat => chat::translate(&req, &resolve),
+        Door::Responses => responses::translate(&req, &resolve),
+    }?;
+    crate::openai::add_cache_markers(&mut t.body);
+    let (json, members) = t.body.to_json_with_members(bytes.len());
+    Ok(Translation {
+        json,
+        members,
+        model: t
+            .body
+            .head
+            .get("model")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        params: Value::Object(req.params),
+        stream: t.stream,
+        client_model: t.client_model,
+        betas: t.betas,
+        include_usage: t.include_usage,
+    })
 }
 
 /// The OAuth backend: the translated request goes upstream (always streamed).
@@ -70,24 +122,24 @@ fn oauth(
     state: &State,
     rq: Request,
     key: &KeyInfo,
-    body: Body<'_>,
-    req: &Value,
+    mut body: Body<'_>,
     door: Door,
     cors: &Cors,
 ) -> u16 {
-    let resolve = |m: &str| state.models.resolve(m).to_string();
-    let translated = match door {
-        Door::Chat => chat::translate_request(req, &resolve),
-        Door::Responses => responses::translate_request(req, &resolve),
-    };
-    let mut t = match translated {
+    let t = match translate(state, &body.bytes, door) {
         Ok(t) => t,
-        Err(e) => return http::fail(rq, e.into(), Protocol::OpenAi, cors),
+        Err(e) => return http::fail(rq, e, Protocol::OpenAi, cors),
     };
-    crate::openai::add_cache_markers(&mut t.body);
-    let prepared = state
-        .oauth
-        .prepare_translated(&key.label, body, &t.body, &t.betas);
+    // The translated text takes the client's place (and its share of the body budget).
+    body.bytes = t.json;
+    let req = &t.params;
+    let prepared = state.oauth.prepare_translated(
+        &key.label,
+        body,
+        t.model.as_deref(),
+        Some(&t.members),
+        &t.betas,
+    );
     let mut prepared = match prepared {
         Ok(p) => p,
         Err(e) => return http::fail(rq, e, Protocol::OpenAi, cors),

@@ -8,12 +8,16 @@
 //! throughput load generator is wrk (its CPU share is reported, to show it was not the limit).
 //!
 //! `cargo bench --bench proxy` runs it (the Makefile builds the static release binary first);
-//! `cargo bench --bench proxy -- soak` runs the soak instead (`soak.rs`). Environment:
+//! `cargo bench --bench proxy -- soak` runs the soak instead (`soak.rs`), `-- large` only the
+//! large-history phase (`large.rs`; with `CLAUDEGATE_BIN` set to another build, e.g. the glibc
+//! `target/release/claudegate`, to compare allocators). Environment:
 //! `CLAUDEGATE_BIN` (binary under test), `BENCH_QUICK=1` (shorter phases, for a smoke run),
 //! `SOAK_SECONDS` (default 1800).
 
 mod gate;
+mod history;
 mod http1;
+mod large;
 mod load;
 mod procfs;
 mod soak;
@@ -74,7 +78,11 @@ fn main() {
         let ok = soak::run(&work, &out_dir, Duration::from_secs(secs));
         std::process::exit(if ok { 0 } else { 1 });
     }
-    let rows = run_bench(&work, &bin, quick);
+    let rows = if args.first().map(String::as_str) == Some("large") {
+        large::phase(&work, quick)
+    } else {
+        run_bench(&work, &bin, quick)
+    };
     let ok = report(&rows, &out_dir, &bin);
     std::process::exit(if ok { 0 } else { 1 });
 }
@@ -157,6 +165,9 @@ fn run_bench(work: &Path, bin: &Path, quick: bool) -> Vec<Row> {
     eprintln!("bench: connection storm…");
     rows.extend(load::storm_phase(&sse_gate, nginx.addr));
     drop(sse_gate);
+
+    eprintln!("bench: large histories (5 MB per request)…");
+    rows.extend(large::phase(work, quick));
 
     eprintln!("bench: translator CPU…");
     let t = translator::measure(if quick { 500_000_000 } else { 3_000_000_000 });

@@ -51,6 +51,10 @@ impl Setup {
             "queue": 256,
             "upstream": {"base_url": format!("http://{upstream}"), "max_retries": 0},
             "limits": {"per_key_rpm": 0, "max_concurrent": 1024, "per_key_concurrent": 1024},
+            // The bench upstreams serve one fixed answer: no model list, no usage endpoint to
+            // read in the background while requests are timed.
+            "models": {"refresh_s": 0},
+            "oauth": {"usage_refresh_s": 0},
         });
         let config_path = dir.join("config.json");
         std::fs::write(&config_path, config.to_string()).expect("write config");

@@ -122,31 +122,39 @@ impl SseMock {
     }
 }
 
+/// Reads one request's line and headers; its `Content-Length` (0 without one), or `None` when
+/// the client closed the connection first.
+fn read_request_head(reader: &mut impl BufRead) -> io::Result<Option<usize>> {
+    let mut length = 0usize;
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Ok(None);
+    }
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            return Ok(Some(length));
+        }
+        if let Some((name, value)) = l.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+}
+
 fn serve_connection(stream: TcpStream, epoch: Instant) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
     loop {
-        let mut length = 0usize;
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
+        let Some(length) = read_request_head(&mut reader)? else {
             return Ok(());
-        }
-        loop {
-            line.clear();
-            if reader.read_line(&mut line)? == 0 {
-                return Ok(());
-            }
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = l.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-            }
-        }
+        };
         let mut body = vec![0; length];
         reader.read_exact(&mut body)?;
         let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
@@ -234,4 +242,55 @@ fn stream_events(
     )?;
     chunk(out, "message_stop", r#"{"type":"message_stop"}"#)?;
     out.write_all(b"0\r\n\r\n")
+}
+
+/// The large-body upstream: reads each request's body whole (by its `Content-Length`) and
+/// answers at once with a short Anthropic stream, whatever the request says. It does no more
+/// than an upstream must (no JSON parsing), so the time a large request takes is the client's
+/// upload plus what sits between the client and here.
+pub struct Sink {
+    pub addr: SocketAddr,
+}
+
+/// The short stream the sink answers with: one text delta, then the end.
+const SINK_STREAM: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_01Sink\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-6\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":1200000,\"output_tokens\":1}}}\n\n\
+event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n\
+event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Done.\"}}\n\n\
+event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n\
+event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":2}}\n\n\
+event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+
+impl Sink {
+    pub fn start() -> Sink {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind sink");
+        let addr = listener.local_addr().expect("sink addr");
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    sink_connection(stream).ok();
+                });
+            }
+        });
+        Sink { addr }
+    }
+}
+
+fn sink_connection(stream: TcpStream) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut reader = BufReader::with_capacity(256 * 1024, stream.try_clone()?);
+    let mut out = stream;
+    let mut body = Vec::new();
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n\
+         cache-control: no-cache\r\ncontent-length: {}\r\n\r\n{SINK_STREAM}",
+        SINK_STREAM.len()
+    );
+    loop {
+        let Some(length) = read_request_head(&mut reader)? else {
+            return Ok(());
+        };
+        body.resize(length, 0);
+        reader.read_exact(&mut body)?;
+        out.write_all(answer.as_bytes())?;
+    }
 }

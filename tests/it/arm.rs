@@ -213,7 +213,7 @@ fn arm_version() {
     );
     assert_eq!(
         stdout.trim(),
-        format!("claudegate {}", env!("CARGO_PKG_VERSION")),
+        crate::dist::expected_version(),
         "--version output"
     );
 }

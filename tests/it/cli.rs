@@ -31,10 +31,7 @@ fn help_and_version() {
     }
     let out = run(&["--version"]);
     assert!(out.status.success());
-    assert_eq!(
-        text(&out.stdout).trim(),
-        format!("claudegate {}", env!("CARGO_PKG_VERSION"))
-    );
+    assert_eq!(text(&out.stdout).trim(), crate::dist::expected_version());
 }
 
 /// `--help` after any command (and after a `keys` action) shows that command's own lines of

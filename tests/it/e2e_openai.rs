@@ -16,8 +16,8 @@
 //! `--nocapture`) every upstream request, the client's output and claudegate's log are printed.
 
 use crate::common::e2e::{
-    assert_upstream_saw_oauth_not_key as common_assert, dump_if_asked, gate_with_login, DEADLINE,
-    MODEL,
+    assert_upstream_saw_oauth_not_key as common_assert, dump_if_asked, gate_with_login,
+    script_lines, DEADLINE, MODEL,
 };
 use crate::common::gate::{Gate, TempDir};
 use crate::common::mock_upstream::{sse_error_event, MockUpstream, Recorded, Reply, SseEvent};
@@ -93,7 +93,7 @@ fn api_root(gate: &Gate) -> String {
 /// What claudegate must guarantee about every request that reached the upstream (the common
 /// checks, [`common_assert`]), plus what the OpenAI doors promise: only `/v1/messages` was
 /// called, always streamed, with a `max_tokens`, in a shape the real Messages API accepts.
-fn assert_upstream_saw_oauth_not_key(mock: &MockUpstream, gate: &Gate, key: &str) {
+pub(crate) fn assert_upstream_saw_oauth_not_key(mock: &MockUpstream, gate: &Gate, key: &str) {
     let reqs = mock.requests();
     common_assert(&reqs, gate, key);
     for r in &reqs {
@@ -174,7 +174,7 @@ fn assert_valid_anthropic_messages(body: &Value) {
 }
 
 /// The `/v1/messages` requests the upstream got.
-fn upstream_messages(mock: &MockUpstream) -> Vec<Value> {
+pub(crate) fn upstream_messages(mock: &MockUpstream) -> Vec<Value> {
     mock.requests_to("/v1/messages")
         .iter()
         .map(Recorded::json)
@@ -182,7 +182,7 @@ fn upstream_messages(mock: &MockUpstream) -> Vec<Value> {
 }
 
 /// All content blocks of all turns of an Anthropic request, with their turn's role.
-fn blocks_of(body: &Value) -> Vec<(String, Value)> {
+pub(crate) fn blocks_of(body: &Value) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     for m in body["messages"].as_array().into_iter().flatten() {
         let role = m["role"].as_str().unwrap_or("").to_string();
@@ -196,7 +196,7 @@ fn blocks_of(body: &Value) -> Vec<(String, Value)> {
 }
 
 /// The text of a `tool_result`'s content (a string or text blocks).
-fn tool_result_text(block: &Value) -> String {
+pub(crate) fn tool_result_text(block: &Value) -> String {
     match &block["content"] {
         Value::String(s) => s.clone(),
         Value::Array(parts) => parts
@@ -208,10 +208,77 @@ fn tool_result_text(block: &Value) -> String {
     }
 }
 
+/// The user's turn in `body` holds the PNG `png_b64` as an Anthropic `image` block with a
+/// base64 source, beside the text "What colour is this pixel?".
+pub(crate) fn assert_image_sent(body: &Value, png_b64: &str) {
+    let blocks = blocks_of(body);
+    let (role, image) = blocks
+        .iter()
+        .find(|(_, b)| b["type"] == "image")
+        .unwrap_or_else(|| panic!("an image block: {body}"));
+    assert_eq!(role, "user");
+    assert_eq!(
+        image["source"],
+        json!({"type": "base64", "media_type": "image/png", "data": png_b64}),
+        "{image}"
+    );
+    assert!(
+        blocks
+            .iter()
+            .any(|(_, b)| b["type"] == "text" && b["text"] == "What colour is this pixel?"),
+        "{body}"
+    );
+}
+
+/// The tool round trip a follow-up request `body` carries: the `tool_use` with `id` replayed in
+/// an assistant turn, and the `tool_result` answering it in a user turn. Returns the call block
+/// and the result's text.
+pub(crate) fn replayed_tool_call(body: &Value, id: &str) -> (Value, String) {
+    let blocks = blocks_of(body);
+    let (role, call) = blocks
+        .iter()
+        .find(|(_, b)| b["type"] == "tool_use")
+        .unwrap_or_else(|| panic!("the call is replayed: {body}"));
+    assert_eq!(role, "assistant", "{body}");
+    assert_eq!(call["id"], id, "{call}");
+    let (role, result) = blocks
+        .iter()
+        .find(|(_, b)| b["type"] == "tool_result")
+        .unwrap_or_else(|| panic!("a tool_result: {body}"));
+    assert_eq!(role, "user", "{body}");
+    assert_eq!(result["tool_use_id"], id, "{result}");
+    (call.clone(), tool_result_text(result))
+}
+
+/// A second turn `body` after a reasoning answer ([`THOUGHT`] signed [`SIGNATURE`], then
+/// "Hi!"), followed by the user's "And again.": the thinking block goes back unchanged and
+/// first, as the Messages API requires.
+pub(crate) fn assert_thinking_replayed(body: &Value) {
+    let messages = body["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 3, "user, assistant, user: {body}");
+    let assistant = messages[1]["content"]
+        .as_array()
+        .unwrap_or_else(|| panic!("assistant blocks: {body}"));
+    assert_eq!(
+        assistant[0],
+        json!({"type": "thinking", "thinking": THOUGHT, "signature": SIGNATURE}),
+        "the thinking block comes back unchanged, first: {}",
+        messages[1]
+    );
+    assert!(
+        assistant
+            .iter()
+            .any(|b| b["type"] == "text" && b["text"] == "Hi!"),
+        "{}",
+        messages[1]
+    );
+    assert!(messages[2].to_string().contains("And again."), "{body}");
+}
+
 // --- Anthropic streams the mock sends ---------------------------------------------------------
 
 /// One content block of a scripted answer.
-enum Block<'a> {
+pub(crate) enum Block<'a> {
     Text(&'a [&'a str]),
     /// Thinking text, then its signature.
     Thinking(&'a str, &'a str),
@@ -222,14 +289,14 @@ enum Block<'a> {
 /// Usage a scripted answer reports: `message_start` has the input side, `message_delta` the
 /// output tokens (as Anthropic sends them).
 #[derive(Clone, Copy)]
-struct Usage {
-    input: u64,
-    cache_read: u64,
-    cache_creation: u64,
-    output: u64,
+pub(crate) struct Usage {
+    pub(crate) input: u64,
+    pub(crate) cache_read: u64,
+    pub(crate) cache_creation: u64,
+    pub(crate) output: u64,
 }
 
-const USAGE: Usage = Usage {
+pub(crate) const USAGE: Usage = Usage {
     input: 12,
     cache_read: 0,
     cache_creation: 0,
@@ -239,7 +306,7 @@ const USAGE: Usage = Usage {
 static MSG_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// An Anthropic SSE stream with `blocks` (indexes 0, 1, …), ending with `stop`.
-fn anthropic_stream(blocks: &[Block], stop: &str, u: Usage) -> Vec<SseEvent> {
+pub(crate) fn anthropic_stream(blocks: &[Block], stop: &str, u: Usage) -> Vec<SseEvent> {
     let n = MSG_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let ev = |name: &str, data: Value| SseEvent::new(name, data.to_string());
     let mut out = vec![ev(
@@ -330,20 +397,8 @@ fn run_sdk(python: &Path, mode: &str, base_url: &str, key: &str) -> (Run, Vec<Va
         .env("NO_PROXY", "127.0.0.1,localhost")
         .env("PYTHONDONTWRITEBYTECODE", "1");
     let run = run_with_deadline(&mut cmd, DEADLINE);
-    let mut lines: Vec<Value> = run
-        .stdout
-        .lines()
-        .map(|l| {
-            serde_json::from_str(l)
-                .unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n--- stderr:\n{}", run.stderr))
-        })
-        .collect();
-    assert!(
-        !lines.is_empty() && lines[0]["step"] == "version",
-        "{run:?}"
-    );
-    assert_eq!(lines[0]["openai"], pinned_pip("openai"), "{}", run.stdout);
-    lines.remove(0);
+    let (version, lines) = script_lines(&run);
+    assert_eq!(version["openai"], pinned_pip("openai"), "{}", run.stdout);
     (run, lines)
 }
 
@@ -613,25 +668,7 @@ fn openai_sdk_chat_image_through_claudegate() {
     assert_eq!(s["text"], "Red.", "{s}");
     let png = s["png_b64"].as_str().unwrap();
     assert_eq!(up.len(), 1);
-    let blocks = blocks_of(&up[0]);
-    let image = blocks
-        .iter()
-        .find(|(_, b)| b["type"] == "image")
-        .unwrap_or_else(|| panic!("an image block: {}", up[0]));
-    assert_eq!(image.0, "user");
-    assert_eq!(
-        image.1["source"],
-        json!({"type": "base64", "media_type": "image/png", "data": png}),
-        "{}",
-        image.1
-    );
-    assert!(
-        blocks
-            .iter()
-            .any(|(_, b)| b["type"] == "text" && b["text"] == "What colour is this pixel?"),
-        "{}",
-        up[0]
-    );
+    assert_image_sent(&up[0], png);
 }
 
 /// `responses.create`: output_text, status and usage; instructions and max_output_tokens
@@ -745,29 +782,13 @@ fn openai_sdk_responses_function_call_through_claudegate() {
     let tools = up[0]["tools"].as_array().expect("tools go upstream");
     assert_eq!(tools[0]["name"], "get_weather");
     assert_eq!(tools[0]["input_schema"]["required"], json!(["city"]));
-    let blocks = blocks_of(&up[1]);
-    let tool_use = blocks
-        .iter()
-        .find(|(_, b)| b["type"] == "tool_use")
-        .unwrap_or_else(|| panic!("the call is replayed: {}", up[1]));
-    assert_eq!(tool_use.0, "assistant");
-    assert_eq!(tool_use.1["id"], WEATHER_ID);
-    assert_eq!(tool_use.1["input"], json!({"city": "Paris"}));
-    let result = blocks
-        .iter()
-        .find(|(_, b)| b["type"] == "tool_result")
-        .unwrap_or_else(|| panic!("a tool_result: {}", up[1]));
-    assert_eq!(result.0, "user");
-    assert_eq!(result.1["tool_use_id"], WEATHER_ID, "{}", result.1);
-    assert!(
-        tool_result_text(&result.1).contains("weather-in-Paris: sunny"),
-        "{}",
-        result.1
-    );
+    let (call, result) = replayed_tool_call(&up[1], WEATHER_ID);
+    assert_eq!(call["input"], json!({"city": "Paris"}));
+    assert!(result.contains("weather-in-Paris: sunny"), "{result}");
 }
 
-const THOUGHT: &str = "The user wants a greeting; keep it short.";
-const SIGNATURE: &str =
+pub(crate) const THOUGHT: &str = "The user wants a greeting; keep it short.";
+pub(crate) const SIGNATURE: &str =
     "EqQBCkYIBxgCKkDe2eSignatureForClaudegateE2e0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH==";
 
 /// Reasoning replay, stateless (`store: false`, `include: ["reasoning.encrypted_content"]`):
@@ -799,25 +820,7 @@ fn openai_sdk_responses_reasoning_replay_through_claudegate() {
     assert_eq!(lines[1]["text"], "Hi again!", "{}", lines[1]);
 
     assert_eq!(up.len(), 2, "{up:#?}");
-    let messages = up[1]["messages"].as_array().unwrap();
-    assert_eq!(messages.len(), 3, "user, assistant, user: {}", up[1]);
-    let assistant = messages[1]["content"]
-        .as_array()
-        .unwrap_or_else(|| panic!("assistant blocks: {}", up[1]));
-    assert_eq!(
-        assistant[0],
-        json!({"type": "thinking", "thinking": THOUGHT, "signature": SIGNATURE}),
-        "the thinking block comes back unchanged, first: {}",
-        messages[1]
-    );
-    assert!(
-        assistant
-            .iter()
-            .any(|b| b["type"] == "text" && b["text"] == "Hi!"),
-        "{}",
-        messages[1]
-    );
-    assert!(messages[2].to_string().contains("And again."), "{}", up[1]);
+    assert_thinking_replayed(&up[1]);
 }
 
 /// Upstream errors surface as the SDK's typed errors: a 400's message is kept (chat and
@@ -1103,25 +1106,12 @@ fn assert_shell_round_trip(events: &[Value], up: &[Value]) -> Value {
     );
 
     assert_eq!(up.len(), 2, "tool call + final answer: {up:#?}");
-    let blocks = blocks_of(&up[1]);
-    let tool_use = blocks
-        .iter()
-        .find(|(_, b)| b["type"] == "tool_use")
-        .unwrap_or_else(|| panic!("the call is replayed: {}", up[1]));
-    assert_eq!(tool_use.0, "assistant");
-    assert_eq!(tool_use.1["id"], SHELL_ID);
-    assert_eq!(tool_use.1["name"], "exec_command");
-    assert_eq!(tool_use.1["input"]["cmd"], "echo claudegate-e2e");
-    let result = blocks
-        .iter()
-        .find(|(_, b)| b["type"] == "tool_result")
-        .unwrap_or_else(|| panic!("a tool_result: {}", up[1]));
-    assert_eq!(result.0, "user");
-    assert_eq!(result.1["tool_use_id"], SHELL_ID, "{}", result.1);
+    let (call, result) = replayed_tool_call(&up[1], SHELL_ID);
+    assert_eq!(call["name"], "exec_command");
+    assert_eq!(call["input"]["cmd"], "echo claudegate-e2e");
     assert!(
-        tool_result_text(&result.1).contains(SHELL_WORD),
-        "the command's output goes back: {}",
-        result.1
+        result.contains(SHELL_WORD),
+        "the command's output goes back: {result}"
     );
     up[1].clone()
 }
@@ -1277,19 +1267,8 @@ fn codex_exec_namespaced_tool_call_through_claudegate() {
         .collect();
     assert!(tools.contains(&"multi_agent_v1__close_agent"), "{tools:?}");
     assert_eq!(up.len(), 2, "{up:#?}");
-    let blocks = blocks_of(&up[1]);
-    let tool_use = blocks
-        .iter()
-        .find(|(_, b)| b["type"] == "tool_use")
-        .unwrap_or_else(|| panic!("the call is replayed: {}", up[1]));
-    assert_eq!(tool_use.1["id"], id);
-    assert_eq!(tool_use.1["name"], "multi_agent_v1__close_agent");
-    let result = blocks
-        .iter()
-        .find(|(_, b)| b["type"] == "tool_result")
-        .unwrap_or_else(|| panic!("a tool_result: {}", up[1]));
-    assert_eq!(result.1["tool_use_id"], id);
-    let text = tool_result_text(&result.1);
+    let (call, text) = replayed_tool_call(&up[1], id);
+    assert_eq!(call["name"], "multi_agent_v1__close_agent");
     assert!(
         !text.contains("unsupported call") && text.contains("agent-does-not-exist"),
         "Codex's close_agent handler answered: {text}"

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::base::jsonspan::{self, Edits};
+use crate::base::jsonspan::{self, Edits, Member};
 use crate::config::{CloakMode, CloakingConfig};
 
 /// The identity line Claude Code's system prompt starts with.
@@ -164,12 +164,26 @@ impl Cloak {
     ) -> Result<String, String> {
         let members =
             jsonspan::object_members(raw).ok_or("the request body must be a JSON object")?;
+        self.body_with(raw, &members, account_uuid, session_id, count_tokens)
+    }
+
+    /// [`Cloak::body`] of a body whose top-level `members` its caller already found (the
+    /// route's check that the body is an object, the translator's writing of it): a 5 MB
+    /// history is then not scanned a second time.
+    pub fn body_with(
+        &self,
+        raw: &str,
+        members: &[Member],
+        account_uuid: &str,
+        session_id: &str,
+        count_tokens: bool,
+    ) -> Result<String, String> {
         let words = self.words();
         let mut edits = Edits::default();
         let mut prepend = Vec::new(); // new members, inserted right after the opening brace
         let identity = text_block(IDENTITY);
 
-        match jsonspan::member(&members, "system") {
+        match jsonspan::member(members, "system") {
             None => prepend.push(format!("\"system\":[{identity}]")),
             Some(span) => {
                 let text = &raw[span.clone()];
@@ -186,7 +200,7 @@ impl Cloak {
                 json_safe(session_id)
             );
             let user_id = serde_json::to_string(&user_id).unwrap_or_default();
-            match jsonspan::member(&members, "metadata") {
+            match jsonspan::member(members, "metadata") {
                 None => prepend.push(format!("\"metadata\":{{\"user_id\":{user_id}}}")),
                 Some(span) => {
                     let text = &raw[span.clone()];
@@ -207,7 +221,7 @@ impl Cloak {
             }
         }
         if !words.is_empty() {
-            if let Some(span) = jsonspan::member(&members, "messages") {
+            if let Some(span) = jsonspan::member(members, "messages") {
                 message_text_edits(raw, span.clone(), &words, &mut edits);
             }
         }

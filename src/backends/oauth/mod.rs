@@ -27,7 +27,7 @@ pub mod usage;
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use ureq::http::Response;
 
 use crate::anthropic::collector::Collector;
@@ -38,6 +38,7 @@ use crate::backends::abandon;
 use crate::backends::upstream::{self, Call, Upstream};
 use crate::backends::{Answer, Completion};
 use crate::base::error::{ApiError, ErrorKind};
+use crate::base::jsonspan::Member;
 use crate::base::log;
 use crate::guard::budget::Body;
 use account::{Account, Credential};
@@ -76,6 +77,9 @@ pub struct Native<'r> {
     pub headers: &'r [(&'r str, &'r str)],
     /// `/v1/messages/count_tokens` rather than `/v1/messages`.
     pub count_tokens: bool,
+    /// The body's top-level members, found by the route's check that it is an object (so
+    /// cloaking does not scan a large body again).
+    pub members: &'r [Member],
     /// The body's `model`, when it names one: a cooldown of that model's family refuses it.
     pub model: Option<&'r str>,
 }
@@ -154,7 +158,13 @@ impl OauthBackend {
             })?;
             let out = self
                 .cloak
-                .body(text, &cred.account_uuid, &session, native.count_tokens)
+                .body_with(
+                    text,
+                    native.members,
+                    &cred.account_uuid,
+                    &session,
+                    native.count_tokens,
+                )
                 .map_err(|e| ApiError::new(ErrorKind::InvalidRequest, e))?;
             // Replaces the client's copy: one copy of the body is held at a time.
             body.bytes = out.into_bytes();
@@ -168,18 +178,22 @@ impl OauthBackend {
         })
     }
 
-    /// Prepares a request built by a translator (the OpenAI doors, `/v1/complete`): the
-    /// client's own headers are not forwarded, since they were meant for another API; the body
-    /// is cloaked unless `cloaking.mode` is `never` (these clients are never Claude Code). The
-    /// client's body buffer is reused for the translated one, keeping its budget reservation.
+    /// Prepares a request built by a translator (the OpenAI doors, `/v1/complete`): `body`
+    /// holds the Anthropic request's JSON text, written in place of the client's own body (so
+    /// it keeps the budget reservation). The client's own headers are not forwarded, since
+    /// they were meant for another API; the body is cloaked unless `cloaking.mode` is `never`
+    /// (these clients are never Claude Code). `model` is the request's (resolved) model, for
+    /// the cooldown of its family. `members` are the text's top-level members when the
+    /// translator noted them as it wrote the text; `None` has them found here.
     pub fn prepare_translated<'a>(
         &self,
         key_label: &str,
         mut body: Body<'a>,
-        anthropic: &Value,
+        model: Option<&str>,
+        members: Option<&[Member]>,
         betas: &[&str],
     ) -> Result<Prepared<'a>, ApiError> {
-        let cred = self.account.credential_for(anthropic["model"].as_str())?;
+        let cred = self.account.credential_for(model)?;
         let cloaked = self.cloak.applies(None, None);
         let mut required: Vec<&str> = if cloaked {
             cloak::CLAUDE_CODE_BETAS.to_vec()
@@ -198,16 +212,24 @@ impl OauthBackend {
             ),
             ("Content-Type".to_string(), "application/json".to_string()),
         ];
-        let text = anthropic.to_string();
-        body.bytes = if cloaked {
+        if cloaked {
             let session = self.cloak.session_id(key_label);
             headers.extend(self.cloak.headers(&session));
-            let out = self.cloak.body(&text, &cred.account_uuid, &session, false);
-            out.map_err(|e| ApiError::new(ErrorKind::InvalidRequest, e))?
-                .into_bytes()
-        } else {
-            text.into_bytes()
-        };
+            let text = std::str::from_utf8(&body.bytes).map_err(|_| {
+                ApiError::new(ErrorKind::Internal, "a translated request was not UTF-8")
+            })?;
+            let out = match members {
+                Some(members) => {
+                    self.cloak
+                        .body_with(text, members, &cred.account_uuid, &session, false)
+                }
+                None => self.cloak.body(text, &cred.account_uuid, &session, false),
+            };
+            // Replaces the translated text: one copy of the body is held at a time.
+            body.bytes = out
+                .map_err(|e| ApiError::new(ErrorKind::InvalidRequest, e))?
+                .into_bytes();
+        }
         Ok(Prepared {
             path: "/v1/messages?beta=true".into(),
             headers,
@@ -348,7 +370,10 @@ impl OauthBackend {
         if let Some(system) = req.system.as_deref().filter(|s| !s.is_empty()) {
             anthropic["system"] = json!([{"type": "text", "text": system}]);
         }
-        let mut prepared = self.prepare_translated(key_label, body, &anthropic, &[])?;
+        let mut body = body;
+        body.bytes = crate::base::jsonout::to_vec(&anthropic);
+        let mut prepared =
+            self.prepare_translated(key_label, body, anthropic["model"].as_str(), None, &[])?;
         let sent = self.send(&mut prepared);
         drop(prepared); // the request body is no longer needed: free its share of the budget
         let (mut resp, returned) = sent?;

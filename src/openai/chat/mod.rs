@@ -64,25 +64,39 @@ pub use response::{completion, ChatStream};
 
 use serde_json::Value;
 
+use super::body::Body;
 use super::draft::{Choice, Draft, Format, Sampling};
 use super::params::{ChatRequest, OAUTH};
 use super::reasoning::ReasoningEffort;
-use super::{TranslateError, Translated};
+use super::{Request, TranslateError, Translated};
 
 fn bad(param: impl Into<String>, message: impl Into<String>) -> TranslateError {
     TranslateError::new(param, message)
 }
 
-/// Translates a Chat Completions request into an Anthropic Messages request.
+/// Translates a Chat Completions request into an Anthropic Messages request (the tests' and
+/// fuzz targets' entry point; the server reads the body as a [`Request`] and calls
+/// [`translate`]).
 pub fn translate_request(
     req: &Value,
     resolve: &dyn Fn(&str) -> String,
 ) -> Result<Translated, TranslateError> {
-    let r = ChatRequest::read(req, &OAUTH)?;
+    let not_object = bad("body", "the request body must be a JSON object");
+    super::translate_value(req, "messages", not_object, |r| translate(r, resolve))
+}
+
+/// Translates a Chat Completions request read from its JSON text.
+pub fn translate<'a>(
+    req: &Request<'a>,
+    resolve: &dyn Fn(&str) -> String,
+) -> Result<Translated<Body<'a>>, TranslateError> {
+    let r = ChatRequest::read_split(&req.params, req.history, &OAUTH)?;
     let mut d = Draft::new(r.model.clone(), resolve(&r.model), r.stream);
     d.include_usage = r.include_usage;
     d.max_tokens = r.max_tokens;
-    (d.system, d.messages) = messages::convert(r.messages())?;
+    if let Some(messages) = req.history {
+        (d.system, d.messages) = messages::convert(messages)?;
+    }
     (d.tools, d.strict_tools) = messages::convert_tools(r.get("tools"))?;
     d.choice = tool_choice(r.get("tool_choice"))?;
     d.parallel = match r.get("parallel_tool_calls") {
@@ -97,7 +111,7 @@ pub fn translate_request(
     d.format = response_format(r.get("response_format"))?;
     d.effort = ReasoningEffort::parse(r.get("reasoning_effort"), "reasoning_effort")?;
     d.stop_sequences = stop_sequences(r.get("stop"))?;
-    d.sampling = Sampling::read(&r.params)?;
+    d.sampling = Sampling::read(r.params())?;
     d.finish()
 }
 

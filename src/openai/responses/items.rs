@@ -1,11 +1,17 @@
 //! Responses `input` items → Anthropic `system` and `messages` (the *Input items* and
 //! *`encrypted_content`* sections of [`super`]'s docs). Content parts and turn merging are the
-//! shared [`crate::openai::content`]; this module reads the Responses shapes.
+//! shared [`crate::openai::content`]; this module reads the Responses shapes. `input` is read
+//! where it lies in the client's text ([`Item`]): texts and tool outputs are carried over as
+//! written.
+
+use std::borrow::Cow;
 
 use serde_json::{json, Value};
 
 use super::tools::ToolTable;
-use crate::openai::content::{self, text_block, Turns, NO_FILES};
+use crate::base::jsonspan::Item;
+use crate::openai::body::{Block, Message, ResultContent, Str};
+use crate::openai::content::{self, text_block, text_value, Turns, NO_FILES};
 use crate::openai::TranslateError;
 
 /// Marks `encrypted_content` we wrote.
@@ -13,29 +19,39 @@ pub(super) const REASONING_PREFIX: &str = "claudegate:v1:";
 
 /// Adds a text block unless the text is empty (Anthropic refuses empty text blocks).
 pub(super) fn push_text(blocks: &mut Vec<Value>, text: &str) {
-    blocks.extend(text_block(text, None));
+    blocks.extend(text_value(text, None));
+}
+
+/// A string member's value; `None` when absent or not a string.
+fn string<'a>(v: Item<'a>, key: &str) -> Option<Cow<'a, str>> {
+    v.get(key).and_then(|s| s.as_str())
 }
 
 /// `input` → (system blocks from system/developer items, Anthropic messages).
-pub(super) fn convert_input(
-    input: Option<&Value>,
+pub(super) fn convert_input<'a>(
+    input: Option<Item<'a>>,
     tools: &ToolTable,
-) -> Result<(Vec<Value>, Vec<Value>), TranslateError> {
+) -> Result<(Vec<Value>, Vec<Message<'a>>), TranslateError> {
     let mut system = Vec::new();
     let mut turns = Turns::default();
     match input {
-        Some(Value::String(s)) if !s.is_empty() => {
-            turns.push("user", vec![json!({"type": "text", "text": s})]);
+        Some(s) if s.is_string() && !s.is_str("") => {
+            turns.push(
+                "user",
+                Str::of(s)
+                    .and_then(|s| text_block(s, None))
+                    .into_iter()
+                    .collect(),
+            );
         }
-        Some(Value::Array(items)) => {
-            for (i, item) in items.iter().enumerate() {
+        Some(items) if items.is_array() => {
+            for (i, item) in items.items().enumerate() {
                 let p = format!("input[{i}]");
                 convert_item(item, &p, tools, &mut system, &mut turns)?;
             }
         }
-        None | Some(Value::Null) => {
-            return Err(TranslateError::new("input", "`input` is required"))
-        }
+        None => return Err(TranslateError::new("input", "`input` is required")),
+        Some(v) if v.is_null() => return Err(TranslateError::new("input", "`input` is required")),
         Some(_) => {
             return Err(TranslateError::new(
                 "input",
@@ -53,67 +69,77 @@ pub(super) fn convert_input(
 }
 
 /// One input item into the system blocks or the turns.
-fn convert_item(
-    item: &Value,
+fn convert_item<'a>(
+    item: Item<'a>,
     p: &str,
     tools: &ToolTable,
     system: &mut Vec<Value>,
-    turns: &mut Turns,
+    turns: &mut Turns<'a>,
 ) -> Result<(), TranslateError> {
     if !item.is_object() {
         return Err(TranslateError::new(p, "each input item must be an object"));
     }
-    let str_field = |k: &str| -> Result<&str, TranslateError> {
-        item.get(k).and_then(Value::as_str).ok_or_else(|| {
+    let str_field = |k: &str| -> Result<Cow<'a, str>, TranslateError> {
+        string(item, k).ok_or_else(|| {
             TranslateError::new(format!("{p}.{k}"), format!("`{k}` must be a string"))
         })
     };
-    match item.get("type").and_then(Value::as_str) {
+    match string(item, "type").as_deref() {
+        // A `type` that is not a string reads as none, as it did from a `Value`.
         None | Some("message") => convert_message(item, p, system, turns)?,
         Some(kind @ ("function_call" | "custom_tool_call")) => {
             let call_id = str_field("call_id")?;
             let name = str_field("name")?;
-            let namespace = item.get("namespace").and_then(Value::as_str);
+            let namespace = string(item, "namespace");
             let input = if kind == "function_call" {
                 // Arguments that are not a JSON object (e.g. a call cut by max_tokens, replayed
                 // from the history) become `{}`, so one broken call does not wedge a session.
-                content::tool_input(item.get("arguments")).unwrap_or_else(|_| json!({}))
+                let arguments = item.get("arguments").map(|a| a.to_value());
+                content::tool_input(arguments.as_ref()).unwrap_or_else(|_| json!({}))
             } else {
                 json!({"input": str_field("input")?})
             };
             turns.push(
                 "assistant",
-                vec![json!({"type": "tool_use", "id": call_id,
-                    "name": tools.flat_name(namespace, name), "input": input})],
+                vec![Block::Json(content::tool_use_block(
+                    call_id.into(),
+                    tools.flat_name(namespace.as_deref(), &name).into(),
+                    input,
+                ))],
             );
         }
         Some("function_call_output" | "custom_tool_call_output") => {
-            let call_id = str_field("call_id")?;
-            let mut result = json!({"type": "tool_result", "tool_use_id": call_id});
+            str_field("call_id")?;
+            let tool_use_id = item.get("call_id").and_then(Str::of);
             let pp = format!("{p}.output");
-            match item.get("output") {
-                Some(Value::String(s)) if s.is_empty() => {}
-                Some(Value::String(s)) => result["content"] = json!(s),
-                Some(Value::Array(_)) => {
-                    let blocks = user_content(&item["output"], &pp)?;
-                    if !blocks.is_empty() {
-                        result["content"] = Value::Array(blocks);
-                    }
+            let content = match item.get("output") {
+                Some(o) if o.is_str("") => None,
+                Some(o) if o.is_string() => Str::of(o).map(ResultContent::Text),
+                Some(o) if o.is_array() => {
+                    let blocks = user_content(o, &pp)?;
+                    (!blocks.is_empty()).then_some(ResultContent::Blocks(blocks))
                 }
-                None | Some(Value::Null) => {}
+                None => None,
+                Some(o) if o.is_null() => None,
                 // Not in the spec, but seen: a JSON value is passed on as its text.
-                Some(other) => result["content"] = json!(other.to_string()),
-            }
-            turns.push("user", vec![result]);
+                Some(other) => Some(ResultContent::Text(Str::Own(other.to_value().to_string()))),
+            };
+            turns.push(
+                "user",
+                vec![Block::ToolResult {
+                    tool_use_id: tool_use_id.unwrap_or(Str::Own(String::new())),
+                    content,
+                    cache_control: None,
+                }],
+            );
         }
         Some("reasoning") => {
             // Foreign reasoning (e.g. from an OpenAI model) cannot be verified by Anthropic.
-            if let Some(block) = item
-                .get("encrypted_content")
-                .and_then(Value::as_str)
+            if let Some(block) = string(item, "encrypted_content")
+                .as_deref()
                 .and_then(decode_reasoning)
             {
-                turns.push("assistant", vec![block]);
+                turns.push("assistant", vec![Block::Json(block)]);
             }
         }
         // Anthropic's search results cannot be replayed; the text that used them stays.
@@ -121,7 +147,7 @@ fn convert_item(
         Some("item_reference") => {
             return Err(TranslateError::new(
                 format!("{p}.type"),
-                "item references are not supported: claudegate stores no items; send the items themselves",
+                "item references are not supported: claudegate stores no items; send the items themselves (a client that sends references, such as the Vercel AI SDK's Responses provider, sends the items instead when given `store: false`)",
             ))
         }
         Some(other) => {
@@ -135,23 +161,35 @@ fn convert_item(
 }
 
 /// A message item (typed or shorthand).
-fn convert_message(
-    item: &Value,
+fn convert_message<'a>(
+    item: Item<'a>,
     p: &str,
     system: &mut Vec<Value>,
-    turns: &mut Turns,
+    turns: &mut Turns<'a>,
 ) -> Result<(), TranslateError> {
-    let content = &item["content"];
-    if !content.is_string() && !content.is_array() {
-        return Err(TranslateError::new(
-            format!("{p}.content"),
-            "`content` must be a string or a list of parts",
-        ));
-    }
-    match item.get("role").and_then(Value::as_str) {
-        Some("system" | "developer") => system.extend(text_parts(content, p)?),
+    let content = match item.get("content") {
+        Some(c) if c.is_string() || c.is_array() => c,
+        _ => {
+            return Err(TranslateError::new(
+                format!("{p}.content"),
+                "`content` must be a string or a list of parts",
+            ))
+        }
+    };
+    match string(item, "role").as_deref() {
+        Some("system" | "developer") => system.extend(
+            text_parts(content, p)?
+                .into_iter()
+                .filter_map(|(text, part)| text_value(&text.value(), part)),
+        ),
         Some("user") => turns.push("user", user_content(content, &format!("{p}.content"))?),
-        Some("assistant") => turns.push("assistant", text_parts(content, p)?),
+        Some("assistant") => turns.push(
+            "assistant",
+            text_parts(content, p)?
+                .into_iter()
+                .filter_map(|(text, part)| text_block(text, part))
+                .collect(),
+        ),
         _ => {
             return Err(TranslateError::new(
                 format!("{p}.role"),
@@ -162,16 +200,21 @@ fn convert_message(
     Ok(())
 }
 
-/// The text blocks of a system/developer/assistant message: only text parts are allowed there.
-fn text_parts(content: &Value, p: &str) -> Result<Vec<Value>, TranslateError> {
-    let Some(parts) = content.as_array() else {
-        return Ok(text_block(content.as_str().unwrap_or(""), None)
-            .into_iter()
-            .collect());
-    };
+/// The texts of a system/developer/assistant message, each with the part it came from: only
+/// text parts are allowed there. Empty texts are kept (the caller drops them).
+fn text_parts<'a>(
+    content: Item<'a>,
+    p: &str,
+) -> Result<Vec<(Str<'a>, Option<Item<'a>>)>, TranslateError> {
+    if !content.is_array() {
+        return Ok(vec![(
+            Str::of(content).unwrap_or(Str::Own(String::new())),
+            None,
+        )]);
+    }
     let mut out = Vec::new();
-    for (j, part) in parts.iter().enumerate() {
-        let field = match part["type"].as_str() {
+    for (j, part) in content.items().enumerate() {
+        let field = match string(part, "type").as_deref() {
             Some("input_text" | "output_text" | "text") => "text",
             Some("refusal") => "refusal",
             _ => {
@@ -181,28 +224,32 @@ fn text_parts(content: &Value, p: &str) -> Result<Vec<Value>, TranslateError> {
                 ))
             }
         };
-        out.extend(text_block(part[field].as_str().unwrap_or(""), Some(part)));
+        let text = part.get(field).and_then(Str::of);
+        out.push((text.unwrap_or(Str::Own(String::new())), Some(part)));
     }
     Ok(out)
 }
 
 /// User (or tool output) content → Anthropic blocks.
-fn user_content(content: &Value, p: &str) -> Result<Vec<Value>, TranslateError> {
-    let Some(parts) = content.as_array() else {
-        return Ok(text_block(content.as_str().unwrap_or(""), None)
-            .into_iter()
-            .collect());
-    };
+fn user_content<'a>(content: Item<'a>, p: &str) -> Result<Vec<Block<'a>>, TranslateError> {
+    if !content.is_array() {
+        let text = Str::of(content).unwrap_or(Str::Own(String::new()));
+        return Ok(text_block(text, None).into_iter().collect());
+    }
     let mut blocks = Vec::new();
-    for (j, part) in parts.iter().enumerate() {
+    for (j, part) in content.items().enumerate() {
         let pp = format!("{p}[{j}]");
-        let block = match part["type"].as_str() {
+        let block = match string(part, "type").as_deref() {
             Some("input_text" | "output_text" | "text") => {
-                blocks.extend(text_block(part["text"].as_str().unwrap_or(""), Some(part)));
+                let text = part.get("text").and_then(Str::of);
+                blocks.extend(text_block(
+                    text.unwrap_or(Str::Own(String::new())),
+                    Some(part),
+                ));
                 continue;
             }
             Some("input_image") => image(part, &pp)?,
-            Some("input_file") => content::document_block(part, &pp)?,
+            Some("input_file") => content::document_block(&part.to_value(), &pp)?,
             Some(other) => {
                 return Err(TranslateError::new(
                     format!("{pp}.type"),
@@ -216,20 +263,20 @@ fn user_content(content: &Value, p: &str) -> Result<Vec<Value>, TranslateError> 
                 ))
             }
         };
-        blocks.push(content::with_cache_control(block, part));
+        blocks.push(Block::Json(content::with_cache_control(block, part)));
     }
     Ok(blocks)
 }
 
 /// `input_image` → an Anthropic image block (`image_url` as a string or `{"url": …}`).
-fn image(part: &Value, p: &str) -> Result<Value, TranslateError> {
-    if part.get("file_id").is_some_and(|v| !v.is_null()) {
+fn image(part: Item, p: &str) -> Result<Value, TranslateError> {
+    if part.field("file_id").is_some() {
         return Err(TranslateError::new(format!("{p}.file_id"), NO_FILES));
     }
     let url = match part.get("image_url") {
-        Some(Value::String(u)) => Some(u.as_str()),
-        Some(Value::Object(o)) => o.get("url").and_then(Value::as_str),
-        _ => part.get("url").and_then(Value::as_str),
+        Some(u) if u.is_string() => u.as_str(),
+        Some(o) if o.is_object() => string(o, "url"),
+        _ => string(part, "url"),
     };
     let Some(url) = url else {
         return Err(TranslateError::new(
@@ -237,7 +284,7 @@ fn image(part: &Value, p: &str) -> Result<Value, TranslateError> {
             "`image_url` must be a data URL or an https URL",
         ));
     };
-    content::image_block(url, &format!("{p}.image_url"))
+    content::image_block(&url, &format!("{p}.image_url"))
 }
 
 /// A thinking or redacted_thinking block → `encrypted_content` (see the module docs).
@@ -251,16 +298,26 @@ pub(super) fn encode_reasoning(block: &Value) -> String {
 /// Our `encrypted_content` → the block it carries; None for anything else.
 pub(super) fn decode_reasoning(content: &str) -> Option<Value> {
     let bytes = crate::base::base64::decode(content.strip_prefix(REASONING_PREFIX)?)?;
-    let v: Value = serde_json::from_slice(&bytes).ok()?;
-    match v["type"].as_str()? {
-        "thinking" => Some(json!({
-            "type": "thinking",
-            "thinking": v["thinking"].as_str()?,
-            "signature": v["signature"].as_str()?,
-        })),
-        "redacted_thinking" => {
-            Some(json!({"type": "redacted_thinking", "data": v["data"].as_str()?}))
-        }
+    let Value::Object(mut v) = serde_json::from_slice(&bytes).ok()? else {
+        return None;
+    };
+    // The strings are moved into the block, not copied: a thinking block can be long.
+    let mut take = |key: &str| match v.remove(key) {
+        Some(s @ Value::String(_)) => Some(s),
         _ => None,
+    };
+    let kind = take("type")?;
+    let mut block = serde_json::Map::new();
+    match kind.as_str()? {
+        "thinking" => {
+            block.insert("thinking".into(), take("thinking")?);
+            block.insert("signature".into(), take("signature")?);
+        }
+        "redacted_thinking" => {
+            block.insert("data".into(), take("data")?);
+        }
+        _ => return None,
     }
+    block.insert("type".into(), kind);
+    Some(Value::Object(block))
 }

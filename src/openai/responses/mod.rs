@@ -108,7 +108,7 @@ pub mod stream;
 pub mod tools;
 
 pub use object::response_object;
-pub use request::translate_request;
+pub use request::{translate, translate_request};
 pub use stream::ResponsesStream;
 
 #[cfg(test)]

@@ -5,9 +5,10 @@ use serde_json::{json, Map, Value};
 
 use super::items;
 use super::tools::{self, ToolTable};
+use crate::openai::body::Body;
 use crate::openai::draft::{Draft, Format, Sampling};
 use crate::openai::reasoning::ReasoningEffort;
-use crate::openai::{TranslateError, Translated};
+use crate::openai::{Request, TranslateError, Translated};
 
 /// Every top-level parameter we accept; anything else is refused by name.
 const ACCEPTED: &[&str] = &[
@@ -50,17 +51,26 @@ fn is_absent(v: Option<&Value>) -> bool {
     v.is_none_or(Value::is_null)
 }
 
-/// Translates a Responses request into an Anthropic Messages request (always streamed).
+/// Translates a Responses request into an Anthropic Messages request (always streamed): the
+/// tests' and fuzz targets' entry point; the server reads the body as a [`Request`] and calls
+/// [`translate`].
 pub fn translate_request(
     req: &Value,
     resolve: &dyn Fn(&str) -> String,
 ) -> Result<Translated, TranslateError> {
-    let Some(obj) = req.as_object() else {
-        return Err(TranslateError {
-            param: None,
-            message: "the request body must be a JSON object".into(),
-        });
+    let not_object = TranslateError {
+        param: None,
+        message: "the request body must be a JSON object".into(),
     };
+    crate::openai::translate_value(req, "input", not_object, |r| translate(r, resolve))
+}
+
+/// Translates a Responses request read from its JSON text.
+pub fn translate<'a>(
+    req: &Request<'a>,
+    resolve: &dyn Fn(&str) -> String,
+) -> Result<Translated<Body<'a>>, TranslateError> {
+    let obj = &req.params;
     check_parameters(obj)?;
     let client_model = match obj.get("model") {
         Some(Value::String(m)) if !m.is_empty() => m.clone(),
@@ -79,7 +89,7 @@ pub fn translate_request(
         Some(Value::String(s)) => items::push_text(&mut d.system, s),
         Some(_) => return Err(err("instructions", "`instructions` must be a string")),
     }
-    let (item_system, messages) = items::convert_input(obj.get("input"), &tools)?;
+    let (item_system, messages) = items::convert_input(req.history, &tools)?;
     d.system.extend(item_system);
     d.messages = messages;
     d.format = convert_text(obj.get("text"))?;

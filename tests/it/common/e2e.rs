@@ -1,10 +1,11 @@
-//! What the end-to-end tests of real clients (`e2e_clients`, `e2e_openai`) share: the deadline
-//! for a client process, the model they ask for, the gate they talk to, and the checks every
-//! client's traffic must pass on its way through claudegate.
+//! What the end-to-end tests of real clients (`e2e_clients`, `e2e_openai`, `e2e_ai_sdk`,
+//! `e2e_opencode`) share: the deadline for a client process, the model they ask for, the gate
+//! they talk to, the checks every client's traffic must pass on its way through claudegate, and
+//! a proxy trap that catches any connection a client tries beyond loopback.
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::gate::{logged_in, Gate, STORED_ACCESS_TOKEN};
 use super::mock_upstream::{MockUpstream, Recorded};
@@ -20,6 +21,40 @@ pub const ACCESS_TOKEN: &str = STORED_ACCESS_TOKEN;
 /// claudegate in front of `mock`, logged in with [`ACCESS_TOKEN`]; returns it and a key.
 pub fn gate_with_login(mock: &MockUpstream) -> (Gate, String) {
     logged_in(&mock.url(), json!({}))
+}
+
+/// The JSON lines a test script (`tests/e2e/*.py`, `*.mjs`) printed: its first line, the
+/// `version` step naming what it loaded, and the rest.
+pub fn script_lines(run: &Run) -> (Value, Vec<Value>) {
+    let mut lines: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n--- stderr:\n{}", run.stderr))
+        })
+        .collect();
+    assert!(
+        !lines.is_empty() && lines[0]["step"] == "version",
+        "{run:?}"
+    );
+    let version = lines.remove(0);
+    (version, lines)
+}
+
+/// Every reply scripted on `mock` was asked for, and the upstream saw those `scripted`
+/// requests and nothing else: the client made no call the test did not expect.
+pub fn assert_only_scripted_calls(mock: &MockUpstream, scripted: usize) {
+    assert_eq!(mock.queued(), 0, "every scripted reply was asked for");
+    let reqs = mock.requests();
+    assert_eq!(
+        reqs.len(),
+        scripted,
+        "the upstream saw exactly the scripted calls: {:?}",
+        reqs.iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect::<Vec<_>>()
+    );
 }
 
 /// What claudegate must guarantee about every request that reached the upstream: the
@@ -79,4 +114,78 @@ pub fn dump_if_asked(reqs: &[Recorded], gate: &Gate, run: Option<&Run>) {
         );
     }
     eprintln!("==== claudegate log:\n{}", gate.log());
+}
+
+/// A stand-in HTTP(S) proxy on loopback that refuses everything and remembers what was asked
+/// (`CONNECT host:443 …` or `GET http://…`). A client started with `HTTP(S)_PROXY` pointing
+/// here and `NO_PROXY` naming loopback reaches claudegate directly, and any other connection it
+/// tries over HTTP shows up in [`ProxyTrap::seen`] instead of leaving the machine.
+pub struct ProxyTrap {
+    addr: std::net::SocketAddr,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ProxyTrap {
+    pub fn start() -> ProxyTrap {
+        use std::io::{BufRead, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy trap");
+        let addr = listener.local_addr().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen2, stop2) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut conn) = conn else { continue };
+                conn.set_read_timeout(Some(Duration::from_secs(2))).ok();
+                let mut line = String::new();
+                let mut reader = std::io::BufReader::new(&conn);
+                reader.read_line(&mut line).ok();
+                let line = line.trim().to_string();
+                seen2
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(if line.is_empty() {
+                        "<no request line>".into()
+                    } else {
+                        line
+                    });
+                let refusal =
+                    "HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+                conn.write_all(refusal.as_bytes()).ok();
+            }
+        });
+        ProxyTrap { addr, seen, stop }
+    }
+
+    /// `http://127.0.0.1:PORT`, for `HTTP_PROXY` and `HTTPS_PROXY`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The first line of every request the trap got.
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Fails naming every connection a client tried beyond loopback.
+    pub fn assert_untouched(&self, client: &str) {
+        let seen = self.seen();
+        assert!(
+            seen.is_empty(),
+            "{client} tried to reach beyond loopback (through the proxy trap): {seen:?}"
+        );
+    }
+}
+
+impl Drop for ProxyTrap {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the blocking accept so the thread ends.
+        let _ = std::net::TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+    }
 }

@@ -125,6 +125,24 @@ pub fn pinned_npm(package: &str) -> String {
         .to_string()
 }
 
+/// `target/e2e/node22`: the clients that need Node >= 22 or are native binaries from npm (the
+/// Vercel AI SDK, OpenCode) and the Node 22 that runs them, pinned in `tests/e2e/node22/`.
+pub fn node22_dir() -> PathBuf {
+    e2e_dir().join("node22")
+}
+
+/// The version of `package` pinned in `tests/e2e/node22/package.json` (a dependency or an
+/// optional, platform-specific one).
+pub fn pinned_node22(package: &str) -> String {
+    let text = std::fs::read_to_string(repo().join("tests/e2e/node22/package.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    ["dependencies", "optionalDependencies"]
+        .iter()
+        .find_map(|k| v[k][package].as_str())
+        .unwrap_or_else(|| panic!("tests/e2e/node22/package.json pins {package}"))
+        .to_string()
+}
+
 /// The version of `package` pinned in `tests/e2e/requirements.txt` (`package==VERSION`).
 pub fn pinned_pip(package: &str) -> String {
     let text = std::fs::read_to_string(repo().join("tests/e2e/requirements.txt")).unwrap();
