@@ -13,8 +13,8 @@ pub mod web;
 
 use crate::anthropic::usage::Usage;
 
-/// One prompt in, text (or events) out: a `/v1/complete` request on either backend, and every
-/// request of the CLI backend (whose chat door flattens a conversation into one).
+/// One prompt in, text (or events) out: a `/v1/complete` request on either backend (the CLI
+/// backend runs it as a one-turn Anthropic request).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completion {
     /// The user's text (the CLI backend sends it on stdin).

@@ -1,5 +1,6 @@
-//! The OpenAI-compatible front doors: `/v1/chat/completions` ([`chat`], and [`prompt`] for the
-//! CLI backend) and `/v1/responses` ([`responses`]), and what they share.
+//! The OpenAI-compatible front doors: `/v1/chat/completions` ([`chat`]) and `/v1/responses`
+//! ([`responses`]), and what they share. Both backends get the same translation: the CLI
+//! backend takes the translated Anthropic request as the OAuth backend does.
 //!
 //! Everything inside speaks Anthropic Messages. A front door translates the client's request
 //! into an Anthropic request (always `stream: true` upstream), then feeds the upstream's events
@@ -26,7 +27,6 @@ pub mod chat;
 pub mod content;
 pub mod draft;
 pub mod params;
-pub mod prompt;
 pub mod reasoning;
 pub mod responses;
 

@@ -1,9 +1,10 @@
 //! One parameter policy for `/v1/chat/completions`, whichever backend answers it: which
 //! top-level parameters are used, accepted and ignored, accepted only at a neutral value, or
 //! refused, each refusal with its reason. The OAuth backend's translation
-//! ([`super::chat::translate_request`]) and the CLI backend's flattening
-//! ([`super::prompt::flatten_chat`]) both consult one table (`PARAMS`); what differs between the
-//! backends is data ([`Backend::lacks`]), not a second table.
+//! ([`super::chat::translate_request`]) and the CLI backend's check (the route reads the request
+//! with [`CLI`] before translating it) both consult one table (`PARAMS`); what differs between
+//! the backends is data ([`Backend::lacks`]), not a second table. The CLI backend's own check
+//! of an Anthropic request (`backends::cli`) takes its reasons from [`CLI`] too.
 //!
 //! Principle: a parameter we cannot honour is refused with a 400 naming it, never silently
 //! dropped. A few are accepted and ignored because ignoring them cannot change the answer the
@@ -53,6 +54,16 @@ pub struct Backend {
     pub name: &'static str,
     /// What it cannot do, and why.
     pub lacks: &'static [(Ability, &'static str)],
+}
+
+impl Backend {
+    /// Why this backend cannot do `ability`; `None` when it can.
+    pub fn why_not(&self, ability: Ability) -> Option<&'static str> {
+        self.lacks
+            .iter()
+            .find(|(a, _)| *a == ability)
+            .map(|(_, why)| *why)
+    }
 }
 
 /// The OAuth backend: the Messages API, which can do everything the table uses.
@@ -106,11 +117,14 @@ enum Policy {
     Refused(&'static str),
 }
 
-fn never(_: &Value) -> bool {
+/// Neutral for a parameter no value of which asks for nothing (shared with the CLI
+/// backend's check of an Anthropic request).
+pub fn never(_: &Value) -> bool {
     false
 }
 
-fn empty_list(v: &Value) -> bool {
+/// Neutral when the list is empty.
+pub fn empty_list(v: &Value) -> bool {
     v.as_array().is_some_and(Vec::is_empty)
 }
 
@@ -331,7 +345,7 @@ fn refusal(key: &str, value: &Value, backend: &Backend) -> Option<String> {
     match *policy {
         Policy::Used | Policy::Ignored => None,
         Policy::Needs(ability, neutral) => {
-            let (_, why) = backend.lacks.iter().find(|(a, _)| *a == ability)?;
+            let why = backend.why_not(ability)?;
             (!neutral(value)).then(|| {
                 format!(
                     "`{key}` is not supported by the {} backend: {why}",

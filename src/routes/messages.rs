@@ -1,5 +1,8 @@
 //! The Anthropic-native front door: `/v1/messages` and `/v1/messages/count_tokens`, passed
-//! through to the upstream with the account's credential in place of the client's key.
+//! through to the upstream with the account's credential in place of the client's key; on the
+//! claude-cli backend, `/v1/messages` runs the request through the CLI ([`cli`]) and answers
+//! with its Anthropic events, streamed or collected (`count_tokens` is a 501 there, see
+//! `server::dispatch`).
 //!
 //! The body goes upstream byte for byte unless cloaking must change it ([`crate::backends::oauth::cloak`]).
 //! Transient failures (529, 5xx, no connection) are retried before anything reaches the
@@ -13,6 +16,8 @@ use tiny_http::Request;
 use ureq::http::Response;
 use ureq::Body;
 
+use crate::anthropic::collector::Collector;
+use crate::anthropic::event::error_event;
 use crate::anthropic::usage::Usage;
 use crate::backends::abandon;
 use crate::backends::oauth::{Native, Prepared};
@@ -22,7 +27,8 @@ use crate::base::jsonspan;
 use crate::base::log;
 use crate::guard::keys::KeyInfo;
 use crate::http::stream::RawResponse;
-use crate::http::{self, Cors};
+use crate::http::{self, Cors, Reply};
+use crate::routes::openai::SseOut;
 use crate::routes::relay::{self, StreamEnd};
 use crate::routes::state::State;
 
@@ -37,6 +43,9 @@ pub fn handle(
     count_tokens: bool,
     cors: &Cors,
 ) -> u16 {
+    if state.config.backend == crate::config::Backend::ClaudeCli {
+        return cli(state, rq, cors);
+    }
     let sent = prepare(state, &mut rq, key, count_tokens).and_then(|mut prepared| {
         let sent = state.oauth.send(&mut prepared);
         drop(prepared); // the request body is no longer needed: free its share of the budget
@@ -45,6 +54,72 @@ pub fn handle(
     match sent {
         Ok((resp, returned)) => relay(state, rq, resp, returned, cors),
         Err(err) => http::fail(rq, err, Protocol::Anthropic, cors),
+    }
+}
+
+/// The claude-cli backend: the request as the client sent it goes to the CLI backend, which
+/// refuses what it cannot honour (400 naming it) and yields Anthropic events. A streaming
+/// answer starts with the first event, so a failure before any output (a refusal, busy, not
+/// logged in) still gets its own status; a failure after it ends the stream with an `error`
+/// event, as the Messages API does.
+fn cli(state: &State, mut rq: Request, cors: &Cors) -> u16 {
+    let req = match read_json_object(state, &mut rq) {
+        Ok(v) => v,
+        Err(e) => return http::fail(rq, e, Protocol::Anthropic, cors),
+    };
+    if let Some(model) = req.get("model").and_then(serde_json::Value::as_str) {
+        crate::observe::record::note_model(model);
+    }
+    if req.get("stream") != Some(&serde_json::Value::Bool(true)) {
+        let mut collector = Collector::new();
+        let result = state.cli.run_messages(&req, &mut |ev| {
+            collector.push(ev);
+            true
+        });
+        return match result {
+            Ok(_) => {
+                let body = collector.message().to_string();
+                http::send(rq, Reply::json(200, body.into_bytes()), cors);
+                200
+            }
+            Err(e) => http::fail(rq, e.into(), Protocol::Anthropic, cors),
+        };
+    }
+    let mut out = SseOut::lazy(rq, cors);
+    let _streaming = crate::observe::metrics::METRICS.stream();
+    let result = state.cli.run_messages(&req, &mut |ev| {
+        out.buf
+            .extend_from_slice(format!("event: {}\ndata: {}\n\n", ev.name, ev.data).as_bytes());
+        out.flush()
+    });
+    if let Err(e) = result {
+        match out.unstarted() {
+            // Nothing sent yet: a proper error response.
+            Some(rq) => return http::fail(rq, e.into(), Protocol::Anthropic, cors),
+            None => {
+                let err = ApiError::from(e);
+                out.buf
+                    .extend(error_event(err.kind.anthropic_type(), &err.message));
+            }
+        }
+    }
+    out.finish();
+    200
+}
+
+/// Reads the client's body as a JSON object (the CLI backend's `/v1/messages`).
+fn read_json_object(state: &State, rq: &mut Request) -> Result<serde_json::Value, ApiError> {
+    let body = http::body::read_body(rq, state.config.max_body_bytes, &state.bodies)?;
+    match serde_json::from_slice::<serde_json::Value>(&body.bytes) {
+        Ok(v @ serde_json::Value::Object(_)) => Ok(v),
+        Ok(_) => Err(ApiError::new(
+            ErrorKind::InvalidRequest,
+            "the request body must be a JSON object",
+        )),
+        Err(e) => Err(ApiError::new(
+            ErrorKind::InvalidRequest,
+            format!("the request body is not valid JSON: {e}"),
+        )),
     }
 }
 

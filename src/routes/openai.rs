@@ -13,7 +13,6 @@ use crate::anthropic::sse::EventReader;
 use crate::backends::abandon;
 use crate::backends::cli::CliError;
 use crate::backends::upstream;
-use crate::backends::Completion;
 use crate::base::error::{ApiError, ErrorKind, Protocol};
 use crate::base::jsonspan::{Doc, Grammar, Member};
 use crate::config::Backend;
@@ -49,7 +48,7 @@ pub fn handle(state: &State, mut rq: Request, key: &KeyInfo, door: Door, cors: &
             if let Some(model) = req.get("model").and_then(Value::as_str) {
                 crate::observe::record::note_model(model);
             }
-            cli(state, rq, &req, cors)
+            cli(state, rq, &req, door, cors)
         }
     }
 }
@@ -233,55 +232,84 @@ fn oauth(
     200
 }
 
-/// The CLI backend: a text-only chat request flattened into one locked-down `claude -p` run,
+/// The CLI backend: the request translated by the same translators as on the OAuth backend
+/// (a chat request first checked against the chat door's policy for this backend, so what the
+/// CLI lacks is refused under the client's own parameter name), then run by the CLI backend,
 /// whose events the same translator turns into the answer. The stream starts with the first
 /// event, so a failure before any output (bad model, busy, not logged in) still gets its own
 /// status.
-fn cli(state: &State, rq: Request, req: &Value, cors: &Cors) -> u16 {
-    let flat = match crate::openai::prompt::flatten_chat(req) {
-        Ok(f) => f,
+fn cli(state: &State, rq: Request, req: &Value, door: Door, cors: &Cors) -> u16 {
+    let keep = |m: &str| m.to_string();
+    let translated = match door {
+        Door::Chat => crate::openai::params::ChatRequest::read(req, &crate::openai::params::CLI)
+            .and_then(|_| chat::translate_request(req, &keep)),
+        Door::Responses => responses::translate_request(req, &keep),
+    };
+    let t = match translated {
+        Ok(t) => t,
         Err(e) => return http::fail(rq, e.into(), Protocol::OpenAi, cors),
     };
-    let cli_req = Completion {
-        prompt: flat.prompt,
-        system: flat.system,
-        model: Some(flat.model.clone()),
+    let answer = Answer::new(door, req, t.client_model.clone(), t.include_usage);
+    let refused = |e: CliError| -> ApiError {
+        match (door, e) {
+            (Door::Responses, CliError::Refused { param, message }) => {
+                let theirs = responses_param(&param);
+                let message = match theirs == param {
+                    true => message,
+                    false => format!("{message} (asked for by `{theirs}`)"),
+                };
+                ApiError::from(CliError::Refused {
+                    param: theirs.to_string(),
+                    message,
+                })
+            }
+            (_, e) => e.into(),
+        }
     };
-    let answer = Answer::new(Door::Chat, req, flat.model, flat.include_usage);
-    if !flat.stream {
+    if !t.stream {
         let mut collector = Collector::new();
-        let result = state.cli.run(&cli_req, &mut |ev| {
+        let result = state.cli.run_messages(&t.body, &mut |ev| {
             collector.push(ev);
             true
         });
         return match result {
             Ok(_) => answer.send_whole(rq, &collector.message(), &[], cors),
-            Err(e) => http::fail(rq, e.into(), Protocol::OpenAi, cors),
+            Err(e) => http::fail(rq, refused(e), Protocol::OpenAi, cors),
         };
     }
     let mut out = SseOut::lazy(rq, cors);
     let _streaming = METRICS.stream();
-    let mut t = answer.translator(&mut out.buf);
-    let result = state.cli.run(&cli_req, &mut |ev| {
-        t.on_event(ev, &mut out.buf);
+    let mut tr = answer.translator(&mut out.buf);
+    let result = state.cli.run_messages(&t.body, &mut |ev| {
+        tr.on_event(ev, &mut out.buf);
         out.flush()
     });
     match result {
-        Ok(_) => t.finish(&mut out.buf),
+        Ok(_) => tr.finish(&mut out.buf),
         Err(e) => match out.unstarted() {
-            // Nothing sent yet: a proper error response.
-            Some(rq) => return http::fail(rq, e.into(), Protocol::OpenAi, cors),
+            // Nothing sent yet (the Responses door's opening events wait in the buffer): a
+            // proper error response.
+            Some(rq) => return http::fail(rq, refused(e), Protocol::OpenAi, cors),
             None => {
                 let kind = match e {
                     CliError::Stopping => ErrorKind::Busy.anthropic_type(),
                     _ => "api_error",
                 };
-                t.fail(kind, &ApiError::from(e).message, &mut out.buf)
+                tr.fail(kind, &ApiError::from(e).message, &mut out.buf)
             }
         },
     }
     out.finish();
     200
+}
+
+/// The Responses parameter behind an Anthropic field the CLI backend refused.
+fn responses_param(anthropic: &str) -> &str {
+    match anthropic {
+        "thinking" | "output_config.effort" => "reasoning",
+        "output_config.format" => "text.format",
+        other => other,
+    }
 }
 
 /// An upstream error before anything was sent: its status kept, Anthropic's message in an
@@ -420,14 +448,15 @@ fn named(out: &mut Vec<u8>, name: &str, v: &Value) {
 }
 
 /// The client's SSE answer: what is waiting to be written, and the response once started.
-struct SseOut<'c> {
+/// (Also the CLI backend's `/v1/messages` stream, `routes::messages`.)
+pub(super) struct SseOut<'c> {
     /// The request, until the response starts.
     pending: Option<Request>,
     out: Option<RawResponse>,
     headers: Vec<(String, String)>,
     cors: &'c Cors,
     /// Bytes translated and not yet written.
-    buf: Vec<u8>,
+    pub(super) buf: Vec<u8>,
     /// Writing failed: the client went away.
     gone: bool,
 }
@@ -449,7 +478,7 @@ impl<'c> SseOut<'c> {
     }
 
     /// A response that starts with its first write.
-    fn lazy(rq: Request, cors: &'c Cors) -> SseOut<'c> {
+    pub(super) fn lazy(rq: Request, cors: &'c Cors) -> SseOut<'c> {
         SseOut {
             pending: Some(rq),
             out: None,
@@ -461,13 +490,13 @@ impl<'c> SseOut<'c> {
     }
 
     /// The request, while nothing has been sent: the caller can still answer it otherwise.
-    fn unstarted(&mut self) -> Option<Request> {
+    pub(super) fn unstarted(&mut self) -> Option<Request> {
         self.pending.take()
     }
 
     /// Writes and flushes what is buffered (starting the response if needed); false once the
     /// client is gone.
-    fn flush(&mut self) -> bool {
+    pub(super) fn flush(&mut self) -> bool {
         if self.buf.is_empty() || self.gone {
             return !self.gone;
         }
@@ -496,7 +525,7 @@ impl<'c> SseOut<'c> {
     }
 
     /// Writes the rest and ends the response properly.
-    fn finish(mut self) {
+    pub(super) fn finish(mut self) {
         if self.flush() {
             if let Some(out) = self.out.take() {
                 out.finish().ok();

@@ -253,19 +253,18 @@ fn serve(
     protocol: Protocol,
     cors: &Cors,
 ) -> u16 {
-    if state.config.backend == crate::config::Backend::ClaudeCli {
-        match route {
-            Route::Messages | Route::CountTokens | Route::Responses => {
-                let err = ApiError::new(
-                    ErrorKind::NotImplemented,
-                    format!(
-                        "{path} needs the oauth backend (backend: \"oauth\"); the claude-cli backend serves /v1/complete and text-only /v1/chat/completions"
-                    ),
-                );
-                return finish(slot, Reply::error(&err, protocol), cors);
-            }
-            _ => {}
-        }
+    if state.config.backend == crate::config::Backend::ClaudeCli && route == Route::CountTokens {
+        // Claude Code has no way to count tokens without running the request, and an estimate
+        // would be a wrong number presented as a right one.
+        let err = ApiError::new(
+            ErrorKind::NotImplemented,
+            format!(
+                "{path} is not available on the claude-cli backend: Claude Code cannot count \
+                 tokens without answering, and claudegate does not guess; use the oauth backend \
+                 (backend: \"oauth\") for token counts"
+            ),
+        );
+        return finish(slot, Reply::error(&err, protocol), cors);
     }
     let reply = match route {
         Route::Messages | Route::CountTokens => {

@@ -9,7 +9,8 @@ test can parse them:
   {"step": "version", "anthropic": "X.Y.Z"}
   {"step": "stream", "text": ..., "deltas": N, "stop_reason": ..., "model": ..., "id": ...}
   {"step": "count_tokens", "input_tokens": N}
-The streamed text itself goes to stderr as it arrives. Any SDK error is printed as
+The streamed text itself goes to stderr as it arrives. With E2E_NO_COUNT_TOKENS=1 the
+count_tokens step is left out (the claude-cli backend answers it 501 on purpose). Any SDK error is printed as
 {"step": ..., "error": ..., "status": ...} and the script exits 1. Retries are off so a test
 sees the first failure rather than a retry.
 """
@@ -53,6 +54,8 @@ def main() -> int:
             final_text="".join(b.text for b in final.content if b.type == "text"),
         )
 
+        if os.environ.get("E2E_NO_COUNT_TOKENS") == "1":
+            return 0
         step = "count_tokens"
         counted = client.messages.count_tokens(model=model, messages=messages)
         emit(step=step, input_tokens=counted.input_tokens)

@@ -43,15 +43,15 @@ fn claude_cli(test: &str) -> Option<PathBuf> {
 }
 
 /// One test's world: the mock upstream, a Claude home, a place outside it for canaries.
-struct World {
-    mock: MockUpstream,
+pub(crate) struct World {
+    pub(crate) mock: MockUpstream,
     bin: PathBuf,
-    home: TempDir,
-    outside: TempDir,
+    pub(crate) home: TempDir,
+    pub(crate) outside: TempDir,
 }
 
 impl World {
-    fn new(test: &str) -> Option<World> {
+    pub(crate) fn new(test: &str) -> Option<World> {
         let bin = claude_cli(test)?;
         Some(World {
             mock: MockUpstream::start(),
@@ -82,18 +82,18 @@ impl World {
     }
 
     /// A gate on the claude-cli backend with `cli` overrides merged in.
-    fn gate(&self, cli: Value) -> (Gate, String) {
+    pub(crate) fn gate(&self, cli: Value) -> (Gate, String) {
         let mut c = self.cli_config(true);
         crate::common::gate::merge(&mut c, &cli);
         Gate::start_with_key(json!({"backend": "claude-cli", "cli": c}))
     }
 
-    fn messages(&self) -> Vec<Recorded> {
+    pub(crate) fn messages(&self) -> Vec<Recorded> {
         self.mock.requests_to("/v1/messages")
     }
 
     /// Every request body the mock received, as one string.
-    fn all_traffic(&self) -> String {
+    pub(crate) fn all_traffic(&self) -> String {
         self.mock
             .requests()
             .iter()
@@ -110,7 +110,7 @@ impl World {
 
     /// What every request the CLI sends upstream must look like: no tool offered, Claude Code's
     /// agent prompt replaced, the home path nowhere.
-    fn assert_locked_down(&self, r: &Recorded) {
+    pub(crate) fn assert_locked_down(&self, r: &Recorded) {
         assert_eq!(r.json()["tools"], json!([]), "no tools offered upstream");
         let text = r.body_text();
         assert!(
@@ -124,7 +124,7 @@ impl World {
     }
 
     /// A canary path outside the home (it must never appear).
-    fn canary(&self, name: &str) -> PathBuf {
+    pub(crate) fn canary(&self, name: &str) -> PathBuf {
         self.outside.path().join(name)
     }
 }
@@ -172,7 +172,7 @@ pub(crate) fn processes_with_home(home: &Path) -> Vec<String> {
 }
 
 /// Every path under `dir`.
-fn walk(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = e.path();
@@ -187,7 +187,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 /// A home set up to turn Claude Code against its host if any setting were honoured: hooks on
 /// every event, `permissions.allow` for everything, user MCP servers and a CLAUDE.md. Each
 /// hook or server would create a marker file in `outside`.
-fn make_hostile_home(home: &Path, outside: &Path) {
+pub(crate) fn make_hostile_home(home: &Path, outside: &Path) {
     let marker = |name: &str| outside.join(name).display().to_string();
     let hook = |name: &str| json!([{"matcher": "*", "hooks": [{"type": "command", "command": format!("touch {}", marker(name))}]}]);
     let settings = json!({
@@ -217,7 +217,7 @@ fn make_hostile_home(home: &Path, outside: &Path) {
 }
 
 /// The marker files a hostile home's hooks or MCP servers would have created.
-fn markers(outside: &Path) -> Vec<PathBuf> {
+pub(crate) fn markers(outside: &Path) -> Vec<PathBuf> {
     walk(outside)
         .into_iter()
         .filter(|p| {

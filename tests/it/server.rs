@@ -627,33 +627,27 @@ fn verbose_logs_requests_without_secrets_or_queries() {
     );
 }
 
-/// On the claude-cli backend the Anthropic-native and Responses routes need the oauth
-/// backend: a clear 501 in each route's protocol, before anything runs.
+/// On the claude-cli backend every door is served; only `count_tokens` is a 501 naming why,
+/// and a request without what the door needs is a 400 in its protocol, before anything runs.
 #[test]
-fn cli_backend_refuses_routes_it_cannot_serve() {
+fn cli_backend_answers_each_door_in_its_protocol() {
     let (gate, key) = Gate::start_with_key(
         json!({"backend": "claude-cli", "cli": {"binary": "/nonexistent/claude"}}),
     );
-    for path in ["/v1/messages", "/v1/messages/count_tokens"] {
-        let r = post(&gate.url(path), &[("x-api-key", &key)], "{}");
-        let v = r.assert_anthropic_error(501, "api_error");
-        assert!(
-            v["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("oauth backend"),
-            "{v}"
-        );
-    }
-    let r = post(&gate.url("/v1/responses"), &[("x-api-key", &key)], "{}");
-    let v = r.assert_openai_error(501);
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("oauth backend"),
-        "{v}"
+    let r = post(
+        &gate.url("/v1/messages/count_tokens"),
+        &[("x-api-key", &key)],
+        "{}",
     );
+    let v = r.assert_anthropic_error(501, "api_error");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("count tokens") && msg.contains("oauth"), "{v}");
+    let r = post(&gate.url("/v1/messages"), &[("x-api-key", &key)], "{}");
+    let v = r.assert_anthropic_error(400, "invalid_request_error");
+    assert!(v.to_string().contains("messages"), "{v}");
+    let r = post(&gate.url("/v1/responses"), &[("x-api-key", &key)], "{}");
+    let v = r.assert_openai_error(400);
+    assert!(v.to_string().contains("model"), "{v}");
 }
 
 /// Requests that reach the server while it is still starting pass the same intake as all

@@ -59,16 +59,40 @@ impl CallDir {
         crate::base::fsutil::write_private(&self.system_file(), text.as_bytes())
     }
 
-    /// Removes the directory and the per-project folder the CLI may keep for its cwd under
-    /// `~/.claude/projects/` (named after the cwd, so it is ours alone).
-    pub(super) fn cleanup(&self, home: &Path) {
+    /// The per-project folder the CLI keeps for this call's cwd under `~/.claude/projects/`
+    /// (named after the cwd, as the CLI names it, so it is ours alone).
+    fn project_dir(&self, home: &Path) -> PathBuf {
         let slug: String = self
             .work()
             .to_string_lossy()
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
             .collect();
-        let project = home.join(".claude/projects").join(slug);
+        home.join(".claude/projects").join(slug)
+    }
+
+    /// Writes the session file `--resume <session_id>` reads (the earlier turns, see
+    /// `session.rs`) into this call's project folder (mode 0700, the file 0600).
+    pub(super) fn write_session(
+        &self,
+        home: &Path,
+        session_id: &str,
+        lines: &str,
+    ) -> std::io::Result<()> {
+        let dir = self.project_dir(home);
+        if let Some(parent) = dir.parent() {
+            crate::base::fsutil::ensure_private_dir(parent)?;
+        }
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        crate::base::fsutil::write_private(
+            &dir.join(format!("{session_id}.jsonl")),
+            lines.as_bytes(),
+        )
+    }
+
+    /// Removes the directory and the CLI's project folder for it (holding the session file).
+    pub(super) fn cleanup(&self, home: &Path) {
+        let project = self.project_dir(home);
         if project.is_dir() {
             std::fs::remove_dir_all(project).ok();
         }

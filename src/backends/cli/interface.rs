@@ -23,6 +23,8 @@ pub struct CliAnswer {
 pub enum CliError {
     /// 400: model not allowed or looks like a flag, empty prompt.
     BadRequest(String),
+    /// 400: the request asks for something the CLI cannot honour; `param` names it.
+    Refused { param: String, message: String },
     /// 429: every CLI slot stayed busy for `cli.queue_wait_ms`; retry after this many seconds.
     Busy { retry_after: u64 },
     /// 429: the upstream rate-limited the account.
@@ -41,7 +43,7 @@ pub enum CliError {
 impl CliError {
     pub fn status(&self) -> u16 {
         match self {
-            CliError::BadRequest(_) => 400,
+            CliError::BadRequest(_) | CliError::Refused { .. } => 400,
             CliError::Busy { .. } | CliError::RateLimited(_) => 429,
             CliError::NotLoggedIn(_) | CliError::Stopping => 503,
             CliError::Timeout => 504,
@@ -54,7 +56,8 @@ impl CliError {
             CliError::BadRequest(m)
             | CliError::RateLimited(m)
             | CliError::NotLoggedIn(m)
-            | CliError::Failed(m) => m.clone(),
+            | CliError::Failed(m)
+            | CliError::Refused { message: m, .. } => m.clone(),
             CliError::Busy { retry_after } => format!(
                 "all Claude Code CLI slots are busy (cli.max_concurrent); retry in {retry_after} s"
             ),
@@ -81,6 +84,7 @@ impl From<CliError> for ApiError {
         };
         let err = ApiError::new(kind, e.message());
         match e {
+            CliError::Refused { param, .. } => err.param(Some(param)),
             CliError::Busy { retry_after } => err.retry_after(retry_after),
             CliError::RateLimited(_) => err.retry_after(60),
             _ => err,

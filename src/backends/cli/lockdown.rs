@@ -7,11 +7,15 @@
 //! runs hooks from settings and expands `@path` mentions. Every call therefore runs as
 //!
 //! ```text
-//! claude -p --output-format stream-json --verbose --include-partial-messages
+//! claude -p --input-format stream-json
+//!        --output-format stream-json --verbose --include-partial-messages
 //!        --tools "" --strict-mcp-config --setting-sources "" --disable-slash-commands
 //!        --no-session-persistence --permission-mode default --max-turns 1
 //!        --model <allowed model> --system-prompt-file=<private dir>/system.txt
 //! ```
+//!
+//! plus `--resume <session id>` when the request has earlier turns (a session file the call
+//! wrote itself in its private project folder; see `session.rs`; the id is a UUID we made).
 //!
 //! - `--tools ""`: no built-in tools (the request carries `"tools": []`).
 //! - `--strict-mcp-config` without `--mcp-config`: no MCP server at all, from any settings file
@@ -30,8 +34,11 @@
 //! - Never `--dangerously-skip-permissions`, `--allow-dangerously-skip-permissions` or a
 //!   permission mode that bypasses prompts.
 //!
-//! The prompt goes on **stdin**, which is then closed: it is never in argv, so it can never
-//! parse as an option, and several hundred KB work.
+//! The prompt goes on **stdin** as one stream-json `user` line (its content blocks: text,
+//! images, documents), and stdin is then closed: it is never in argv, so it can never parse as
+//! an option, and several hundred KB work. Measured: `@path` in such a line is not read (the
+//! attachments switch below), and a text block starting with a command is still swallowed
+//! unless neutralised, so every text block of the prompt is neutralised.
 //!
 //! **Environment**: `env_clear()`, then `PATH` (`/usr/local/bin:/usr/bin:/bin`, with the
 //! directory of `cli.binary` first when that is a path) and `LANG=C.UTF-8`, then `cli.env`
@@ -96,8 +103,20 @@ const ZERO_WIDTH_SPACE: char = '\u{200B}';
 
 /// The complete, locked-down command (argv, environment, cwd, process group) for `model`, with
 /// `home` (`cli.home`, `~` expanded) as the CLI's `HOME` and `call` as its private directory.
-pub(super) fn command(cfg: &CliConfig, home: &Path, model: &str, call: &CallDir) -> Command {
-    locked_down(cfg, home, call, cli_args(model, &call.system_file()))
+pub(super) fn command(
+    cfg: &CliConfig,
+    home: &Path,
+    model: &str,
+    call: &CallDir,
+    resume: Option<&str>,
+) -> Command {
+    let mut args = cli_args(model, &call.system_file());
+    if let Some(session) = resume {
+        // A UUID claudegate made (never the client's), so it cannot read as an option.
+        args.push("--resume".into());
+        args.push(session.into());
+    }
+    locked_down(cfg, home, call, args)
 }
 
 /// The locked-down command with other arguments (`--version`, `auth status`): the same binary,
@@ -149,6 +168,8 @@ pub(super) fn locked_down(
 pub fn cli_args(model: &str, system_file: &Path) -> Vec<OsString> {
     let mut a: Vec<OsString> = [
         "-p",
+        "--input-format",
+        "stream-json",
         "--output-format",
         "stream-json",
         "--verbose",
@@ -190,6 +211,23 @@ pub fn neutralise(prompt: &str) -> String {
         Some('/' | '!') => format!("{ZERO_WIDTH_SPACE}{prompt}"),
         _ => prompt.to_string(),
     }
+}
+
+/// The prompt as the one stream-json line the CLI reads on stdin (newline-terminated): a
+/// `user` message with `blocks`, every text block [`neutralise`]d.
+pub fn prompt_line(blocks: &[serde_json::Value]) -> String {
+    let content: Vec<serde_json::Value> = blocks
+        .iter()
+        .map(|b| {
+            let mut b = b.clone();
+            if let Some(text) = b["text"].as_str().filter(|_| b["type"] == "text") {
+                b["text"] = neutralise(text).into();
+            }
+            b
+        })
+        .collect();
+    let line = serde_json::json!({"type": "user", "message": {"role": "user", "content": content}});
+    format!("{line}\n")
 }
 
 /// The argv the module doc spells out, read from the doc itself: the tests hold the code to the

@@ -1,7 +1,6 @@
 //! `/v1/chat/completions` ⇄ Anthropic Messages: pure translation, no I/O. The route
-//! (`routes::openai`) serves the door on the OAuth backend through these translators; on the
-//! CLI backend it flattens the same requests with [`super::prompt`] and answers through the
-//! same [`ChatStream`].
+//! (`routes::openai`) serves the door on both backends through these translators (on the CLI
+//! backend after the [`super::params`] check for that backend).
 //!
 //! - [`translate_request`]: an OpenAI Chat Completions body → an Anthropic Messages body
 //!   (always `stream: true` upstream), or a 400 naming the parameter we cannot honour;

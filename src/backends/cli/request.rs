@@ -1,0 +1,452 @@
+//! An Anthropic Messages request read for the CLI backend: what `claude -p` can honour is
+//! taken apart into a model, a system prompt, the earlier turns and the new user turn; what it
+//! cannot honour is refused by name before anything runs. Pure: no I/O.
+//!
+//! Every door arrives here in the same shape: `/v1/messages` as the client sent it, the
+//! OpenAI doors as their translators wrote it, `/v1/complete` as one user turn. So the doors
+//! differ only in the backend, and this is the one place the CLI's limits are applied to a
+//! request. The reasons come from the chat door's capability table
+//! ([`crate::openai::params::CLI`]), so both say the same thing.
+//!
+//! | field | on this backend |
+//! |---|---|
+//! | `model`, `messages`, `system`, `stream` | used (`system`: a string or text blocks, joined by a blank line) |
+//! | `max_tokens` | checked, then ignored: Claude Code chooses its own output limit |
+//! | `metadata`, `service_tier` | ignored (cloaking and the subscription's one tier) |
+//! | `temperature`, `top_p`, `top_k` | refused: no sampling parameters |
+//! | `stop_sequences` | `[]` only: no stop sequences |
+//! | `tools` | `[]` only; `tool_choice`: `auto` or `none` only (client tools are stage 2) |
+//! | `thinking`, `output_config.effort` | refused: Claude Code sets its own thinking |
+//! | `output_config.format`, `output_format` | refused: no structured output |
+//! | `context_management`, `mcp_servers`, `container` | refused: Claude Code manages these itself, with every MCP server off |
+//! | anything else | refused as unknown |
+//!
+//! Content blocks: `text`, `image` and `document` in either role, `thinking` and
+//! `redacted_thinking` in assistant turns are kept (`cache_control` removed: Claude Code
+//! places its own cache breakpoints); tool blocks are refused (no tools until stage 2), and
+//! so is any other block type. Consecutive turns of one role are merged, as the Messages API
+//! does. The last turn must be the user's (the CLI cannot continue an assistant turn).
+
+use serde_json::{json, Map, Value};
+
+use crate::backends::cli::interface::CliError;
+use crate::openai::params::{empty_list, never, Ability, CLI};
+
+/// A request the CLI can run.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct CliRequest {
+    /// As the client named it (checked against `cli.allowed_models` later); `None`: default.
+    pub model: Option<String>,
+    /// `None`: the neutral system prompt; an empty one is passed verbatim.
+    pub system: Option<String>,
+    /// The earlier turns, `{role, content: [blocks]}`, roles alternating.
+    pub history: Vec<Value>,
+    /// The blocks of the last (user) turn: the new prompt.
+    pub prompt: Vec<Value>,
+    pub stream: bool,
+}
+
+/// What happens to one top-level field.
+#[derive(Clone, Copy)]
+enum Rule {
+    Used,
+    Ignored,
+    /// Needs the ability; without it, accepted only at a value that asks for nothing.
+    Needs(Ability, fn(&Value) -> bool),
+    Refused(&'static str),
+}
+
+fn auto_or_none(v: &Value) -> bool {
+    v["type"] == "auto" || v["type"] == "none"
+}
+
+/// Every top-level field and its rule (the table of the module doc).
+const FIELDS: &[(&str, Rule)] = &[
+    ("model", Rule::Used),
+    ("messages", Rule::Used),
+    ("system", Rule::Used),
+    ("stream", Rule::Used),
+    ("max_tokens", Rule::Used),
+    ("output_config", Rule::Used),
+    ("metadata", Rule::Ignored),
+    ("service_tier", Rule::Ignored),
+    ("temperature", Rule::Needs(Ability::Sampling, never)),
+    ("top_p", Rule::Needs(Ability::Sampling, never)),
+    ("top_k", Rule::Needs(Ability::Sampling, never)),
+    (
+        "stop_sequences",
+        Rule::Needs(Ability::StopSequences, empty_list),
+    ),
+    ("tools", Rule::Needs(Ability::Tools, empty_list)),
+    ("tool_choice", Rule::Needs(Ability::Tools, auto_or_none)),
+    ("thinking", Rule::Needs(Ability::Reasoning, never)),
+    (
+        "output_format",
+        Rule::Needs(Ability::StructuredOutput, never),
+    ),
+    (
+        "context_management",
+        Rule::Refused("Claude Code manages the conversation's context itself"),
+    ),
+    (
+        "mcp_servers",
+        Rule::Refused("MCP servers are not available: Claude Code runs with every MCP server off"),
+    ),
+    (
+        "container",
+        Rule::Refused("code execution containers are not available on the claude-cli backend"),
+    ),
+];
+
+fn refused(param: impl Into<String>, why: impl Into<String>) -> CliError {
+    CliError::Refused {
+        param: param.into(),
+        message: why.into(),
+    }
+}
+
+/// The refusal for `param` when the CLI lacks `ability`.
+fn lacking(param: &str, ability: Ability) -> CliError {
+    let why = CLI
+        .why_not(ability)
+        .unwrap_or("Claude Code has no option for it");
+    refused(
+        param,
+        format!("`{param}` is not supported by the claude-cli backend: {why}"),
+    )
+}
+
+/// Reads an Anthropic Messages request body.
+pub(super) fn read(body: &Value) -> Result<CliRequest, CliError> {
+    let Some(obj) = body.as_object() else {
+        return Err(refused("body", "the request body must be a JSON object"));
+    };
+    for (key, value) in obj.iter().filter(|(_, v)| !v.is_null()) {
+        check_field(key, value)?;
+    }
+    let model = match obj.get("model") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(m)) => Some(m.clone()),
+        Some(_) => return Err(refused("model", "`model` must be a string")),
+    };
+    let stream = match obj.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(refused("stream", "`stream` must be a boolean")),
+    };
+    if let Some(v) = obj.get("max_tokens").filter(|v| !v.is_null()) {
+        if v.as_u64().is_none_or(|n| n == 0) {
+            return Err(refused(
+                "max_tokens",
+                "`max_tokens` must be a positive integer",
+            ));
+        }
+    }
+    let system = read_system(obj.get("system"))?;
+    let mut turns = read_messages(obj.get("messages"))?;
+    let last = turns.len() - 1;
+    if turns[last]["role"] != "user" {
+        return Err(refused(
+            "messages",
+            "the last message must be the user's: the claude-cli backend cannot continue an \
+             assistant turn",
+        ));
+    }
+    let prompt = match turns.pop().map(|mut t| t["content"].take()) {
+        Some(Value::Array(blocks)) => blocks,
+        _ => Vec::new(),
+    };
+    let blank =
+        |b: &Value| b["type"] == "text" && b["text"].as_str().is_some_and(|t| t.trim().is_empty());
+    if prompt.iter().all(blank) {
+        return Err(refused(
+            format!("messages[{last}].content"),
+            "the last user message must not be empty",
+        ));
+    }
+    Ok(CliRequest {
+        model,
+        system,
+        history: turns,
+        prompt,
+        stream,
+    })
+}
+
+/// Applies the field's rule.
+fn check_field(key: &str, value: &Value) -> Result<(), CliError> {
+    let Some((_, rule)) = FIELDS.iter().find(|(k, _)| *k == key) else {
+        return Err(refused(
+            key,
+            format!(
+                "unrecognized field `{key}` (the claude-cli backend refuses what it does not know)"
+            ),
+        ));
+    };
+    match *rule {
+        Rule::Used | Rule::Ignored => {}
+        Rule::Needs(ability, neutral) if !neutral(value) => return Err(lacking(key, ability)),
+        Rule::Needs(..) => {}
+        Rule::Refused(why) => {
+            return Err(refused(
+                key,
+                format!("`{key}` is not supported by the claude-cli backend: {why}"),
+            ))
+        }
+    }
+    if key == "output_config" {
+        let Some(o) = value.as_object() else {
+            return Err(refused(key, "`output_config` must be an object"));
+        };
+        // Every member asks for something the CLI cannot do: the first one is named.
+        if let Some((k, _)) = o.iter().find(|(_, v)| !v.is_null()) {
+            let param = format!("output_config.{k}");
+            return Err(match k.as_str() {
+                "effort" => lacking(&param, Ability::Reasoning),
+                "format" => lacking(&param, Ability::StructuredOutput),
+                _ => refused(&param, format!("unrecognized field `{param}`")),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `system`: a string, or text blocks joined by a blank line.
+fn read_system(system: Option<&Value>) -> Result<Option<String>, CliError> {
+    match system {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Array(blocks)) => {
+            let mut texts = Vec::new();
+            for (i, b) in blocks.iter().enumerate() {
+                match (b["type"].as_str(), b["text"].as_str()) {
+                    (Some("text"), Some(t)) => texts.push(t),
+                    _ => {
+                        return Err(refused(
+                            format!("system[{i}]"),
+                            "system blocks must be text blocks",
+                        ))
+                    }
+                }
+            }
+            Ok(Some(texts.join("\n\n")))
+        }
+        Some(_) => Err(refused(
+            "system",
+            "`system` must be a string or a list of text blocks",
+        )),
+    }
+}
+
+/// The turns, each `{role, content: [blocks]}`, consecutive turns of one role merged.
+fn read_messages(messages: Option<&Value>) -> Result<Vec<Value>, CliError> {
+    let msgs = match messages.and_then(Value::as_array) {
+        Some(m) if !m.is_empty() => m,
+        _ => return Err(refused("messages", "`messages` must be a non-empty array")),
+    };
+    let mut turns: Vec<Value> = Vec::new();
+    for (i, m) in msgs.iter().enumerate() {
+        let role = match m["role"].as_str() {
+            Some(r @ ("user" | "assistant")) => r,
+            _ => {
+                return Err(refused(
+                    format!("messages[{i}].role"),
+                    "each message's `role` must be `user` or `assistant`",
+                ))
+            }
+        };
+        let blocks = read_content(&m["content"], role, i)?;
+        match turns.last_mut() {
+            Some(t) if t["role"] == role => {
+                if let Some(c) = t["content"].as_array_mut() {
+                    c.extend(blocks);
+                }
+            }
+            _ => turns.push(json!({"role": role, "content": blocks})),
+        }
+    }
+    Ok(turns)
+}
+
+/// One message's content as blocks the CLI can carry.
+fn read_content(content: &Value, role: &str, i: usize) -> Result<Vec<Value>, CliError> {
+    let parts = match content {
+        Value::String(s) => return Ok(vec![json!({"type": "text", "text": s})]),
+        Value::Array(parts) => parts,
+        _ => {
+            return Err(refused(
+                format!("messages[{i}].content"),
+                "`content` must be a string or a list of content blocks",
+            ))
+        }
+    };
+    let mut blocks = Vec::with_capacity(parts.len());
+    for (j, part) in parts.iter().enumerate() {
+        let at = format!("messages[{i}].content[{j}]");
+        let Some(obj) = part.as_object() else {
+            return Err(refused(at, "a content block must be an object"));
+        };
+        let kind = obj.get("type").and_then(Value::as_str).unwrap_or("");
+        let fits = match kind {
+            "text" => obj.get("text").is_some_and(Value::is_string),
+            "image" | "document" => obj.get("source").is_some_and(Value::is_object),
+            "thinking" | "redacted_thinking" => role == "assistant",
+            _ => false,
+        };
+        if !fits {
+            let at = format!("{at}.type");
+            if kind == "tool_use"
+                || kind == "tool_result"
+                || kind.ends_with("tool_use")
+                || kind.ends_with("tool_result")
+            {
+                return Err(lacking(&at, Ability::Tools));
+            }
+            return Err(refused(
+                at,
+                format!(
+                    "content block `{kind}` is not supported here by the claude-cli backend \
+                     (text, image and document blocks; thinking in assistant turns)"
+                ),
+            ));
+        }
+        let mut block: Map<String, Value> = obj.clone();
+        block.remove("cache_control");
+        blocks.push(Value::Object(block));
+    }
+    Ok(blocks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(extra: Value) -> Value {
+        let mut b = json!({"model": "sonnet", "max_tokens": 100,
+            "messages": [{"role": "user", "content": "hi"}]});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    }
+
+    #[test]
+    fn a_conversation_is_taken_apart_faithfully() {
+        let img = json!({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}});
+        let r = read(&body(json!({
+            "stream": true,
+            "system": [{"type": "text", "text": "A", "cache_control": {"type": "ephemeral"}}, {"type": "text", "text": "B"}],
+            "metadata": {"user_id": "u"}, "tools": [], "tool_choice": {"type": "auto"}, "temperature": null,
+            "messages": [
+                {"role": "user", "content": "one"},
+                {"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "signature": "S"}, {"type": "text", "text": "two"}]},
+                {"role": "user", "content": [{"type": "text", "text": "three", "cache_control": {"type": "ephemeral"}}]},
+                {"role": "user", "content": [img.clone()]}
+            ]
+        })))
+        .unwrap();
+        assert!(r.stream);
+        assert_eq!(r.model.as_deref(), Some("sonnet"));
+        assert_eq!(r.system.as_deref(), Some("A\n\nB"));
+        assert_eq!(
+            r.history,
+            vec![
+                json!({"role": "user", "content": [{"type": "text", "text": "one"}]}),
+                json!({"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "signature": "S"}, {"type": "text", "text": "two"}]}),
+            ]
+        );
+        assert_eq!(
+            r.prompt,
+            vec![json!({"type": "text", "text": "three"}), img]
+        );
+    }
+
+    #[test]
+    fn what_the_cli_cannot_honour_is_refused_by_name() {
+        let tool_turn = json!([{"role": "user", "content": "a"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "r"}]}]);
+        for (extra, param, words) in [
+            (json!({"temperature": 0.5}), "temperature", "sampling"),
+            (json!({"top_k": 5}), "top_k", "sampling"),
+            (
+                json!({"stop_sequences": ["x"]}),
+                "stop_sequences",
+                "stop sequences",
+            ),
+            (
+                json!({"tools": [{"name": "f", "input_schema": {}}]}),
+                "tools",
+                "tools",
+            ),
+            (
+                json!({"tool_choice": {"type": "any"}}),
+                "tool_choice",
+                "tools",
+            ),
+            (
+                json!({"thinking": {"type": "enabled", "budget_tokens": 2000}}),
+                "thinking",
+                "thinking",
+            ),
+            (
+                json!({"output_config": {"effort": "low"}}),
+                "output_config.effort",
+                "thinking",
+            ),
+            (
+                json!({"output_config": {"format": {"type": "json_schema"}}}),
+                "output_config.format",
+                "structured",
+            ),
+            (json!({"mcp_servers": [{}]}), "mcp_servers", "MCP"),
+            (
+                json!({"context_management": {}}),
+                "context_management",
+                "context",
+            ),
+            (json!({"frobnicate": 1}), "frobnicate", "unrecognized"),
+            (json!({"max_tokens": 0}), "max_tokens", "positive"),
+            (
+                json!({"messages": tool_turn}),
+                "messages[1].content[0].type",
+                "tools",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": [{"type": "search_result"}]}]}),
+                "messages[0].content[0].type",
+                "search_result",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": [{"type": "thinking", "thinking": "x"}]}]}),
+                "messages[0].content[0].type",
+                "thinking",
+            ),
+            (
+                json!({"messages": [{"role": "system", "content": "x"}]}),
+                "messages[0].role",
+                "role",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "pre"}]}),
+                "messages",
+                "assistant turn",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": "  "}]}),
+                "messages[0].content",
+                "empty",
+            ),
+            (json!({"messages": []}), "messages", "non-empty"),
+            (json!({"system": [{"type": "image"}]}), "system[0]", "text"),
+        ] {
+            let err = read(&body(extra.clone())).unwrap_err();
+            let CliError::Refused { param: p, message } = &err else {
+                panic!("{extra}: {err:?}");
+            };
+            assert_eq!(p, param, "{extra}: {message}");
+            assert!(message.contains(words), "{extra}: {message}");
+            assert_eq!(err.status(), 400);
+        }
+    }
+}
