@@ -5,7 +5,7 @@
 
 use claudegate::backends::upstream;
 use claudegate::base::clock;
-use claudegate::commands::{doctor, health, keys, login, usage};
+use claudegate::commands::{doctor, health, keys, login, mcp_bridge, usage};
 use claudegate::guard::keys::{Grant, Scope};
 use claudegate::{config, server};
 use lexopt::prelude::*;
@@ -120,6 +120,10 @@ enum Command {
     Doctor {
         json: bool,
     },
+    /// The hidden `mcp-bridge --socket PATH`: the CLI backend's stdio MCP server for one call.
+    McpBridge {
+        socket: PathBuf,
+    },
     /// `--help`, for the whole program (`None`) or one command (`login`, `keys add`, ...).
     Help(Option<String>),
     Version,
@@ -169,6 +173,8 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                     "usage" => parse_usage(&mut p, &mut config)?,
                     "health" => parse_health(&mut p, &mut config)?,
                     "doctor" => parse_doctor(&mut p, &mut config)?,
+                    // Hidden (not in HELP): started by the Claude Code CLI, never by a person.
+                    "mcp-bridge" => parse_mcp_bridge(&mut p)?,
                     _ => return Err(format!("unknown command {v:?}").into()),
                 });
             }
@@ -179,6 +185,19 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         config,
         ca_file,
         command: command.unwrap_or(Command::Serve),
+    })
+}
+
+fn parse_mcp_bridge(p: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
+    let mut socket = None;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("socket") => socket = Some(PathBuf::from(p.value()?)),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(Command::McpBridge {
+        socket: socket.ok_or("mcp-bridge needs --socket PATH")?,
     })
 }
 
@@ -372,6 +391,8 @@ fn run(args: Args) -> Result<(), String> {
             }
             return Ok(());
         }
+        // No configuration: the relay holds no state and reads no file but its socket.
+        Command::McpBridge { ref socket } => return mcp_bridge::run(socket),
         // With a URL, no configuration is needed (nor may a broken one fail the check).
         Command::Health { url: Some(ref url) } => return health::check(url),
         _ => {}
@@ -393,6 +414,9 @@ fn run(args: Args) -> Result<(), String> {
         Command::KeysRevoke { label } => keys::revoke(&config, &label),
         Command::Usage { since } => usage::run(&config, since),
         Command::Health { url: _ } => health::check(&health::local_url(&config)),
-        Command::Help(_) | Command::Version | Command::Doctor { .. } => Ok(()),
+        Command::Help(_)
+        | Command::Version
+        | Command::Doctor { .. }
+        | Command::McpBridge { .. } => Ok(()),
     }
 }

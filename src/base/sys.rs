@@ -1,6 +1,6 @@
 //! The few C library calls std does not wrap, declared by hand: the design card has no `libc`
 //! crate, and these are functions of the C library every Linux binary already links (glibc, or
-//! musl in the static builds): poll, get/setrlimit, flock, kill, getsockopt, dup, geteuid, `syscall`
+//! musl in the static builds): poll, get/setrlimit, flock, kill, getsockopt (TCP state, a Unix peer's credentials), dup, geteuid, `syscall`
 //! for the two pidfd calls the C libraries of our oldest targets have no wrapper for, and the
 //! signal-mask calls that let the server wait for SIGTERM and SIGINT (see [`block_stop_signals`]).
 //!
@@ -91,6 +91,9 @@ const SYS_PIDFD_OPEN: c_long = 434;
 /// A zero flags word, or a null `siginfo_t *`, as a `syscall` argument.
 const ZERO: c_long = 0;
 const IPPROTO_TCP: i32 = 6;
+/// `SOL_SOCKET` and `SO_PEERCRED` (asm-generic values: the same on x86_64 and aarch64).
+const SOL_SOCKET: i32 = 1;
+const SO_PEERCRED: i32 = 17;
 const TCP_INFO: i32 = 11;
 /// TCP states (`tcpi_state`, the first byte of `struct tcp_info`) in which the peer has sent
 /// its FIN or reset the connection: CLOSE_WAIT, LAST_ACK, CLOSING, TIME_WAIT, CLOSE.
@@ -251,6 +254,41 @@ pub fn peer_closed(fd: impl AsFd) -> bool {
         return peer_hung_up(fd); // not TCP (a Unix socket): only `poll` can tell
     }
     TCP_PEER_CLOSED.contains(&state[0])
+}
+
+/// `struct ucred`: who was at the other end of a Unix socket when it connected.
+#[repr(C)]
+struct UCred {
+    pid: i32,
+    uid: u32,
+    gid: u32,
+}
+
+/// The process id and user id of the peer of the connected Unix socket `fd`, as the kernel
+/// recorded them when it connected (`SO_PEERCRED`): who may talk on a private socket.
+pub fn peer_credentials(fd: impl AsFd) -> io::Result<(u32, u32)> {
+    let fd = fd.as_fd().as_raw_fd();
+    let mut cred = UCred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<UCred>() as u32;
+    // SAFETY: `cred` is a live, correctly sized `#[repr(C)]` value the call writes into, `len`
+    // a live u32 holding its size; the descriptor is borrowed from its live owner.
+    let r = unsafe {
+        getsockopt(
+            fd,
+            SOL_SOCKET,
+            SO_PEERCRED,
+            (&mut cred as *mut UCred).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 || len as usize != std::mem::size_of::<UCred>() || cred.pid <= 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((cred.pid as u32, cred.uid))
 }
 
 /// The user id this process acts as (its effective uid): the owner of the files it creates,
@@ -498,6 +536,15 @@ mod tests {
         assert!(
             seen_within_2s(|| peer_closed(&dup)),
             "the close was never seen"
+        );
+    }
+
+    #[test]
+    fn a_unix_socket_peer_is_known_by_pid_and_uid() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert_eq!(
+            peer_credentials(&a).unwrap(),
+            (std::process::id(), effective_uid())
         );
     }
 

@@ -5,10 +5,12 @@
 //! [`login`] is `login`, `logout` and `status`; [`keys`] is `keys add`, `keys list` and
 //! `keys revoke`; [`usage`] is `usage`; [`health`] is `health` (the container's health check);
 //! [`doctor`] is `doctor`, which loads the configuration itself (a configuration that does not
-//! load is its first finding).
+//! load is its first finding); [`mcp_bridge`] is the hidden `mcp-bridge`, the CLI backend's
+//! stdio MCP server (a relay to the server, see `backends::cli::bridge`).
 
 pub mod doctor;
 pub mod health;
 pub mod keys;
 pub mod login;
+pub mod mcp_bridge;
 pub mod usage;

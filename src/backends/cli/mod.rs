@@ -10,12 +10,14 @@
 //! - here: the backend, its concurrency slots, the model check and the models it learned;
 //! - `lockdown.rs`: the argv, the environment and the prompt rewrite (the security spec of the
 //!   lock-down is that module's doc);
+//! - `bridge.rs`: client tools served to the CLI as a private MCP server (stage 2);
 //! - `calldir.rs`: the throwaway private working directory;
 //! - `process.rs`: the child process, its pipes, the wall-clock kill of its process group;
 //! - `transcript.rs`: parsing the CLI's JSON lines into events, completing the stream and
 //!   mapping its failures to HTTP statuses without leaking secrets;
 //! - `probe.rs`: `claudegate doctor`'s `--version` and `auth status`, run the same way.
 
+pub mod bridge;
 mod calldir;
 mod interface;
 mod lockdown;
