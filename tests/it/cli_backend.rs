@@ -45,7 +45,7 @@ fn claude_cli(test: &str) -> Option<PathBuf> {
 /// One test's world: the mock upstream, a Claude home, a place outside it for canaries.
 pub(crate) struct World {
     pub(crate) mock: MockUpstream,
-    bin: PathBuf,
+    pub(crate) bin: PathBuf,
     pub(crate) home: TempDir,
     pub(crate) outside: TempDir,
 }

@@ -13,6 +13,7 @@ mod catalogue;
 mod chat_policy;
 mod cli;
 mod cli_backend;
+mod cli_bridge;
 mod cli_doors;
 mod cli_fake;
 mod cli_real_doors;

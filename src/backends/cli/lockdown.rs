@@ -198,6 +198,20 @@ pub fn cli_args(model: &str, system_file: &Path) -> Vec<OsString> {
     a
 }
 
+/// The arguments that give the CLI a request's client tools (stage 2, see `bridge.rs`): the
+/// bridge as the only MCP server (`--mcp-config <file>`; `--strict-mcp-config` is already in
+/// [`cli_args`], so no server from any settings file joins it) and its tools allowed by their
+/// upstream names (`mcp__cg__<tool>`), which spares the permission prompt `-p` cannot show.
+/// `--tools ""` stays: no built-in tool exists, whatever a client tool is called.
+pub fn tool_args(mcp_config_file: &Path, allowed: &[String]) -> Vec<OsString> {
+    let mut a: Vec<OsString> = vec!["--mcp-config".into(), mcp_config_file.into()];
+    if !allowed.is_empty() {
+        // One comma-separated value: a bare list would swallow whatever argument follows.
+        a.push(format!("--allowedTools={}", allowed.join(",")).into());
+    }
+    a
+}
+
 /// Per-attempt upstream timeout for the CLI: a third of the wall clock, so a request that
 /// hangs before any answer is retried (`CLAUDE_CODE_MAX_RETRIES=2`) within our own limit.
 fn api_timeout_ms(timeout_ms: u64) -> u64 {

@@ -45,7 +45,7 @@ use crate::config::CliConfig;
 
 pub use crate::backends::cli::interface::{CliAnswer, CliError};
 pub use crate::backends::cli::lockdown::{
-    cli_args, neutralise, prompt_line, LOCKDOWN_ENV, NEUTRAL_SYSTEM,
+    cli_args, neutralise, prompt_line, tool_args, LOCKDOWN_ENV, NEUTRAL_SYSTEM,
 };
 pub use crate::backends::cli::process::end_all as end_all_calls;
 
