@@ -161,6 +161,8 @@ impl Config {
             s.field("timeout_ms", &mut k.timeout_ms)?;
             s.field("max_concurrent", &mut k.max_concurrent)?;
             s.field("queue_wait_ms", &mut k.queue_wait_ms)?;
+            s.field("park_timeout_ms", &mut k.park_timeout_ms)?;
+            s.field("max_parked_per_key", &mut k.max_parked_per_key)?;
             s.field("env", &mut k.env)?;
             s.finish()?;
         }
@@ -336,6 +338,15 @@ impl Config {
         }
         if !(1..=64).contains(&self.cli.max_concurrent) {
             return Err(bad("cli.max_concurrent", "must be between 1 and 64"));
+        }
+        if !(1000..=3_600_000).contains(&self.cli.park_timeout_ms) {
+            return Err(bad(
+                "cli.park_timeout_ms",
+                "must be between 1000 and 3600000",
+            ));
+        }
+        if !(1..=64).contains(&self.cli.max_parked_per_key) {
+            return Err(bad("cli.max_parked_per_key", "must be between 1 and 64"));
         }
         if self.cli.allowed_models.is_empty() {
             return Err(bad("cli.allowed_models", "must list at least one model"));

@@ -206,6 +206,11 @@ pub struct CliConfig {
     pub max_concurrent: u32,
     /// How long a request may wait for a free CLI slot before 429 + Retry-After. Default 30000.
     pub queue_wait_ms: u64,
+    /// How long a CLI process that called a client tool waits (parked, holding its slot) for
+    /// the request carrying the tool's result before it is ended. Default 300000.
+    pub park_timeout_ms: u64,
+    /// Parked CLI processes per key; parking one more ends that key's oldest. Default 2.
+    pub max_parked_per_key: u32,
     /// Extra environment for the CLI (e.g. `ANTHROPIC_BASE_URL`, `HTTPS_PROXY`): the only way
     /// anything from claudegate's own environment reaches it. Default none.
     pub env: BTreeMap<String, String>,
@@ -356,6 +361,8 @@ impl Default for Config {
                 timeout_ms: 300_000,
                 max_concurrent: 2,
                 queue_wait_ms: 30_000,
+                park_timeout_ms: 300_000,
+                max_parked_per_key: 2,
                 env: BTreeMap::new(),
             },
             fetch: FetchConfig {

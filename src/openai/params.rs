@@ -14,7 +14,7 @@
 //! | parameter | policy |
 //! |---|---|
 //! | `model`, `messages`, `stream`, `stream_options`, `max_tokens`, `max_completion_tokens` | used (the CLI backend checks the limit but uses its own) |
-//! | `tools`, `tool_choice`, `parallel_tool_calls` | used; a backend without tools takes only `[]`, `none`/`auto` and a boolean |
+//! | `tools`, `tool_choice`, `parallel_tool_calls` | used; a backend that cannot force a tool (the CLI's) takes `tool_choice` `none`/`auto` only |
 //! | `temperature`, `top_p`, `top_k` | used; refused by a backend without sampling parameters |
 //! | `stop` | used; a backend without stop sequences takes only `[]` |
 //! | `response_format` | used; a backend without structured output takes only `text` |
@@ -41,6 +41,8 @@ use crate::base::jsonspan::Item;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ability {
     Tools,
+    /// Forcing a tool call (`tool_choice` `required`/`any` or a named tool).
+    ToolChoice,
     Sampling,
     StopSequences,
     StructuredOutput,
@@ -77,8 +79,8 @@ pub const CLI: Backend = Backend {
     name: "claude-cli",
     lacks: &[
         (
-            Ability::Tools,
-            "it has no tools: it runs Claude Code with every tool turned off",
+            Ability::ToolChoice,
+            "it cannot force a tool call: Claude Code has no option for it (`auto` and `none` work)",
         ),
         (
             Ability::Sampling,
@@ -142,7 +144,7 @@ const PARAMS: &[(&str, Policy)] = &[
     ("tools", Policy::Needs(Ability::Tools, empty_list)),
     (
         "tool_choice",
-        Policy::Needs(Ability::Tools, |v| v == "none" || v == "auto"),
+        Policy::Needs(Ability::ToolChoice, |v| v == "none" || v == "auto"),
     ),
     (
         "parallel_tool_calls",

@@ -44,7 +44,7 @@ pub fn handle(
     cors: &Cors,
 ) -> u16 {
     if state.config.backend == crate::config::Backend::ClaudeCli {
-        return cli(state, rq, cors);
+        return cli(state, rq, &key.label, cors);
     }
     let sent = prepare(state, &mut rq, key, count_tokens).and_then(|mut prepared| {
         let sent = state.oauth.send(&mut prepared);
@@ -62,7 +62,7 @@ pub fn handle(
 /// answer starts with the first event, so a failure before any output (a refusal, busy, not
 /// logged in) still gets its own status; a failure after it ends the stream with an `error`
 /// event, as the Messages API does.
-fn cli(state: &State, mut rq: Request, cors: &Cors) -> u16 {
+fn cli(state: &State, mut rq: Request, owner: &str, cors: &Cors) -> u16 {
     let req = match read_json_object(state, &mut rq) {
         Ok(v) => v,
         Err(e) => return http::fail(rq, e, Protocol::Anthropic, cors),
@@ -72,7 +72,7 @@ fn cli(state: &State, mut rq: Request, cors: &Cors) -> u16 {
     }
     if req.get("stream") != Some(&serde_json::Value::Bool(true)) {
         let mut collector = Collector::new();
-        let result = state.cli.run_messages(&req, &mut |ev| {
+        let result = state.cli.run_messages(&req, owner, &mut |ev| {
             collector.push(ev);
             true
         });
@@ -87,7 +87,7 @@ fn cli(state: &State, mut rq: Request, cors: &Cors) -> u16 {
     }
     let mut out = SseOut::lazy(rq, cors);
     let _streaming = crate::observe::metrics::METRICS.stream();
-    let result = state.cli.run_messages(&req, &mut |ev| {
+    let result = state.cli.run_messages(&req, owner, &mut |ev| {
         out.buf
             .extend_from_slice(format!("event: {}\ndata: {}\n\n", ev.name, ev.data).as_bytes());
         out.flush()

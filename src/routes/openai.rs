@@ -48,7 +48,7 @@ pub fn handle(state: &State, mut rq: Request, key: &KeyInfo, door: Door, cors: &
             if let Some(model) = req.get("model").and_then(Value::as_str) {
                 crate::observe::record::note_model(model);
             }
-            cli(state, rq, &req, door, cors)
+            cli(state, rq, &req, &key.label, door, cors)
         }
     }
 }
@@ -238,7 +238,7 @@ fn oauth(
 /// whose events the same translator turns into the answer. The stream starts with the first
 /// event, so a failure before any output (bad model, busy, not logged in) still gets its own
 /// status.
-fn cli(state: &State, rq: Request, req: &Value, door: Door, cors: &Cors) -> u16 {
+fn cli(state: &State, rq: Request, req: &Value, owner: &str, door: Door, cors: &Cors) -> u16 {
     let keep = |m: &str| m.to_string();
     let translated = match door {
         Door::Chat => crate::openai::params::ChatRequest::read(req, &crate::openai::params::CLI)
@@ -268,7 +268,7 @@ fn cli(state: &State, rq: Request, req: &Value, door: Door, cors: &Cors) -> u16 
     };
     if !t.stream {
         let mut collector = Collector::new();
-        let result = state.cli.run_messages(&t.body, &mut |ev| {
+        let result = state.cli.run_messages(&t.body, owner, &mut |ev| {
             collector.push(ev);
             true
         });
@@ -280,7 +280,7 @@ fn cli(state: &State, rq: Request, req: &Value, door: Door, cors: &Cors) -> u16 
     let mut out = SseOut::lazy(rq, cors);
     let _streaming = METRICS.stream();
     let mut tr = answer.translator(&mut out.buf);
-    let result = state.cli.run_messages(&t.body, &mut |ev| {
+    let result = state.cli.run_messages(&t.body, owner, &mut |ev| {
         tr.on_event(ev, &mut out.buf);
         out.flush()
     });

@@ -309,10 +309,11 @@ fn chat_completions_stream_and_collect_on_the_cli_backend() {
         &gate,
         &key,
         json!({"model": "sonnet", "messages": [{"role": "user", "content": "hi"}],
-               "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}),
+               "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+               "tool_choice": "required"}),
     );
     let v = r.assert_openai_error(400);
-    assert!(v.to_string().contains("tools"), "{v}");
+    assert_eq!(v["error"]["param"], "tool_choice", "{v}");
     assert_eq!(w.mock.count(), before);
 }
 

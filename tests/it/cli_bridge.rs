@@ -59,7 +59,7 @@ fn the_real_cli_calls_a_client_tool_through_the_bridge_and_runs_nothing() {
     let cfg_file = root.join("mcp.json");
     std::fs::write(
         &cfg_file,
-        mcp_config(std::path::Path::new(BIN), &bridge.path).to_string(),
+        mcp_config(std::path::Path::new(BIN), &bridge.path, "").to_string(),
     )
     .unwrap();
     let cat = Catalogue::new(&[

@@ -229,8 +229,9 @@ fn what_the_cli_cannot_honour_is_refused_by_name_in_each_protocol() {
         (json!({"temperature": 0.2}), "temperature"),
         (json!({"stop_sequences": ["x"]}), "stop_sequences"),
         (
-            json!({"tools": [{"name": "Bash", "input_schema": {"type": "object"}}]}),
-            "tools",
+            json!({"tools": [{"name": "Bash", "input_schema": {"type": "object"}}],
+                   "tool_choice": {"type": "any"}}),
+            "tool_choice",
         ),
         (
             json!({"thinking": {"type": "enabled", "budget_tokens": 2048}}),
@@ -258,8 +259,8 @@ fn what_the_cli_cannot_honour_is_refused_by_name_in_each_protocol() {
             "temperature",
         ),
         (
-            json!({"model": "sonnet", "input": "hi", "tools": [{"type": "function", "name": "f", "parameters": {}}]}),
-            "tools",
+            json!({"model": "sonnet", "input": "hi", "tools": [{"type": "function", "name": "f", "parameters": {}}], "tool_choice": "required"}),
+            "tool_choice",
         ),
     ] {
         let v = w.post("/v1/responses", body).assert_openai_error(400);

@@ -17,6 +17,7 @@ mod cli_bridge;
 mod cli_doors;
 mod cli_fake;
 mod cli_real_doors;
+mod cli_tools;
 mod clients;
 mod complete;
 mod connections;

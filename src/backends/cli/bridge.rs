@@ -266,11 +266,16 @@ pub fn call_result(rpc_id: &Value, content: &Value, is_error: bool) -> Value {
 }
 
 /// The `--mcp-config` JSON naming the bridge: `claudegate mcp-bridge --socket <socket>` as the
-/// one stdio server [`SERVER`].
-pub fn mcp_config(claudegate: &Path, socket: &Path) -> Value {
-    json!({"mcpServers": {SERVER: {"type": "stdio",
+/// one stdio server [`SERVER`], with the call's `marker` (unless empty) in its environment, so
+/// the socket's peer check knows it and the end of the call ends it.
+pub fn mcp_config(claudegate: &Path, socket: &Path, marker: &str) -> Value {
+    let mut server = json!({"type": "stdio",
         "command": claudegate.to_string_lossy(),
-        "args": ["mcp-bridge", "--socket", socket.to_string_lossy()]}}})
+        "args": ["mcp-bridge", "--socket", socket.to_string_lossy()]});
+    if !marker.is_empty() {
+        server["env"] = json!({super::process::CALL_MARKER: marker});
+    }
+    json!({"mcpServers": {SERVER: server}})
 }
 
 /// Writes JSON-RPC lines to the bridge; shared by the reading loop and whoever answers a call.

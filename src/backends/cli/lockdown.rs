@@ -24,7 +24,8 @@
 //!   `apiKeyHelper`, no CLAUDE.md.
 //! - `--disable-slash-commands`: built-in commands in the prompt do not run (but a prompt that
 //!   starts with `/heapdump` is still swallowed, see below).
-//! - `--max-turns 1`: one API call per request. With no tools, a `tool_use` from the upstream
+//! - `--max-turns 1`: one API call per request (with client tools, [`MAX_TURNS_WITH_TOOLS`]:
+//!   each tool round is one more call, see `bridge.rs` and `park.rs`). With no tools, a `tool_use` from the upstream
 //!   can only be an error; the CLI answers it with "No such tool available" and stops with
 //!   `error_max_turns`, which becomes a 502. (2.1.330 answers plain prompts fine with 1.)
 //! - `--system-prompt-file`: the caller's system prompt (or a neutral default) replaces Claude
@@ -109,6 +110,7 @@ pub(super) fn command(
     model: &str,
     call: &CallDir,
     resume: Option<&str>,
+    tools: Option<(&Path, &[String])>,
 ) -> Command {
     let mut args = cli_args(model, &call.system_file());
     if let Some(session) = resume {
@@ -116,8 +118,19 @@ pub(super) fn command(
         args.push("--resume".into());
         args.push(session.into());
     }
+    if let Some((mcp_config_file, allowed)) = tools {
+        // Each tool round is one more turn (a call, then the answer after its result).
+        if let Some(i) = args.iter().position(|a| a == "--max-turns") {
+            args[i + 1] = MAX_TURNS_WITH_TOOLS.to_string().into();
+        }
+        args.extend(tool_args(mcp_config_file, allowed));
+    }
     locked_down(cfg, home, call, args)
 }
+
+/// `--max-turns` when the request declares tools: how many upstream calls one CLI process
+/// may make across its tool rounds (each round parks it until the client's result comes).
+pub(super) const MAX_TURNS_WITH_TOOLS: u32 = 50;
 
 /// The locked-down command with other arguments (`--version`, `auth status`): the same binary,
 /// environment, cwd and process group as a call's, for `claudegate doctor`'s look at the CLI.

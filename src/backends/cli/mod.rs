@@ -11,6 +11,7 @@
 //! - `lockdown.rs`: the argv, the environment and the prompt rewrite (the security spec of the
 //!   lock-down is that module's doc);
 //! - `bridge.rs`: client tools served to the CLI as a private MCP server (stage 2);
+//! - `park.rs`: a CLI process waiting on its client's tool results between two requests;
 //! - `calldir.rs`: the throwaway private working directory;
 //! - `process.rs`: the child process, its pipes, the wall-clock kill of its process group;
 //! - `transcript.rs`: parsing the CLI's JSON lines into events, completing the stream and
@@ -21,6 +22,7 @@ pub mod bridge;
 mod calldir;
 mod interface;
 mod lockdown;
+mod park;
 pub mod probe;
 mod process;
 mod request;
@@ -29,13 +31,16 @@ mod transcript;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Condvar, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::anthropic::event::Event;
 use serde_json::{json, Value};
 
+use crate::backends::cli::bridge::{Bridge, Catalogue};
 use crate::backends::cli::calldir::CallDir;
+use crate::backends::cli::park::{Live, Lot, Parked, Pool, Slot};
+use crate::backends::cli::process::{Flow, Pumped, Run};
 use crate::backends::cli::request::CliRequest;
 use crate::backends::cli::transcript::Transcript;
 use crate::backends::{Answer, Completion};
@@ -52,10 +57,10 @@ pub use crate::backends::cli::process::end_all as end_all_calls;
 /// Runs locked-down `claude -p` calls, at most `cli.max_concurrent` at a time.
 pub struct CliBackend {
     cfg: CliConfig,
-    /// CLI processes running now.
-    busy: Mutex<u32>,
-    /// Signalled whenever a slot frees up.
-    freed: Condvar,
+    /// The concurrency slots (shared with parked processes, which keep theirs).
+    pool: Arc<Pool>,
+    /// CLI processes waiting on their client's tool results (`park.rs`).
+    lot: Lot,
     /// The real model id behind each allowed model, as the CLI last reported it: the model
     /// of earlier assistant turns in a session file, so their thinking is kept (`session.rs`).
     learned: Mutex<BTreeMap<String, String>>,
@@ -65,8 +70,8 @@ impl CliBackend {
     pub fn new(cfg: CliConfig) -> CliBackend {
         CliBackend {
             cfg,
-            busy: Mutex::new(0),
-            freed: Condvar::new(),
+            pool: Arc::new(Pool::default()),
+            lot: Lot::default(),
             learned: Mutex::new(BTreeMap::new()),
         }
     }
@@ -83,7 +88,7 @@ impl CliBackend {
         }
         let body = json!({"model": req.model, "system": req.system,
             "messages": [{"role": "user", "content": req.prompt}]});
-        self.run_messages(&body, on_event)
+        self.run_messages(&body, "", on_event)
     }
 
     /// Runs one locked-down `claude -p` for an Anthropic Messages request `body` (what the
@@ -96,23 +101,36 @@ impl CliBackend {
     /// The events form one Anthropic message stream (`message_start` … `message_stop`), ending
     /// with `message_stop` whenever the call succeeds: if the CLI fell back to a non-streaming
     /// request, the missing events are made up from its final answer. Tool-use blocks are
-    /// never passed on (no tool exists here, so the upstream asking for one is an error).
+    /// passed on only when they call the request's own tools (through the bridge, under the
+    /// client's tool names); such an answer ends with `stop_reason: tool_use` and the CLI is
+    /// parked for `owner` (the caller's key) until a request of the same owner brings the
+    /// results (`park.rs`), whose continued answer it then is.
     pub fn run_messages(
         &self,
         body: &Value,
+        owner: &str,
         on_event: &mut dyn FnMut(&Event) -> bool,
     ) -> Result<CliAnswer, CliError> {
         let req = request::read(body)?;
-        self.run_request(&req, on_event)
+        if !req.results.is_empty() {
+            return self.resume(&req, owner, on_event);
+        }
+        self.run_request(&req, owner, on_event)
+    }
+
+    /// How many CLI processes are parked now, waiting on their clients' tool results.
+    pub fn parked(&self) -> usize {
+        self.lot.len()
     }
 
     fn run_request(
         &self,
         req: &CliRequest,
+        owner: &str,
         on_event: &mut dyn FnMut(&Event) -> bool,
     ) -> Result<CliAnswer, CliError> {
         let model = self.check_model(req.model.as_deref())?;
-        let _slot = self.acquire()?;
+        let slot = self.acquire()?;
         let started = Instant::now();
         let home = self.home();
         let call = CallDir::create(&home).map_err(|e| {
@@ -134,22 +152,92 @@ impl CliBackend {
                 Some(id)
             }
         };
-        let mut cmd = lockdown::command(&self.cfg, &home, &model, &call, session.as_deref());
+        let marker = process::new_marker()?;
         let deadline = started + Duration::from_millis(self.cfg.timeout_ms);
-        let mut transcript = Transcript::default();
-        // Each line's events go to the client at once; the first it refuses ends the call.
-        let outcome = process::supervise(
+        let (calls, tools) = match &req.tools {
+            Some(cat) => {
+                let (calls, file) = serve_tools(&call, cat, &marker, deadline)?;
+                (Some(calls), Some((file, cat.names.allowed())))
+            }
+            None => (None, None),
+        };
+        let tools = tools.as_ref().map(|(f, a)| (f.as_path(), a.as_slice()));
+        let mut cmd = lockdown::command(&self.cfg, &home, &model, &call, session.as_deref(), tools);
+        let run = match Run::start(
             &mut cmd,
             &self.cfg.binary,
             prompt_line(&req.prompt).into_bytes(),
+            &marker,
+        ) {
+            Ok(run) => run,
+            Err(e) => {
+                call.cleanup(&home);
+                return Err(e);
+            }
+        };
+        let live = Live {
+            run,
+            call,
+            home,
+            calls,
+            pending: Vec::new(),
+            _slot: slot,
+        };
+        self.drive(live, model, req.names.clone(), owner, started, on_event)
+    }
+
+    /// Reads the CLI's answer (in `live`) to the client until the CLI ends, or until the answer
+    /// ends in calls of the client's tools: then the CLI is parked for `owner`.
+    fn drive(
+        &self,
+        mut live: Live,
+        model: String,
+        names: crate::backends::cli::bridge::ToolNames,
+        owner: &str,
+        started: Instant,
+        on_event: &mut dyn FnMut(&Event) -> bool,
+    ) -> Result<CliAnswer, CliError> {
+        let deadline = Instant::now() + Duration::from_millis(self.cfg.timeout_ms);
+        let mut transcript = Transcript::with_tools(names.clone());
+        // Each line's events go to the client at once; the first it refuses ends the call.
+        let outcome = live.run.pump(
             deadline,
-            &mut |line| transcript.feed(line).iter().all(&mut *on_event),
+            &mut |line| {
+                if !transcript.feed(line).iter().all(&mut *on_event) {
+                    Flow::Gone
+                } else if transcript.ends_in_tool_calls() {
+                    Flow::Done
+                } else {
+                    Flow::Go
+                }
+            },
             &crate::backends::abandon::client_gone,
         );
-        call.cleanup(&home);
         // However the cut looked from here (the client "gone"), a stopping server's is its own.
         let stopping = crate::backends::abandon::stop_error().is_some();
-        let exit = outcome.map_err(|e| if stopping { CliError::Stopping } else { e })?;
+        let outcome = outcome.map_err(|e| if stopping { CliError::Stopping } else { e });
+        let exit = match outcome {
+            Ok(Pumped::Exited(exit)) => exit,
+            Ok(Pumped::Paused) => {
+                let mut answer = transcript.tool_answer(&model);
+                answer.duration_ms = started.elapsed().as_millis() as u64;
+                lock(&self.learned).insert(model.clone(), answer.model.clone());
+                crate::observe::record::note_usage(answer.usage);
+                let parked = Parked {
+                    id: 0,
+                    owner: owner.to_string(),
+                    tool_ids: transcript.tool_ids(),
+                    model,
+                    names,
+                    live,
+                };
+                let timeout = Duration::from_millis(self.cfg.park_timeout_ms);
+                self.lot.park(parked, self.cfg.max_parked_per_key, timeout);
+                return Ok(answer);
+            }
+            Err(e) => return Err(e),
+        };
+        drop(live); // the CLI has ended: its directory goes, its slot frees
         let mut answer = transcript.finish(
             exit.status,
             &exit.stderr,
@@ -163,6 +251,67 @@ impl CliBackend {
         Ok(answer)
     }
 
+    /// A request whose last turn carries `tool_result`s: it continues the CLI process parked
+    /// for the same owner that waits on them, whose next answer becomes this request's.
+    fn resume(
+        &self,
+        req: &CliRequest,
+        owner: &str,
+        on_event: &mut dyn FnMut(&Event) -> bool,
+    ) -> Result<CliAnswer, CliError> {
+        let started = Instant::now();
+        let ids: Vec<&str> = req
+            .results
+            .iter()
+            .filter_map(|r| r["tool_use_id"].as_str())
+            .collect();
+        let Some(Parked {
+            tool_ids,
+            model,
+            names,
+            mut live,
+            ..
+        }) = self.lot.take(owner, &ids)
+        else {
+            let shown: String = ids.first().unwrap_or(&"").chars().take(100).collect();
+            return Err(CliError::Refused {
+                param: "messages".into(),
+                message: format!(
+                    "no Claude Code process is waiting for the result of tool call `{shown}`: \
+                     on the claude-cli backend a tool result continues the process that made \
+                     the call, which waits cli.park_timeout_ms for it, and only for the key \
+                     that started it. Start the conversation's tool round again"
+                ),
+            });
+        };
+        // Text the client sent beside its results joins the last result (the CLI takes no
+        // user text in the middle of a turn).
+        let extra: Vec<Value> = req
+            .prompt
+            .iter()
+            .filter(|b| {
+                b["type"] == "text" && b["text"].as_str().is_some_and(|t| !t.trim().is_empty())
+            })
+            .cloned()
+            .collect();
+        let until = Instant::now() + Duration::from_secs(10);
+        for (n, id) in tool_ids.iter().enumerate() {
+            let result = req.results.iter().find(|r| r["tool_use_id"] == id.as_str());
+            let mut content = match result.map(|r| &r["content"]) {
+                Some(Value::String(s)) => vec![json!({"type": "text", "text": s})],
+                Some(Value::Array(blocks)) => blocks.clone(),
+                Some(_) => Vec::new(),
+                None => vec![json!({"type": "text",
+                    "text": "the client sent no result for this tool call"})],
+            };
+            if n + 1 == tool_ids.len() {
+                content.extend(extra.iter().cloned());
+            }
+            let is_error = result.is_none_or(|r| r["is_error"] == true);
+            live.answer(id, &Value::Array(content), is_error, until)?;
+        }
+        self.drive(live, model, names, owner, started, on_event)
+    }
     /// The real model id behind `model` (an allowed alias or id), once a run reported it.
     fn real_model(&self, model: &str) -> String {
         lock(&self.learned)
@@ -208,9 +357,10 @@ impl CliBackend {
     }
 
     /// Takes a CLI slot, waiting up to `cli.queue_wait_ms` for one to free up.
-    fn acquire(&self) -> Result<Slot<'_>, CliError> {
+    fn acquire(&self) -> Result<Slot, CliError> {
         let deadline = Instant::now() + Duration::from_millis(self.cfg.queue_wait_ms);
-        let mut busy = lock(&self.busy);
+        let pool = &self.pool;
+        let mut busy = lock(&pool.busy);
         while *busy >= self.cfg.max_concurrent {
             let now = Instant::now();
             if now >= deadline {
@@ -218,14 +368,14 @@ impl CliBackend {
                     retry_after: self.cfg.queue_wait_ms.div_ceil(1000).clamp(1, 60),
                 });
             }
-            busy = self
+            busy = pool
                 .freed
                 .wait_timeout(busy, deadline - now)
                 .map(|(guard, _)| guard)
                 .unwrap_or_else(|e| e.into_inner().0);
         }
         *busy += 1;
-        Ok(Slot(self))
+        Ok(Slot(self.pool.clone()))
     }
 
     /// The 503 text for a host whose Claude Code is not logged in. It says how, not who or
@@ -239,16 +389,36 @@ impl CliBackend {
     }
 }
 
-/// One taken CLI slot; dropping it frees the slot (also on panic or early return).
-struct Slot<'a>(&'a CliBackend);
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        let mut busy = lock(&self.0.busy);
-        *busy = busy.saturating_sub(1);
-        drop(busy);
-        self.0.freed.notify_one();
-    }
+/// Serves the request's tools to this call's CLI: the bridge's socket in the call directory,
+/// the `--mcp-config` file naming it (with the call's `marker`), and a thread that accepts the
+/// bridge (only a peer carrying the marker) until `deadline` and hands each tool call on.
+/// Returns the calls' channel and the config file's path.
+fn serve_tools(
+    call: &CallDir,
+    cat: &Catalogue,
+    marker: &str,
+    deadline: Instant,
+) -> Result<(mpsc::Receiver<(bridge::ToolCall, bridge::Writer)>, PathBuf), CliError> {
+    let failed = |what: &str, e: std::io::Error| CliError::Failed(format!("{what}: {e}"));
+    let listener =
+        Bridge::listen(&call.root).map_err(|e| failed("cannot open the tool bridge", e))?;
+    let exe = std::env::current_exe().map_err(|e| failed("cannot find claudegate itself", e))?;
+    let file = call.root.join("mcp.json");
+    let config = bridge::mcp_config(&exe, &listener.path, marker).to_string();
+    crate::base::fsutil::write_private(&file, config.as_bytes())
+        .map_err(|e| failed("cannot write the tool bridge's configuration", e))?;
+    let (tx, rx) = mpsc::channel();
+    let (cat, marker) = (cat.clone(), marker.to_string());
+    std::thread::spawn(move || {
+        let peer_ok = |pid: u32| process::carries_marker(pid, &marker);
+        if let Some(stream) = listener.accept(deadline, &peer_ok) {
+            drop(listener);
+            bridge::serve(stream, &cat, &mut |c, w| {
+                tx.send((c, w)).ok();
+            });
+        }
+    });
+    Ok((rx, file))
 }
 
 #[cfg(test)]

@@ -92,11 +92,187 @@ pub(super) struct Exit {
     pub(super) stderr: String,
 }
 
-/// Spawns `cmd` (the CLI named `binary` in `cli.binary`), writes `prompt` to its stdin and
-/// hands each stdout line to `on_line` until stdout closes, `deadline` passes, or the client
-/// went away: `on_line` returned false or `gone` (asked between lines, and every
-/// [`GONE_CHECK`] while the CLI is silent) returned true. Always leaves the process group and
-/// every marked process killed and the CLI reaped.
+/// A fresh random call marker (see the module doc); made before the spawn so the bridge's
+/// peer check can know it.
+pub(super) fn new_marker() -> Result<String, CliError> {
+    crate::base::ids::random::<16>()
+        .map(|r| crate::base::ids::hex(&r))
+        .map_err(|e| CliError::Failed(format!("cannot make the call's marker: {e}")))
+}
+
+/// Whether process `pid` carries the call marker `marker` in its environment.
+pub(super) fn carries_marker(pid: u32, marker: &str) -> bool {
+    has_marker(pid, &format!("{CALL_MARKER}={marker}"))
+}
+
+/// What the reader of a stdout line wants next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Flow {
+    /// Keep reading.
+    Go,
+    /// The client went away: end the call.
+    Gone,
+    /// This answer is complete while the CLI lives on (it waits on a tool call): pause.
+    Done,
+}
+
+/// How [`Run::pump`] returned.
+pub(super) enum Pumped {
+    /// The CLI ran to its end (it is reaped, nothing of it is left).
+    Exited(Exit),
+    /// `on_line` said [`Flow::Done`]: the CLI still runs, waiting; pump again to go on.
+    Paused,
+}
+
+/// One running CLI: the child, its stdout lines and stderr tail, its marker. Dropping it
+/// (unless it ran to its end) kills its group and marked processes and reaps it.
+pub(super) struct Run {
+    child: Child,
+    marker: String,
+    listed: Option<Listed>,
+    lines: Receiver<Line>,
+    errs: Receiver<String>,
+    reaped: bool,
+}
+
+impl Run {
+    /// Spawns `cmd` (the CLI named `binary` in `cli.binary`) with the call's `marker` and
+    /// writes `prompt` to its stdin (then closes it).
+    pub(super) fn start(
+        cmd: &mut Command,
+        binary: &str,
+        prompt: Vec<u8>,
+        marker: &str,
+    ) -> Result<Run, CliError> {
+        // Last, so nothing set before (cli.env included) can replace it.
+        cmd.env(CALL_MARKER, marker);
+        let mut child = cmd.spawn().map_err(|e| {
+            CliError::Failed(format!(
+                "cannot start the Claude Code CLI `{binary}` (cli.binary): {e}"
+            ))
+        })?;
+        let (Some(mut stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            stop(&mut child, marker);
+            return Err(CliError::Failed("the CLI's pipes were not set up".into()));
+        };
+        let listed = Listed::new(child.id(), marker);
+        // A thread, so a prompt larger than the pipe buffer cannot deadlock against stdout.
+        // Dropping `stdin` at the end closes it: the CLI waits for EOF before it starts.
+        std::thread::spawn(move || {
+            stdin.write_all(&prompt).ok();
+        });
+        Ok(Run {
+            child,
+            marker: marker.to_string(),
+            listed: Some(listed),
+            lines: read_lines(stdout),
+            errs: read_tail(stderr),
+            reaped: false,
+        })
+    }
+
+    /// Hands each stdout line to `on_line` until stdout closes (the CLI is then reaped),
+    /// `deadline` passes, the client went away (`on_line` said [`Flow::Gone`] or `gone`, asked
+    /// between lines and every [`GONE_CHECK`] while the CLI is silent, returned true), or
+    /// `on_line` said [`Flow::Done`] (the CLI is left running). Every end but the pause
+    /// leaves the process group and every marked process killed and the CLI reaped.
+    pub(super) fn pump(
+        &mut self,
+        deadline: Instant,
+        on_line: &mut dyn FnMut(&str) -> Flow,
+        gone: &dyn Fn() -> bool,
+    ) -> Result<Pumped, CliError> {
+        if self.reaped {
+            return Err(CliError::Failed(
+                "the Claude Code CLI has already ended".into(),
+            ));
+        }
+        let mut end = End::Exited;
+        loop {
+            if gone() {
+                end = End::ClientGone;
+                break;
+            }
+            match self
+                .lines
+                .recv_timeout(left_until(deadline).min(GONE_CHECK))
+            {
+                Ok(Line::Text(line)) => match on_line(&line) {
+                    Flow::Go => {}
+                    Flow::Gone => {
+                        end = End::ClientGone;
+                        break;
+                    }
+                    Flow::Done => return Ok(Pumped::Paused),
+                },
+                Ok(Line::TooLong) => {
+                    end = End::TooLong;
+                    break;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) if left_until(deadline).is_zero() => {
+                    end = End::TimedOut;
+                    break;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+        // stdout closed: give the CLI a moment to finish writing its config and exit.
+        let exited = end == End::Exited
+            && exits_within(&mut self.child, EXIT_GRACE.min(left_until(deadline)));
+        let status = self.end(exited)?;
+        let stderr = self
+            .errs
+            .recv_timeout(Duration::from_secs(1))
+            .unwrap_or_default();
+        match end {
+            End::TimedOut => Err(CliError::Timeout),
+            End::ClientGone => Err(CliError::Failed("client went away".into())),
+            End::TooLong => Err(CliError::Failed(
+                "the Claude Code CLI printed an oversized line".into(),
+            )),
+            End::Exited => Ok(Pumped::Exited(Exit { status, stderr })),
+        }
+    }
+
+    /// Kills the group in every case: the CLI itself if it is still running (timeout, client
+    /// gone, or it would not exit), and whatever it left behind. The CLI is not reaped yet (a
+    /// zombie at most), so the group id is still ours and cannot name a stranger. Then
+    /// whatever left the group; then the reap.
+    fn end(&mut self, exited: bool) -> Result<ExitStatus, CliError> {
+        kill_group(self.child.id());
+        kill_marked(&self.marker);
+        if !exited {
+            self.child.kill().ok();
+        }
+        self.listed = None; // before the reap, which frees the group id
+        self.reaped = true;
+        self.child
+            .wait()
+            .map_err(|e| CliError::Failed(format!("waiting for the CLI: {e}")))
+    }
+}
+
+impl Run {
+    /// Ends the CLI now (unless it already ended): its group, its marked processes, the reap.
+    pub(super) fn stop(&mut self) {
+        if !self.reaped {
+            self.end(false).ok();
+        }
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Spawns `cmd`, writes `prompt` and hands each stdout line to `on_line` until the CLI ends
+/// (see [`Run::pump`]; `on_line` returning false means the client went away). Always leaves
+/// the process group and every marked process killed and the CLI reaped.
 pub(super) fn supervise(
     cmd: &mut Command,
     binary: &str,
@@ -105,82 +281,15 @@ pub(super) fn supervise(
     on_line: &mut dyn FnMut(&str) -> bool,
     gone: &dyn Fn() -> bool,
 ) -> Result<Exit, CliError> {
-    let marker = crate::base::ids::random::<16>()
-        .map(|r| crate::base::ids::hex(&r))
-        .map_err(|e| CliError::Failed(format!("cannot make the call's marker: {e}")))?;
-    // Last, so nothing set before (cli.env included) can replace it.
-    cmd.env(CALL_MARKER, &marker);
-    let mut child = cmd.spawn().map_err(|e| {
-        CliError::Failed(format!(
-            "cannot start the Claude Code CLI `{binary}` (cli.binary): {e}"
-        ))
-    })?;
-    let (Some(mut stdin), Some(stdout), Some(stderr)) =
-        (child.stdin.take(), child.stdout.take(), child.stderr.take())
-    else {
-        stop(&mut child, &marker);
-        return Err(CliError::Failed("the CLI's pipes were not set up".into()));
+    let marker = new_marker()?;
+    let mut run = Run::start(cmd, binary, prompt, &marker)?;
+    let mut flow = |line: &str| match on_line(line) {
+        true => Flow::Go,
+        false => Flow::Gone,
     };
-    let listed = Listed::new(child.id(), &marker);
-    // A thread, so a prompt larger than the pipe buffer cannot deadlock against stdout.
-    // Dropping `stdin` at the end closes it: the CLI waits for EOF before it starts.
-    std::thread::spawn(move || {
-        stdin.write_all(&prompt).ok();
-    });
-    let lines = read_lines(stdout);
-    let errs = read_tail(stderr);
-
-    let mut end = End::Exited;
-    loop {
-        if gone() {
-            end = End::ClientGone;
-            break;
-        }
-        match lines.recv_timeout(left_until(deadline).min(GONE_CHECK)) {
-            Ok(Line::Text(line)) => {
-                if !on_line(&line) {
-                    end = End::ClientGone;
-                    break;
-                }
-            }
-            Ok(Line::TooLong) => {
-                end = End::TooLong;
-                break;
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
-            Err(RecvTimeoutError::Timeout) if left_until(deadline).is_zero() => {
-                end = End::TimedOut;
-                break;
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-        }
-    }
-    // stdout closed: give the CLI a moment to finish writing its config and exit.
-    let exited =
-        end == End::Exited && exits_within(&mut child, EXIT_GRACE.min(left_until(deadline)));
-    // Kill the group in every case: the CLI itself if it is still running (timeout, client
-    // gone, or it would not exit), and whatever it left behind. The CLI is not reaped yet
-    // (a zombie at most), so the group id is still ours and cannot name a stranger. Then
-    // whatever left the group.
-    kill_group(child.id());
-    kill_marked(&marker);
-    if !exited {
-        child.kill().ok();
-    }
-    drop(listed); // before the reap, which frees the group id
-    let status = child
-        .wait()
-        .map_err(|e| CliError::Failed(format!("waiting for the CLI: {e}")))?;
-    let stderr = errs
-        .recv_timeout(Duration::from_secs(1))
-        .unwrap_or_default();
-    match end {
-        End::TimedOut => Err(CliError::Timeout),
-        End::ClientGone => Err(CliError::Failed("client went away".into())),
-        End::TooLong => Err(CliError::Failed(
-            "the Claude Code CLI printed an oversized line".into(),
-        )),
-        End::Exited => Ok(Exit { status, stderr }),
+    match run.pump(deadline, &mut flow, gone)? {
+        Pumped::Exited(exit) => Ok(exit),
+        Pumped::Paused => Err(CliError::Failed("the CLI paused unasked".into())),
     }
 }
 

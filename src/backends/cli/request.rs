@@ -15,7 +15,8 @@
 //! | `metadata`, `service_tier` | ignored (cloaking and the subscription's one tier) |
 //! | `temperature`, `top_p`, `top_k` | refused: no sampling parameters |
 //! | `stop_sequences` | `[]` only: no stop sequences |
-//! | `tools` | `[]` only; `tool_choice`: `auto` or `none` only (client tools are stage 2) |
+//! | `tools` | client tools, served to the CLI through the bridge (`bridge.rs`); server tools refused |
+//! | `tool_choice` | `auto` (`disable_parallel_tool_use` ignored) or `none` (the tools are not served); forcing a tool is refused |
 //! | `thinking`, `output_config.effort` | refused: Claude Code sets its own thinking |
 //! | `output_config.format`, `output_format` | refused: no structured output |
 //! | `context_management`, `mcp_servers`, `container` | refused: Claude Code manages these itself, with every MCP server off |
@@ -23,12 +24,16 @@
 //!
 //! Content blocks: `text`, `image` and `document` in either role, `thinking` and
 //! `redacted_thinking` in assistant turns are kept (`cache_control` removed: Claude Code
-//! places its own cache breakpoints); tool blocks are refused (no tools until stage 2), and
-//! so is any other block type. Consecutive turns of one role are merged, as the Messages API
+//! places its own cache breakpoints); `tool_use` in assistant turns (its name must be a declared
+//! tool, and becomes the bridged name `mcp__cg__…` the upstream knows) and `tool_result` in user
+//! turns are kept; server tool blocks are refused, and so is any other block type. The last
+//! user turn's `tool_result` blocks are set apart ([`CliRequest::results`]): they answer a tool
+//! call of a parked CLI process. Consecutive turns of one role are merged, as the Messages API
 //! does. The last turn must be the user's (the CLI cannot continue an assistant turn).
 
 use serde_json::{json, Map, Value};
 
+use crate::backends::cli::bridge::{Catalogue, ToolNames};
 use crate::backends::cli::interface::CliError;
 use crate::openai::params::{empty_list, never, Ability, CLI};
 
@@ -41,8 +46,15 @@ pub(super) struct CliRequest {
     pub system: Option<String>,
     /// The earlier turns, `{role, content: [blocks]}`, roles alternating.
     pub history: Vec<Value>,
-    /// The blocks of the last (user) turn: the new prompt.
+    /// The blocks of the last (user) turn other than tool results: the new prompt.
     pub prompt: Vec<Value>,
+    /// The last turn's `tool_result` blocks: answers to a parked process's tool calls.
+    pub results: Vec<Value>,
+    /// The tools the CLI gets through the bridge; `None`: none (none declared, or
+    /// `tool_choice: none`).
+    pub tools: Option<Catalogue>,
+    /// The declared tools' names, both ways (for tool blocks in the history and the answer).
+    pub names: ToolNames,
     pub stream: bool,
 }
 
@@ -77,8 +89,11 @@ const FIELDS: &[(&str, Rule)] = &[
         "stop_sequences",
         Rule::Needs(Ability::StopSequences, empty_list),
     ),
-    ("tools", Rule::Needs(Ability::Tools, empty_list)),
-    ("tool_choice", Rule::Needs(Ability::Tools, auto_or_none)),
+    ("tools", Rule::Used),
+    (
+        "tool_choice",
+        Rule::Needs(Ability::ToolChoice, auto_or_none),
+    ),
     ("thinking", Rule::Needs(Ability::Reasoning, never)),
     (
         "output_format",
@@ -143,7 +158,16 @@ pub(super) fn read(body: &Value) -> Result<CliRequest, CliError> {
         }
     }
     let system = read_system(obj.get("system"))?;
-    let mut turns = read_messages(obj.get("messages"))?;
+    let declared = match obj.get("tools") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(t)) => t.clone(),
+        Some(_) => return Err(refused("tools", "`tools` must be a list")),
+    };
+    let catalogue = Catalogue::new(&declared)?;
+    let names = catalogue.names.clone();
+    let none = obj.get("tool_choice").is_some_and(|c| c["type"] == "none");
+    let tools = (!catalogue.is_empty() && !none).then_some(catalogue);
+    let mut turns = read_messages(obj.get("messages"), &names)?;
     let last = turns.len() - 1;
     if turns[last]["role"] != "user" {
         return Err(refused(
@@ -152,13 +176,16 @@ pub(super) fn read(body: &Value) -> Result<CliRequest, CliError> {
              assistant turn",
         ));
     }
-    let prompt = match turns.pop().map(|mut t| t["content"].take()) {
+    let last_blocks = match turns.pop().map(|mut t| t["content"].take()) {
         Some(Value::Array(blocks)) => blocks,
         _ => Vec::new(),
     };
+    let (results, prompt): (Vec<Value>, Vec<Value>) = last_blocks
+        .into_iter()
+        .partition(|b| b["type"] == "tool_result");
     let blank =
         |b: &Value| b["type"] == "text" && b["text"].as_str().is_some_and(|t| t.trim().is_empty());
-    if prompt.iter().all(blank) {
+    if results.is_empty() && prompt.iter().all(blank) {
         return Err(refused(
             format!("messages[{last}].content"),
             "the last user message must not be empty",
@@ -169,6 +196,9 @@ pub(super) fn read(body: &Value) -> Result<CliRequest, CliError> {
         system,
         history: turns,
         prompt,
+        results,
+        tools,
+        names,
         stream,
     })
 }
@@ -239,7 +269,7 @@ fn read_system(system: Option<&Value>) -> Result<Option<String>, CliError> {
 }
 
 /// The turns, each `{role, content: [blocks]}`, consecutive turns of one role merged.
-fn read_messages(messages: Option<&Value>) -> Result<Vec<Value>, CliError> {
+fn read_messages(messages: Option<&Value>, names: &ToolNames) -> Result<Vec<Value>, CliError> {
     let msgs = match messages.and_then(Value::as_array) {
         Some(m) if !m.is_empty() => m,
         _ => return Err(refused("messages", "`messages` must be a non-empty array")),
@@ -255,7 +285,7 @@ fn read_messages(messages: Option<&Value>) -> Result<Vec<Value>, CliError> {
                 ))
             }
         };
-        let blocks = read_content(&m["content"], role, i)?;
+        let blocks = read_content(&m["content"], role, i, names)?;
         match turns.last_mut() {
             Some(t) if t["role"] == role => {
                 if let Some(c) = t["content"].as_array_mut() {
@@ -269,7 +299,12 @@ fn read_messages(messages: Option<&Value>) -> Result<Vec<Value>, CliError> {
 }
 
 /// One message's content as blocks the CLI can carry.
-fn read_content(content: &Value, role: &str, i: usize) -> Result<Vec<Value>, CliError> {
+fn read_content(
+    content: &Value,
+    role: &str,
+    i: usize,
+    names: &ToolNames,
+) -> Result<Vec<Value>, CliError> {
     let parts = match content {
         Value::String(s) => return Ok(vec![json!({"type": "text", "text": s})]),
         Value::Array(parts) => parts,
@@ -291,16 +326,25 @@ fn read_content(content: &Value, role: &str, i: usize) -> Result<Vec<Value>, Cli
             "text" => obj.get("text").is_some_and(Value::is_string),
             "image" | "document" => obj.get("source").is_some_and(Value::is_object),
             "thinking" | "redacted_thinking" => role == "assistant",
+            "tool_use" => {
+                role == "assistant"
+                    && obj.get("id").is_some_and(Value::is_string)
+                    && obj.get("input").is_some_and(Value::is_object)
+            }
+            "tool_result" => role == "user" && obj.get("tool_use_id").is_some_and(Value::is_string),
             _ => false,
         };
         if !fits {
             let at = format!("{at}.type");
-            if kind == "tool_use"
-                || kind == "tool_result"
-                || kind.ends_with("tool_use")
-                || kind.ends_with("tool_result")
-            {
-                return Err(lacking(&at, Ability::Tools));
+            if kind.ends_with("tool_use") || kind.ends_with("tool_result") {
+                return Err(refused(
+                    at,
+                    format!(
+                        "content block `{kind}` is not supported here by the claude-cli backend \
+                         (`tool_use` with an id and an input object in assistant turns, \
+                         `tool_result` with a `tool_use_id` in user turns; no server tools)"
+                    ),
+                ));
             }
             return Err(refused(
                 at,
@@ -312,6 +356,17 @@ fn read_content(content: &Value, role: &str, i: usize) -> Result<Vec<Value>, Cli
         }
         let mut block: Map<String, Value> = obj.clone();
         block.remove("cache_control");
+        if kind == "tool_use" {
+            // The upstream knows the tool by its bridged name only.
+            let name = obj.get("name").and_then(Value::as_str).unwrap_or("");
+            let Some(upstream) = names.upstream(name) else {
+                return Err(refused(
+                    format!("{at}.name"),
+                    "a `tool_use` block names a tool the request does not declare in `tools`",
+                ));
+            };
+            block.insert("name".into(), upstream.into());
+        }
         blocks.push(Value::Object(block));
     }
     Ok(blocks)
@@ -362,6 +417,33 @@ mod tests {
     }
 
     #[test]
+    fn tools_and_tool_blocks_are_read_with_their_bridged_names() {
+        let r = read(&body(json!({
+            "tools": [{"name": "get weather", "input_schema": {"type": "object"}}],
+            "tool_choice": {"type": "auto", "disable_parallel_tool_use": true},
+            "messages": [
+                {"role": "user", "content": "a"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "get weather", "input": {"c": 1}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "r"}, {"type": "text", "text": "and?"}]}
+            ]
+        })))
+        .unwrap();
+        assert_eq!(r.history[1]["content"][0]["name"], "mcp__cg__get_weather");
+        assert_eq!(
+            r.results,
+            vec![json!({"type": "tool_result", "tool_use_id": "t1", "content": "r"})]
+        );
+        assert_eq!(r.prompt, vec![json!({"type": "text", "text": "and?"})]);
+        assert!(r.tools.is_some());
+        // `none`: the tools are not served, but the history's tool blocks still read.
+        let r = read(&body(json!({
+            "tools": [{"name": "f", "input_schema": {}}], "tool_choice": {"type": "none"}})))
+        .unwrap();
+        assert!(r.tools.is_none());
+        assert_eq!(r.names.upstream("f").as_deref(), Some("mcp__cg__f"));
+    }
+
+    #[test]
     fn what_the_cli_cannot_honour_is_refused_by_name() {
         let tool_turn = json!([{"role": "user", "content": "a"},
             {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]},
@@ -375,14 +457,14 @@ mod tests {
                 "stop sequences",
             ),
             (
-                json!({"tools": [{"name": "f", "input_schema": {}}]}),
-                "tools",
-                "tools",
+                json!({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}),
+                "tools[0]",
+                "server tools",
             ),
             (
                 json!({"tool_choice": {"type": "any"}}),
                 "tool_choice",
-                "tools",
+                "force a tool",
             ),
             (
                 json!({"thinking": {"type": "enabled", "budget_tokens": 2000}}),
@@ -409,8 +491,13 @@ mod tests {
             (json!({"max_tokens": 0}), "max_tokens", "positive"),
             (
                 json!({"messages": tool_turn}),
-                "messages[1].content[0].type",
-                "tools",
+                "messages[1].content[0].name",
+                "does not declare",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": [{"type": "server_tool_use", "id": "s", "name": "web_search", "input": {}}]}]}),
+                "messages[0].content[0].type",
+                "no server tools",
             ),
             (
                 json!({"messages": [{"role": "user", "content": [{"type": "search_result"}]}]}),

@@ -37,6 +37,8 @@ fn config(binary: &Path, home: &Path) -> CliConfig {
         timeout_ms: 20_000,
         max_concurrent: 2,
         queue_wait_ms: 1000,
+        park_timeout_ms: 300_000,
+        max_parked_per_key: 2,
         env: BTreeMap::new(),
     }
 }
@@ -640,7 +642,7 @@ fn earlier_turns_go_in_a_private_session_file_that_resume_reads() {
         !fake.argv().contains(&"--resume".to_string()),
         "no history, no session"
     );
-    b.run_messages(&body, &mut |_| true).unwrap();
+    b.run_messages(&body, "", &mut |_| true).unwrap();
     let argv = fake.argv();
     let at = argv.iter().position(|a| a == "--resume").expect("--resume");
     let id = &argv[at + 1];
@@ -680,7 +682,7 @@ fn a_request_the_cli_cannot_honour_runs_nothing() {
         "messages": [{"role": "user", "content": "hi"}]});
     let err = fake
         .backend()
-        .run_messages(&body, &mut |_| true)
+        .run_messages(&body, "", &mut |_| true)
         .unwrap_err();
     assert_eq!(err.status(), 400);
     assert!(err.message().contains("temperature"), "{err:?}");

@@ -1,5 +1,6 @@
 //! The CLI's transcript: its stream-json stdout read line by line into Anthropic stream events
-//! (tool blocks dropped), the stream completed from the final answer when the CLI did not
+//! (tool blocks dropped, except calls of the request's own tools through the bridge, which pass
+//! on under the client's tool names), the stream completed from the final answer when the CLI did not
 //! stream all of it, and its failures mapped to [`CliError`]s whose text never carries a
 //! secret. Pure: no I/O, so it is tested on canned lines.
 
@@ -10,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::anthropic::event::Event;
 use crate::anthropic::usage::Usage;
+use crate::backends::cli::bridge::ToolNames;
 use crate::backends::cli::interface::{CliAnswer, CliError};
 
 /// Longest CLI-provided text put into an error message.
@@ -32,6 +34,42 @@ pub(super) struct Transcript {
 }
 
 impl Transcript {
+    /// A transcript whose answer may call the request's tools (`names`, as bridged).
+    pub(super) fn with_tools(names: ToolNames) -> Transcript {
+        let mut t = Transcript::default();
+        t.relay.names = names;
+        t
+    }
+
+    /// Whether the answer so far ended with calls of the request's tools (`stop_reason:
+    /// tool_use`): the client must run them, while the CLI waits on the bridge.
+    pub(super) fn ends_in_tool_calls(&self) -> bool {
+        self.relay.stopped
+            && self.relay.stop_reason.as_deref() == Some("tool_use")
+            && !self.relay.tool_ids.is_empty()
+    }
+
+    /// The ids of the tool calls this answer passed on.
+    pub(super) fn tool_ids(&self) -> Vec<String> {
+        self.relay.tool_ids.clone()
+    }
+
+    /// The answer that ended in tool calls (see [`Transcript::ends_in_tool_calls`]), from what
+    /// streamed: the CLI has printed no `result` line yet.
+    pub(super) fn tool_answer(&self, requested_model: &str) -> CliAnswer {
+        CliAnswer {
+            model: self.model(requested_model),
+            text: self
+                .relay
+                .blocks
+                .values()
+                .map(|(t, _)| t.as_str())
+                .collect(),
+            usage: self.relay.usage,
+            duration_ms: 0,
+        }
+    }
+
     /// Reads one stdout line; returns the stream events to pass on.
     pub(super) fn feed(&mut self, line: &str) -> Vec<Event> {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
@@ -266,8 +304,16 @@ struct Relay {
     /// A second `message_start` came (a retry after a broken stream): ignore the rest.
     ignoring: bool,
     model: Option<String>,
+    /// The request's tools as bridged: a `tool_use` of one of them passes on, renamed.
+    names: ToolNames,
     /// Indices of tool blocks (dropped).
     skip: HashSet<u64>,
+    /// The ids of the tool calls passed on.
+    tool_ids: Vec<String>,
+    /// `stop_reason` of the passed `message_delta`.
+    stop_reason: Option<String>,
+    /// The usage of `message_start` and `message_delta`.
+    usage: Usage,
     /// Text streamed per block index, and whether that block was closed.
     blocks: BTreeMap<u64, (String, bool)>,
     /// A `message_delta` was passed on.
@@ -289,14 +335,30 @@ impl Relay {
             "message_start" => {
                 self.started = true;
                 self.model = event["message"]["model"].as_str().map(String::from);
+                self.usage.merge(&event["message"]["usage"]);
             }
             _ if !self.started => return Vec::new(),
             "content_block_start" => {
                 let i = index.unwrap_or(0);
                 let kind = event["content_block"]["type"].as_str().unwrap_or("");
-                if is_tool_block(kind) {
-                    self.skip.insert(i);
-                    return Vec::new();
+                let upstream = event["content_block"]["name"].as_str().unwrap_or("");
+                let ours = self.names.from_upstream(upstream).map(String::from);
+                match ours {
+                    Some(client) if kind == "tool_use" => {
+                        // A call of the client's tool: passed on under the client's name.
+                        let mut event = event.clone();
+                        event["content_block"]["name"] = client.into();
+                        if let Some(id) = event["content_block"]["id"].as_str() {
+                            self.tool_ids.push(id.to_string());
+                        }
+                        self.blocks.insert(i, (String::new(), false));
+                        return vec![Event { name, data: event }];
+                    }
+                    _ if is_tool_block(kind) => {
+                        self.skip.insert(i);
+                        return Vec::new();
+                    }
+                    _ => {}
                 }
                 let text = event["content_block"]["text"].as_str().unwrap_or("");
                 self.blocks.insert(i, (text.to_string(), false));
@@ -314,7 +376,11 @@ impl Relay {
                     }
                 }
             }
-            "message_delta" => self.delta_sent = true,
+            "message_delta" => {
+                self.delta_sent = true;
+                self.stop_reason = event["delta"]["stop_reason"].as_str().map(String::from);
+                self.usage.merge(&event["usage"]);
+            }
             "message_stop" => self.stopped = true,
             // `ping` carries nothing; an `error` event is not the end: the CLI retries, and
             // the final result decides what the caller hears.
@@ -357,7 +423,7 @@ impl Relay {
         for (i, block) in blocks.iter().enumerate() {
             let i = i as u64;
             let kind = block["type"].as_str().unwrap_or("");
-            if is_tool_block(kind) || self.skip.contains(&i) {
+            if self.skip.contains(&i) || (is_tool_block(kind) && !self.blocks.contains_key(&i)) {
                 continue;
             }
             match self.blocks.get(&i) {

@@ -1,0 +1,234 @@
+//! Client tools on the claude-cli backend, end to end with the REAL Claude Code CLI and the real
+//! server against the mock upstream, in a hostile home (issue 16, stage 2): a request declaring
+//! tools gets an answer that ends at the tool call (`stop_reason: tool_use`, the client's tool
+//! name), the CLI process is parked, and the same key's next request carrying the
+//! `tool_result` resumes it, its continued answer streaming back. Another key can never resume
+//! it; a parked process is ended at `cli.park_timeout_ms` and its slot freed; a client tool
+//! named `Bash` whose argument is a shell command runs nothing on this host. Skipped (loudly)
+//! when the CLI is not installed, failed under `CLAUDEGATE_E2E_REQUIRED=1`.
+
+use crate::cli_backend::{make_hostile_home, markers, processes_with_home, World};
+use crate::common::gate::{merge, post, Gate, Resp, Setup};
+use crate::common::mock_upstream::{parse_sse, sse_text_events, sse_tool_use_events, Reply};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const REAL_MODEL: &str = "claude-mock-sonnet-9";
+
+/// The gate on the CLI backend with two keys, `app` and `other`.
+fn two_keys(w: &World, cli: Value) -> (Gate, String, String) {
+    let mut c = json!({
+        "binary": w.bin.to_string_lossy(),
+        "home": w.home.path().to_string_lossy(),
+        "allowed_models": ["sonnet"],
+        "timeout_ms": 60_000,
+        "env": {"ANTHROPIC_BASE_URL": w.mock.url(), "HTTPS_PROXY": "http://127.0.0.1:9",
+                "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": "127.0.0.1,localhost",
+                "ANTHROPIC_AUTH_TOKEN": "cg-test-upstream-token"},
+    });
+    merge(&mut c, &cli);
+    let setup = Setup::new(json!({"backend": "claude-cli", "cli": c}));
+    let app = setup.add_key("app", &[]);
+    let other = setup.add_key("other", &[]);
+    (Gate::spawn(setup), app, other)
+}
+
+fn send(gate: &Gate, key: &str, body: &Value) -> Resp {
+    post(
+        &gate.url("/v1/messages"),
+        &[("x-api-key", key)],
+        &body.to_string(),
+    )
+}
+
+fn tools() -> Value {
+    json!([{"name": "Bash", "description": "the client's own shell",
+            "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}}])
+}
+
+/// Waits up to `within` for `cond`.
+fn eventually(within: Duration, cond: impl Fn() -> bool) -> bool {
+    let until = Instant::now() + within;
+    while Instant::now() < until {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+#[test]
+fn a_tool_round_trip_parks_the_cli_and_only_its_key_resumes_it() {
+    let Some(w) = World::new("a_tool_round_trip_parks_the_cli_and_only_its_key_resumes_it") else {
+        return;
+    };
+    make_hostile_home(w.home.path(), w.outside.path());
+    let (gate, app, other) = two_keys(&w, json!({}));
+    let canary = w.outside.path().join("PWNED_BY_TOOL_ARGS");
+    let command = format!("touch {}", canary.display());
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::sse(sse_tool_use_events(
+            REAL_MODEL,
+            "toolu_PARK1",
+            "mcp__cg__Bash",
+            &[&json!({"command": command}).to_string()],
+        )),
+    );
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::sse(sse_text_events(REAL_MODEL, &["do", "ne"])),
+    );
+    let ask = json!({"role": "user", "content": "run it"});
+    let r = send(
+        &gate,
+        &app,
+        &json!({"model": "sonnet", "max_tokens": 100, "tools": tools(), "messages": [ask]}),
+    );
+    assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+    let v = r.json();
+    assert_eq!(v["stop_reason"], "tool_use", "{v}");
+    let call = v["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "tool_use")
+        .cloned()
+        .unwrap_or_else(|| panic!("no tool_use in {v}"));
+    assert_eq!(call["name"], "Bash", "the client's own name: {v}");
+    assert_eq!(call["id"], "toolu_PARK1");
+    assert_eq!(call["input"], json!({"command": command}));
+    // The CLI waits, parked: it is still alive.
+    assert!(
+        !processes_with_home(w.home.path()).is_empty(),
+        "the parked CLI is alive"
+    );
+
+    let result = json!({"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "toolu_PARK1", "content": "client ran it"}]});
+    let follow_up = json!({"model": "sonnet", "max_tokens": 100, "tools": tools(),
+        "messages": [ask, {"role": "assistant", "content": [call]}, result], "stream": true});
+    // Another key cannot resume it, and trying does not end it.
+    let r = send(&gate, &other, &follow_up);
+    let e = r.assert_anthropic_error(400, "invalid_request_error");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("toolu_PARK1"),
+        "{e}"
+    );
+    assert_eq!(w.messages().len(), 1, "no upstream call for the other key");
+
+    let t = Instant::now();
+    let r = send(&gate, &app, &follow_up);
+    eprintln!("a parked round trip's follow-up took {:?}", t.elapsed());
+    assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+    let events = parse_sse(&r.body);
+    let text: String = events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+        .filter_map(|d| d["delta"]["text"].as_str().map(String::from))
+        .collect();
+    assert_eq!(text, "done", "{}", r.body);
+    assert_eq!(
+        events.last().map(|e| e.event.as_str()),
+        Some("message_stop")
+    );
+    assert!(r.body.contains("end_turn"), "{}", r.body);
+    // The client's result went upstream as the tool's result, in the same CLI's second call.
+    let msgs = w.messages();
+    assert_eq!(msgs.len(), 2);
+    assert!(
+        msgs[1].json()["messages"]
+            .to_string()
+            .contains("client ran it"),
+        "{}",
+        msgs[1].json()
+    );
+    // Nothing ran here, and the CLI ended with its answer.
+    assert!(!canary.exists(), "the tool's arguments reached a shell");
+    assert_eq!(markers(w.outside.path()), Vec::<std::path::PathBuf>::new());
+    assert!(
+        eventually(Duration::from_secs(5), || processes_with_home(
+            w.home.path()
+        )
+        .is_empty()),
+        "{:?}",
+        processes_with_home(w.home.path())
+    );
+}
+
+#[test]
+fn a_parked_cli_is_ended_at_its_timeout_and_frees_its_slot() {
+    let Some(w) = World::new("a_parked_cli_is_ended_at_its_timeout_and_frees_its_slot") else {
+        return;
+    };
+    let (gate, app, _) = two_keys(
+        &w,
+        json!({"max_concurrent": 1, "queue_wait_ms": 500, "park_timeout_ms": 1500}),
+    );
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::sse(sse_tool_use_events(
+            REAL_MODEL,
+            "toolu_GONE",
+            "mcp__cg__Bash",
+            &[r#"{"command":"ls"}"#],
+        )),
+    );
+    let r = send(
+        &gate,
+        &app,
+        &json!({"model": "sonnet", "max_tokens": 100, "tools": tools(),
+                "messages": [{"role": "user", "content": "run it"}]}),
+    );
+    assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+    assert_eq!(r.json()["stop_reason"], "tool_use");
+    // The client never comes back. While parked, the one slot is taken.
+    let busy = send(
+        &gate,
+        &app,
+        &json!({"model": "sonnet", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}),
+    );
+    assert_eq!(busy.status, 429, "{busy:?}");
+    let parked_at = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(5), || processes_with_home(
+            w.home.path()
+        )
+        .is_empty()),
+        "the parked CLI outlived its timeout: {:?}",
+        processes_with_home(w.home.path())
+    );
+    assert!(parked_at.elapsed() < Duration::from_secs(4));
+    // The slot is free again.
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::sse(sse_text_events(REAL_MODEL, &["again"])),
+    );
+    let r = send(
+        &gate,
+        &app,
+        &json!({"model": "sonnet", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}),
+    );
+    assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+    // Its result now comes too late: refused, naming why.
+    let late = send(
+        &gate,
+        &app,
+        &json!({"model": "sonnet", "max_tokens": 100, "tools": tools(), "messages": [
+            {"role": "user", "content": "run it"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_GONE", "name": "Bash", "input": {"command": "ls"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_GONE", "content": "x"}]}]}),
+    );
+    let e = late.assert_anthropic_error(400, "invalid_request_error");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("park_timeout_ms"),
+        "{e}"
+    );
+}
