@@ -618,7 +618,10 @@ impl Edits {
     }
 
     /// `original` with the replacements, written in one pass into a text of the final size.
-    pub fn apply(self, original: &str) -> String {
+    /// Bytes, not a `str`: the ranges fall on JSON tokens and the replacements are whole
+    /// texts, so valid UTF-8 stays valid, and a body the caller already checked (megabytes of
+    /// history) is not checked again only to be edited.
+    pub fn apply(self, original: &[u8]) -> Vec<u8> {
         let mut edits: Vec<(usize, Range<usize>, String)> = self
             .0
             .into_iter()
@@ -627,7 +630,7 @@ impl Edits {
             .collect();
         edits.sort_by_key(|(n, r, _)| (r.start, std::cmp::Reverse(*n)));
         let grown: usize = edits.iter().map(|(_, _, t)| t.len()).sum();
-        let mut out = String::with_capacity(original.len() + grown);
+        let mut out = Vec::with_capacity(original.len() + grown);
         let mut at = 0;
         for (_, range, text) in edits {
             // Ranges come from a scan of `original`, so they are in bounds and apart; one
@@ -635,11 +638,11 @@ impl Edits {
             let Some(before) = original.get(at..range.start) else {
                 continue;
             };
-            out.push_str(before);
-            out.push_str(&text);
+            out.extend_from_slice(before);
+            out.extend_from_slice(text.as_bytes());
             at = range.end.max(range.start);
         }
-        out.push_str(original.get(at..).unwrap_or(""));
+        out.extend_from_slice(original.get(at..).unwrap_or_default());
         out
     }
 }
