@@ -42,7 +42,19 @@ pub fn specials(w: u64) -> u64 {
 /// The index of the first `"`, `\` or control character in `b` at or after `i` (`b.len()`
 /// when there is none).
 #[inline(always)]
-pub fn next_special(b: &[u8], mut i: usize) -> usize {
+pub fn next_special(b: &[u8], i: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    let i = match sse2::next_special(b, i) {
+        Ok(found) => return found,
+        Err(rest) => rest,
+    };
+    next_special_words(b, i)
+}
+
+/// [`next_special`] 8 bytes at a time, then byte by byte (the end of a text, and the
+/// targets without SSE2).
+#[inline(always)]
+fn next_special_words(b: &[u8], mut i: usize) -> usize {
     while let Some(w) = b.get(i..).and_then(|r| r.first_chunk::<8>()) {
         let m = specials(u64::from_le_bytes(*w));
         if m != 0 {
@@ -54,6 +66,51 @@ pub fn next_special(b: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// 16 bytes at a time with SSE2, which every x86_64 processor has (so no detection): a
+/// quarter of the instructions of [`specials`] per byte. The size-optimised release build
+/// never vectorises a loop by itself, and a 5 MB history is scanned on every request.
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        _mm_set_epi64x,
+    };
+
+    /// The first special byte in `b` at or after `i`; `Err` with where fewer than 16 bytes are
+    /// left when there is none before that.
+    #[inline(always)]
+    pub fn next_special(b: &[u8], i: usize) -> Result<usize, usize> {
+        // SAFETY: SSE2 is part of the x86_64 baseline (every x86_64 processor has it, and the
+        // target enables it), which is all `scan` asks for.
+        unsafe { scan(b, i) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    fn scan(b: &[u8], mut i: usize) -> Result<usize, usize> {
+        let quote = _mm_set1_epi8(b'"' as i8);
+        let backslash = _mm_set1_epi8(b'\\' as i8);
+        let control = _mm_set1_epi8(0x1f);
+        while let Some(w) = b.get(i..).and_then(|r| r.first_chunk::<16>()) {
+            // Two words make one register (the compiler emits one unaligned load).
+            let (lo, hi) = w.split_at(8);
+            let word = |h: &[u8]| i64::from_le_bytes(h.try_into().unwrap_or_default());
+            let v = _mm_set_epi64x(word(hi), word(lo));
+            // A control character is one at most 0x1f: min(v, 0x1f) == v, unsigned.
+            let hits = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                _mm_cmpeq_epi8(_mm_min_epu8(v, control), v),
+            );
+            let m = _mm_movemask_epi8(hits) as u32;
+            if m != 0 {
+                return Ok(i + m.trailing_zeros() as usize);
+            }
+            i += 16;
+        }
+        Err(i)
+    }
 }
 
 /// Which JSON a scan accepts, so that it refuses exactly what serde_json refuses.

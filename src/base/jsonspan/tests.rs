@@ -202,6 +202,20 @@ fn the_scan_finds_specials_at_every_offset() {
             assert_eq!(next_special(&b, at + 1), 20);
         }
     }
+    // Every byte value at every offset of two 16-byte blocks and a tail: exactly `"`, `\`
+    // and the control characters are special.
+    for at in 0..40 {
+        for c in 0..=255u8 {
+            let mut b = vec![b'a'; 40];
+            b[at] = c;
+            let special = matches!(c, b'"' | b'\\' | 0..=0x1f);
+            assert_eq!(
+                next_special(&b, 0),
+                if special { at } else { 40 },
+                "{c:#x} at {at}"
+            );
+        }
+    }
     // Bytes at or above 0x80 (UTF-8) and 0x7f are not special.
     assert_eq!(next_special("é😀\u{7f} ".as_bytes(), 0), 8);
 }
