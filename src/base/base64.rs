@@ -63,7 +63,8 @@ pub fn decode(s: &str) -> Option<Vec<u8>> {
     let mut out = vec![0u8; quads.len() * 3 + tail.len() * 6 / 8];
     let (triples, rest) = out.as_chunks_mut::<3>();
     for (q, o) in quads.iter().zip(triples) {
-        let [a, b, c, d] = q.map(|c| DECODE[usize::from(c)]);
+        let sextet = |i: usize| DECODE[usize::from(q[i])];
+        let (a, b, c, d) = (sextet(0), sextet(1), sextet(2), sextet(3));
         // A sextet is below 64; [`INVALID`] has the top bits set, so one test covers all four.
         if (a | b | c | d) >= 64 {
             return None;
