@@ -165,29 +165,44 @@ impl Cloak {
     ) -> Result<String, String> {
         let members =
             jsonspan::object_members(raw).ok_or("the request body must be a JSON object")?;
-        let out = self.body_with(
+        let edits = self.edits(
             raw.as_bytes(),
             &members,
             account_uuid,
             session_id,
             count_tokens,
         )?;
-        String::from_utf8(out).map_err(|_| NOT_UTF8.to_string())
+        String::from_utf8(edits.apply(raw.as_bytes())).map_err(|_| NOT_UTF8.to_string())
     }
 
     /// [`Cloak::body`] of a body whose top-level `members` its caller already found (the
     /// route's check that the body is an object, the translator's writing of it): a 5 MB
-    /// history is then not scanned a second time. The body is bytes the caller knows to be
-    /// UTF-8 JSON (the route checked the client's; a translator writes only UTF-8): only the
-    /// small parts read here (`system`, `metadata`) are checked again, not the history.
+    /// history is then not scanned a second time, and is edited in its own buffer
+    /// ([`Edits::apply_in_place`]). The body is bytes the caller knows to be UTF-8 JSON (the
+    /// route checked the client's; a translator writes only UTF-8): only the small parts read
+    /// here (`system`, `metadata`) are checked again, not the history.
     pub fn body_with(
+        &self,
+        body: &mut Vec<u8>,
+        members: &[Member],
+        account_uuid: &str,
+        session_id: &str,
+        count_tokens: bool,
+    ) -> Result<(), String> {
+        self.edits(body, members, account_uuid, session_id, count_tokens)?
+            .apply_in_place(body);
+        Ok(())
+    }
+
+    /// The edits that cloak the body `raw` with these top-level `members`.
+    fn edits(
         &self,
         raw: &[u8],
         members: &[Member],
         account_uuid: &str,
         session_id: &str,
         count_tokens: bool,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Edits, String> {
         let words = self.words();
         let mut edits = Edits::default();
         let mut prepend = Vec::new(); // new members, inserted right after the opening brace
@@ -240,7 +255,7 @@ impl Cloak {
             let sep = if members.is_empty() { "" } else { "," };
             edits.replace(brace..brace, format!("{}{sep}", prepend.join(",")));
         }
-        Ok(edits.apply(raw))
+        Ok(edits)
     }
 
     /// The new `system` value, or `None` when only in-place edits (added to `edits`) are needed.

@@ -193,6 +193,32 @@ fn edits_apply_in_one_pass() {
 }
 
 #[test]
+fn edits_in_place_give_what_apply_gives() {
+    let text = br#"{"a":1,"bb":22,"c":"three"}"#;
+    let cases: Vec<Vec<(std::ops::Range<usize>, &str)>> = vec![
+        vec![],
+        vec![(1..1, r#""z":0,"#)],
+        vec![(5..6, "100"), (1..1, "x"), (1..1, "y"), (27..27, " ")],
+        // A shorter text first, a longer one after: the running growth dips below zero, so
+        // the edit is written anew.
+        vec![(5..6, ""), (12..14, "2222")],
+        vec![(12..14, "2"), (20..27, r#""3""#)],
+        // Out of order or out of bounds: skipped, as `apply` skips them.
+        vec![(5..6, "9"), (4..7, "8"), (40..41, "7")],
+    ];
+    for edits in cases {
+        let (mut a, mut b) = (Edits::default(), Edits::default());
+        for (r, t) in &edits {
+            a.replace(r.clone(), t.to_string());
+            b.replace(r.clone(), t.to_string());
+        }
+        let mut in_place = text.to_vec();
+        b.apply_in_place(&mut in_place);
+        assert_eq!(in_place, a.apply(text), "{edits:?}");
+    }
+}
+
+#[test]
 fn the_scan_finds_specials_at_every_offset() {
     for at in 0..20 {
         for special in [b'"', b'\\', 0x00, 0x1f] {
