@@ -737,14 +737,36 @@ impl Edits {
         // From the end: the stretch after each edit moves to its place, then the edit's text
         // goes in front of it; what is left of the front stays where it is.
         let (mut end, mut to) = (len, new_len);
+        let mut bounce = Vec::new();
         for (range, replacement) in edits.iter().rev() {
             let stretch = end - range.end;
-            text.copy_within(range.end..end, to - stretch);
+            move_right(text, range.end..end, to - stretch, &mut bounce);
             to -= stretch;
             text[to - replacement.len()..to].copy_from_slice(replacement.as_bytes());
             to -= replacement.len();
             end = range.start;
         }
+    }
+}
+
+/// Moves `text[from]` to start at `to` (at or after its start). Not one `copy_within`: that
+/// is a `memmove`, which musl does backwards a byte at a time (`std; rep movsb`) when the
+/// target overlaps the source from the right, as here; measured on a 5 MB history, it cost
+/// more than the page faults it saved. So from the end, 64 KiB at a time through `bounce`,
+/// each piece copied twice forwards (`rep movsq`).
+fn move_right(text: &mut [u8], from: Range<usize>, to: usize, bounce: &mut Vec<u8>) {
+    if to == from.start {
+        return;
+    }
+    bounce.resize(64 << 10, 0);
+    let mut end = from.end;
+    while end > from.start {
+        let start = end.saturating_sub(bounce.len()).max(from.start);
+        let n = end - start;
+        bounce[..n].copy_from_slice(&text[start..end]);
+        let at = to + (start - from.start);
+        text[at..at + n].copy_from_slice(&bounce[..n]);
+        end = start;
     }
 }
 

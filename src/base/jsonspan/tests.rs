@@ -216,6 +216,17 @@ fn edits_in_place_give_what_apply_gives() {
         b.apply_in_place(&mut in_place);
         assert_eq!(in_place, a.apply(text), "{edits:?}");
     }
+    // A text longer than the 64 KiB pieces it moves in, edited at both ends.
+    let long: Vec<u8> = (0..200_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let (mut a, mut b) = (Edits::default(), Edits::default());
+    for e in [&mut a, &mut b] {
+        e.replace(1..1, "front".into());
+        e.replace(100_000..100_001, "middle".into());
+        e.replace(199_999..199_999, "end".into());
+    }
+    let mut in_place = long.clone();
+    b.apply_in_place(&mut in_place);
+    assert_eq!(in_place, a.apply(&long));
 }
 
 #[test]
