@@ -758,7 +758,9 @@ fn move_right(text: &mut [u8], from: Range<usize>, to: usize, bounce: &mut Vec<u
     if to == from.start {
         return;
     }
-    bounce.resize(64 << 10, 0);
+    // No bigger than the stretch: a small body's edit must not cost a 64 KiB zeroed buffer
+    // (musl maps and unmaps one that size on every request).
+    bounce.resize((64 << 10).min(from.len()), 0);
     let mut end = from.end;
     while end > from.start {
         let start = end.saturating_sub(bounce.len()).max(from.start);
