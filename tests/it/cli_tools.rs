@@ -232,3 +232,176 @@ fn a_parked_cli_is_ended_at_its_timeout_and_frees_its_slot() {
         "{e}"
     );
 }
+
+fn send_to(gate: &Gate, path: &str, key: &str, body: &Value) -> Resp {
+    post(
+        &gate.url(path),
+        &[("authorization", &format!("Bearer {key}"))],
+        &body.to_string(),
+    )
+}
+
+/// The text of an OpenAI stream (chat `delta.content` or Responses `output_text.delta`).
+fn streamed_text(body: &str) -> String {
+    parse_sse(body)
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+        .filter_map(|d| {
+            d["choices"][0]["delta"]["content"]
+                .as_str()
+                .or_else(|| {
+                    (d["type"] == "response.output_text.delta")
+                        .then(|| d["delta"].as_str())
+                        .flatten()
+                })
+                .map(String::from)
+        })
+        .collect()
+}
+
+/// Enqueues a call of the bridged `tool` with `args`, then the text `done`.
+fn script_tool_round(w: &World, id: &str, tool: &str, args: &Value) {
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::sse(sse_tool_use_events(
+            REAL_MODEL,
+            id,
+            &format!("mcp__cg__{tool}"),
+            &[&args.to_string()],
+        )),
+    );
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::sse(sse_text_events(REAL_MODEL, &["do", "ne"])),
+    );
+}
+
+fn chat_tools() -> Value {
+    json!([{"type": "function", "function": {"name": "get_weather", "description": "the client's",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}])
+}
+
+#[test]
+fn a_chat_tool_round_trip_through_the_cli_streamed_then_whole() {
+    let Some(w) = World::new("a_chat_tool_round_trip_through_the_cli_streamed_then_whole") else {
+        return;
+    };
+    make_hostile_home(w.home.path(), w.outside.path());
+    let (gate, app, _) = two_keys(&w, json!({}));
+    let args = json!({"city": "Paris; rm -rf / $(id) `id` | cat"});
+    script_tool_round(&w, "toolu_CHAT1", "get_weather", &args);
+    let ask = json!({"role": "user", "content": "weather?"});
+    // First request streamed: the answer ends at the tool call.
+    let r = send_to(
+        &gate,
+        "/v1/chat/completions",
+        &app,
+        &json!({"model": "sonnet", "stream": true, "tools": chat_tools(), "messages": [ask]}),
+    );
+    assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+    let chunks: Vec<Value> = parse_sse(&r.body)
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+        .collect();
+    let finish: Vec<&Value> = chunks
+        .iter()
+        .map(|c| &c["choices"][0]["finish_reason"])
+        .filter(|f| !f.is_null())
+        .collect();
+    assert_eq!(finish, vec![&json!("tool_calls")], "{}", r.body);
+    let call_id = chunks
+        .iter()
+        .find_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["id"].as_str())
+        .unwrap_or_else(|| panic!("no tool call id in {}", r.body))
+        .to_string();
+    let name = chunks
+        .iter()
+        .find_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["name"].as_str());
+    assert_eq!(name, Some("get_weather"), "{}", r.body);
+    let arguments: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&arguments).unwrap(),
+        args,
+        "the arguments arrive verbatim"
+    );
+    // The result, whole.
+    let assistant = json!({"role": "assistant", "content": null, "tool_calls": [{"id": call_id,
+        "type": "function", "function": {"name": "get_weather", "arguments": arguments}}]});
+    let r = send_to(
+        &gate,
+        "/v1/chat/completions",
+        &app,
+        &json!({"model": "sonnet", "tools": chat_tools(), "messages": [ask, assistant,
+            {"role": "tool", "tool_call_id": call_id, "content": "sunny, 21 C"}]}),
+    );
+    assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+    let v = r.json();
+    assert_eq!(v["choices"][0]["message"]["content"], "done", "{v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+    let msgs = w.messages();
+    assert_eq!(msgs.len(), 2);
+    assert!(msgs[1].json()["messages"]
+        .to_string()
+        .contains("sunny, 21 C"));
+    assert!(
+        eventually(Duration::from_secs(5), || processes_with_home(
+            w.home.path()
+        )
+        .is_empty()),
+        "the CLI ended with its answer"
+    );
+}
+
+#[test]
+fn a_responses_function_call_round_trip_through_the_cli_whole_then_streamed() {
+    let Some(w) =
+        World::new("a_responses_function_call_round_trip_through_the_cli_whole_then_streamed")
+    else {
+        return;
+    };
+    make_hostile_home(w.home.path(), w.outside.path());
+    let (gate, app, _) = two_keys(&w, json!({}));
+    let args = json!({"city": "Oslo"});
+    script_tool_round(&w, "toolu_RESP1", "get_weather", &args);
+    let tools = json!([{"type": "function", "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]);
+    let r = send_to(
+        &gate,
+        "/v1/responses",
+        &app,
+        &json!({"model": "sonnet", "tools": tools, "input": "weather?"}),
+    );
+    assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+    let v = r.json();
+    let call = v["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["type"] == "function_call")
+        .cloned()
+        .unwrap_or_else(|| panic!("no function_call in {v}"));
+    assert_eq!(call["name"], "get_weather", "{v}");
+    assert_eq!(
+        serde_json::from_str::<Value>(call["arguments"].as_str().unwrap()).unwrap(),
+        args
+    );
+    let call_id = call["call_id"].as_str().unwrap().to_string();
+    let r = send_to(
+        &gate,
+        "/v1/responses",
+        &app,
+        &json!({"model": "sonnet", "stream": true, "tools": tools, "input": [
+            {"role": "user", "content": "weather?"},
+            call,
+            {"type": "function_call_output", "call_id": call_id, "output": "snow"}]}),
+    );
+    assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+    assert_eq!(streamed_text(&r.body), "done", "{}", r.body);
+    assert!(r.body.contains("response.completed"), "{}", r.body);
+    let msgs = w.messages();
+    assert_eq!(msgs.len(), 2);
+    assert!(msgs[1].json()["messages"].to_string().contains("snow"));
+}
