@@ -405,3 +405,225 @@ fn a_responses_function_call_round_trip_through_the_cli_whole_then_streamed() {
     assert_eq!(msgs.len(), 2);
     assert!(msgs[1].json()["messages"].to_string().contains("snow"));
 }
+
+/// Sends `body` to `path` on a fresh connection, reads for `patience`, then hangs up.
+fn hang_up_after(gate: &Gate, key: &str, path: &str, body: &Value, patience: Duration) -> String {
+    use std::io::{Read, Write};
+    let body = body.to_string();
+    let mut s = std::net::TcpStream::connect(gate.addr).expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: gate\r\nx-api-key: {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    while started.elapsed() < patience {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    drop(s);
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// The first request of a tool round by `key`: the answer ends at the call `id`.
+fn start_round(gate: &Gate, w: &World, key: &str, id: &str) -> Value {
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::sse(sse_tool_use_events(
+            REAL_MODEL,
+            id,
+            "mcp__cg__Bash",
+            &[r#"{"command":"ls"}"#],
+        )),
+    );
+    let r = send(
+        gate,
+        key,
+        &json!({"model": "sonnet", "max_tokens": 100, "tools": tools(),
+                "messages": [{"role": "user", "content": "run it"}]}),
+    );
+    assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+    assert_eq!(r.json()["stop_reason"], "tool_use", "{}", r.body);
+    r.json()
+}
+
+/// The request that brings the result of call `id`.
+fn result_for(id: &str, stream: bool) -> Value {
+    json!({"model": "sonnet", "max_tokens": 100, "tools": tools(), "stream": stream, "messages": [
+        {"role": "user", "content": "run it"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": id, "name": "Bash", "input": {"command": "ls"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": id, "content": "out"}]}]})
+}
+
+#[test]
+fn a_client_that_hangs_up_on_a_resumed_cli_frees_its_slot() {
+    let Some(w) = World::new("a_client_that_hangs_up_on_a_resumed_cli_frees_its_slot") else {
+        return;
+    };
+    let (gate, app, _) = two_keys(&w, json!({"max_concurrent": 1, "queue_wait_ms": 500}));
+    start_round(&gate, &w, &app, "toolu_HANG");
+    // The resumed CLI's next upstream call answers only after 30 s: the client leaves first,
+    // once while streaming and once while waiting for a whole answer.
+    for (n, stream) in [true, false].into_iter().enumerate() {
+        if n > 0 {
+            start_round(&gate, &w, &app, "toolu_HANG");
+        }
+        w.mock.enqueue(
+            "/v1/messages",
+            Reply::sse(sse_text_events(REAL_MODEL, &["late"])).delay_before_ms(30_000),
+        );
+        let got = hang_up_after(
+            &gate,
+            &app,
+            "/v1/messages",
+            &result_for("toolu_HANG", stream),
+            Duration::from_millis(1500),
+        );
+        assert!(!got.contains("late"), "{got}");
+        let left = Instant::now();
+        assert!(
+            eventually(Duration::from_secs(5), || processes_with_home(
+                w.home.path()
+            )
+            .is_empty()),
+            "the resumed CLI outlived its client: {:?}",
+            processes_with_home(w.home.path())
+        );
+        eprintln!(
+            "the resumed CLI ended {:?} after its client left",
+            left.elapsed()
+        );
+        // The one slot is free: a plain request runs at once.
+        w.mock.enqueue(
+            "/v1/messages",
+            Reply::sse(sse_text_events(REAL_MODEL, &["free"])),
+        );
+        let r = send(
+            &gate,
+            &app,
+            &json!({"model": "sonnet", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}),
+        );
+        assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+    }
+}
+
+#[test]
+fn parking_beyond_the_per_key_limit_ends_the_oldest_and_its_late_result_is_refused() {
+    let Some(w) = World::new(
+        "parking_beyond_the_per_key_limit_ends_the_oldest_and_its_late_result_is_refused",
+    ) else {
+        return;
+    };
+    let (gate, app, other) = two_keys(&w, json!({"max_concurrent": 4, "max_parked_per_key": 1}));
+    start_round(&gate, &w, &other, "toolu_OTHER");
+    start_round(&gate, &w, &app, "toolu_OLD");
+    assert!(processes_with_home(w.home.path()).len() >= 2);
+    start_round(&gate, &w, &app, "toolu_NEW");
+    // The oldest of `app` is ended; `other`'s is not the same key's, so it stays.
+    let late = send(&gate, &app, &result_for("toolu_OLD", false));
+    let e = late.assert_anthropic_error(400, "invalid_request_error");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("toolu_OLD") && msg.contains("max_parked_per_key"),
+        "{e}"
+    );
+    // The newest and the other key's both still resume.
+    for (key, id) in [(&app, "toolu_NEW"), (&other, "toolu_OTHER")] {
+        w.mock.enqueue(
+            "/v1/messages",
+            Reply::sse(sse_text_events(REAL_MODEL, &["ok"])),
+        );
+        let r = send(&gate, key, &result_for(id, false));
+        assert_eq!(r.status, 200, "{id}: {r:?}\n{}", gate.log());
+        assert_eq!(r.json()["content"][0]["text"], "ok", "{}", r.body);
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || processes_with_home(
+            w.home.path()
+        )
+        .is_empty()),
+        "{:?}",
+        processes_with_home(w.home.path())
+    );
+}
+
+#[test]
+fn a_client_tool_named_read_reads_nothing_here() {
+    let Some(w) = World::new("a_client_tool_named_read_reads_nothing_here") else {
+        return;
+    };
+    make_hostile_home(w.home.path(), w.outside.path());
+    let (gate, app, _) = two_keys(&w, json!({}));
+    let secret = w.outside.path().join("canary-secret.txt");
+    std::fs::write(&secret, "CANARY-CONTENT-7f3a").unwrap();
+    let input = json!({"file_path": secret.to_string_lossy()});
+    // The upstream first asks for the built-in Read (which is off), then the client's.
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::sse(sse_tool_use_events(
+            REAL_MODEL,
+            "toolu_BUILTIN",
+            "Read",
+            &[&input.to_string()],
+        )),
+    );
+    script_tool_round(&w, "toolu_CLIENTREAD", "Read", &input);
+    let read_tool = json!([{"name": "Read", "description": "the client's own file reader",
+        "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}}}}]);
+    let ask = json!({"role": "user", "content": "read it"});
+    let r = send(
+        &gate,
+        &app,
+        &json!({"model": "sonnet", "max_tokens": 100, "tools": read_tool, "messages": [ask]}),
+    );
+    assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+    let v = r.json();
+    assert_eq!(v["stop_reason"], "tool_use", "{v}");
+    let calls: Vec<&Value> = v["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] == "tool_use")
+        .collect();
+    assert_eq!(
+        calls.len(),
+        1,
+        "only the client's tool reaches the client: {v}"
+    );
+    assert_eq!(calls[0]["name"], "Read");
+    assert_eq!(calls[0]["id"], "toolu_CLIENTREAD");
+    assert_eq!(calls[0]["input"], input);
+    let r = send(
+        &gate,
+        &app,
+        &json!({"model": "sonnet", "max_tokens": 100, "tools": read_tool, "messages": [ask,
+            {"role": "assistant", "content": [calls[0]]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_CLIENTREAD",
+                "content": "the client's copy"}]}]}),
+    );
+    assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+    assert_eq!(r.json()["content"][0]["text"], "done", "{}", r.body);
+    let msgs = w.messages();
+    assert_eq!(
+        msgs.len(),
+        3,
+        "built-in refusal, the client's call, the answer"
+    );
+    for m in &msgs {
+        assert!(
+            !m.body_text().contains("CANARY-CONTENT"),
+            "the file was read: {}",
+            m.body_text()
+        );
+    }
+    assert!(msgs[2].body_text().contains("the client's copy"));
+    assert_eq!(markers(w.outside.path()), Vec::<std::path::PathBuf>::new());
+}

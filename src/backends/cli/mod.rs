@@ -39,7 +39,7 @@ use serde_json::{json, Value};
 
 use crate::backends::cli::bridge::{Bridge, Catalogue};
 use crate::backends::cli::calldir::CallDir;
-use crate::backends::cli::park::{Live, Lot, Parked, Pool, Slot};
+use crate::backends::cli::park::{Ended, Live, Lot, Parked, Pool, Slot};
 use crate::backends::cli::process::{Flow, Pumped, Run};
 use crate::backends::cli::request::CliRequest;
 use crate::backends::cli::transcript::Transcript;
@@ -274,14 +274,28 @@ impl CliBackend {
         }) = self.lot.take(owner, &ids)
         else {
             let shown: String = ids.first().unwrap_or(&"").chars().take(100).collect();
-            return Err(CliError::Refused {
-                param: "messages".into(),
-                message: format!(
+            let why = match self.lot.why_ended(owner, &ids) {
+                Some(Ended::TimedOut) => format!(
+                    "the Claude Code process that made tool call `{shown}` was ended: no result \
+                     came within cli.park_timeout_ms ({} ms)",
+                    self.cfg.park_timeout_ms
+                ),
+                Some(Ended::Evicted) => format!(
+                    "the Claude Code process that made tool call `{shown}` was ended: this key \
+                     parked more than cli.max_parked_per_key ({}) processes waiting on tool \
+                     results, and it was the oldest",
+                    self.cfg.max_parked_per_key
+                ),
+                None => format!(
                     "no Claude Code process is waiting for the result of tool call `{shown}`: \
                      on the claude-cli backend a tool result continues the process that made \
                      the call, which waits cli.park_timeout_ms for it, and only for the key \
-                     that started it. Start the conversation's tool round again"
+                     that started it"
                 ),
+            };
+            return Err(CliError::Refused {
+                param: "messages".into(),
+                message: format!("{why}. Start the conversation's tool round again"),
             });
         };
         // Text the client sent beside its results joins the last result (the CLI takes no

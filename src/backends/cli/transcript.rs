@@ -318,6 +318,14 @@ struct Relay {
     blocks: BTreeMap<u64, (String, bool)>,
     /// A `message_delta` was passed on.
     delta_sent: bool,
+    /// The upstream turn just ended calling only tools that are not the client's (a built-in
+    /// the CLI refuses): the CLI makes another upstream call, whose events continue this
+    /// message (its `message_start` swallowed, its block indices moved up by `offset`).
+    between: bool,
+    /// Added to the block indices of a continued turn.
+    offset: u64,
+    /// One past the highest block index seen (offset included).
+    next_index: u64,
 }
 
 impl Relay {
@@ -326,8 +334,20 @@ impl Relay {
         if self.ignoring || self.stopped {
             return Vec::new();
         }
-        let index = event["index"].as_u64();
+        let mut event = event.clone();
+        let index = event["index"].as_u64().map(|i| i + self.offset);
+        if let Some(i) = index {
+            event["index"] = i.into();
+            self.next_index = self.next_index.max(i + 1);
+        }
+        let event = &event;
         match name.as_str() {
+            "message_start" if self.between => {
+                self.between = false;
+                self.offset = self.next_index;
+                self.usage.merge(&event["message"]["usage"]);
+                return Vec::new();
+            }
             "message_start" if self.started => {
                 self.ignoring = true;
                 return Vec::new();
@@ -376,6 +396,18 @@ impl Relay {
                     }
                 }
             }
+            // A turn that called only tools that are not the client's: the CLI answers those
+            // itself (refusing them) and calls the upstream again, which continues this answer.
+            "message_delta"
+                if event["delta"]["stop_reason"] == "tool_use"
+                    && self.tool_ids.is_empty()
+                    && !self.names.is_empty() =>
+            {
+                self.usage.merge(&event["usage"]);
+                self.between = true;
+                return Vec::new();
+            }
+            "message_stop" if self.between => return Vec::new(),
             "message_delta" => {
                 self.delta_sent = true;
                 self.stop_reason = event["delta"]["stop_reason"].as_str().map(String::from);
@@ -421,7 +453,7 @@ impl Relay {
         let blocks = message["content"].as_array().cloned().unwrap_or_default();
         let broken = || CliError::Failed("the answer stream broke and could not be mended".into());
         for (i, block) in blocks.iter().enumerate() {
-            let i = i as u64;
+            let i = i as u64 + self.offset;
             let kind = block["type"].as_str().unwrap_or("");
             if self.skip.contains(&i) || (is_tool_block(kind) && !self.blocks.contains_key(&i)) {
                 continue;
