@@ -71,6 +71,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::backends::cli::calldir::CallDir;
+use crate::backends::cli::request::Thinking;
 use crate::config::CliConfig;
 
 /// The system prompt when the caller gives none (replaces Claude Code's agent prompt, which
@@ -111,8 +112,20 @@ pub(super) fn command(
     call: &CallDir,
     resume: Option<&str>,
     tools: Option<(&Path, &[String])>,
+    thinking: &Thinking,
 ) -> Command {
     let mut args = cli_args(model, &call.system_file());
+    // Values from fixed lists (`request.rs`), never the client's own text.
+    for (flag, value) in [
+        ("--thinking", thinking.mode),
+        ("--effort", thinking.effort),
+        ("--thinking-display", thinking.display),
+    ] {
+        if let Some(v) = value {
+            args.push(flag.into());
+            args.push(v.into());
+        }
+    }
     if let Some(session) = resume {
         // A UUID claudegate made (never the client's), so it cannot read as an option.
         args.push("--resume".into());
@@ -125,7 +138,12 @@ pub(super) fn command(
         }
         args.extend(tool_args(mcp_config_file, allowed));
     }
-    locked_down(cfg, home, call, args)
+    let mut cmd = locked_down(cfg, home, call, args);
+    if let Some(budget) = thinking.budget {
+        // The CLI's one way to take a thinking budget (`--max-thinking-tokens` is deprecated).
+        cmd.env("MAX_THINKING_TOKENS", budget.to_string());
+    }
+    cmd
 }
 
 /// `--max-turns` when the request declares tools: how many upstream calls one CLI process

@@ -162,7 +162,15 @@ impl CliBackend {
             None => (None, None),
         };
         let tools = tools.as_ref().map(|(f, a)| (f.as_path(), a.as_slice()));
-        let mut cmd = lockdown::command(&self.cfg, &home, &model, &call, session.as_deref(), tools);
+        let mut cmd = lockdown::command(
+            &self.cfg,
+            &home,
+            &model,
+            &call,
+            session.as_deref(),
+            tools,
+            &req.thinking,
+        );
         let run = match Run::start(
             &mut cmd,
             &self.cfg.binary,
