@@ -10,7 +10,7 @@
 //!
 //! | field | on this backend |
 //! |---|---|
-//! | `model`, `messages`, `system`, `stream` | used (`system`: a string or text blocks, joined by a blank line) |
+//! | `model`, `messages`, `system`, `stream` | used (`system`: a string or text blocks, joined by a blank line; `system`-role messages inside `messages`, as Claude Code sends its environment, are appended to it in order) |
 //! | `max_tokens` | checked, then ignored: Claude Code chooses its own output limit |
 //! | `metadata`, `service_tier` | ignored (cloaking and the subscription's one tier) |
 //! | `temperature`, `top_p`, `top_k` | refused: no sampling parameters |
@@ -282,7 +282,14 @@ pub(super) fn read(body: &Value) -> Result<CliRequest, CliError> {
     let names = catalogue.names.clone();
     let none = obj.get("tool_choice").is_some_and(|c| c["type"] == "none");
     let tools = (!catalogue.is_empty() && !none).then_some(catalogue);
-    let mut turns = read_messages(obj.get("messages"), &names)?;
+    let (mut turns, mid_system) = read_messages(obj.get("messages"), &names)?;
+    // `system` turns inside `messages` (Claude Code sends its environment that way) join the
+    // system prompt, in order: the CLI takes one system prompt, not mid-conversation ones.
+    let system = match (system, mid_system.is_empty()) {
+        (system, true) => system,
+        (None, false) => Some(mid_system.join("\n\n")),
+        (Some(s), false) => Some(format!("{s}\n\n{}", mid_system.join("\n\n"))),
+    };
     let last = turns.len() - 1;
     if turns[last]["role"] != "user" {
         return Err(refused(
@@ -387,20 +394,34 @@ fn read_system(system: Option<&Value>) -> Result<Option<String>, CliError> {
     }
 }
 
-/// The turns, each `{role, content: [blocks]}`, consecutive turns of one role merged.
-fn read_messages(messages: Option<&Value>, names: &ToolNames) -> Result<Vec<Value>, CliError> {
+/// The turns, each `{role, content: [blocks]}`, consecutive turns of one role merged; and the
+/// texts of `system` turns among them.
+fn read_messages(
+    messages: Option<&Value>,
+    names: &ToolNames,
+) -> Result<(Vec<Value>, Vec<String>), CliError> {
     let msgs = match messages.and_then(Value::as_array) {
         Some(m) if !m.is_empty() => m,
         _ => return Err(refused("messages", "`messages` must be a non-empty array")),
     };
     let mut turns: Vec<Value> = Vec::new();
+    let mut system = Vec::new();
     for (i, m) in msgs.iter().enumerate() {
         let role = match m["role"].as_str() {
             Some(r @ ("user" | "assistant")) => r,
+            Some("system") => {
+                system.push(read_system(Some(&m["content"])).map_err(|_| {
+                    refused(
+                        format!("messages[{i}].content"),
+                        "a `system` message must be a string or text blocks",
+                    )
+                })?);
+                continue;
+            }
             _ => {
                 return Err(refused(
                     format!("messages[{i}].role"),
-                    "each message's `role` must be `user` or `assistant`",
+                    "each message's `role` must be `user`, `assistant` or `system`",
                 ))
             }
         };
@@ -414,7 +435,10 @@ fn read_messages(messages: Option<&Value>, names: &ToolNames) -> Result<Vec<Valu
             _ => turns.push(json!({"role": role, "content": blocks})),
         }
     }
-    Ok(turns)
+    if turns.is_empty() {
+        return Err(refused("messages", "`messages` needs a user message"));
+    }
+    Ok((turns, system.into_iter().flatten().collect()))
 }
 
 /// One message's content as blocks the CLI can carry.
@@ -663,7 +687,7 @@ mod tests {
                 "thinking",
             ),
             (
-                json!({"messages": [{"role": "system", "content": "x"}]}),
+                json!({"messages": [{"role": "tool", "content": "x"}]}),
                 "messages[0].role",
                 "role",
             ),
