@@ -7,8 +7,11 @@
 use crate::cli_backend::World;
 use crate::common::gate::TempDir;
 use crate::common::mock_upstream::{sse_text_events, sse_tool_use_events, Reply};
+use crate::common::run::{e2e_dir, installed, repo, run_with_deadline};
 use crate::e2e_clients::{claude_code, claude_result, run_claude};
-use serde_json::json;
+use serde_json::{json, Value};
+use std::process::Command;
+use std::time::Duration;
 
 /// The model the clients name (Claude Code would resolve an alias itself), allowed as is.
 const MODEL: &str = "claude-mock-sonnet-9";
@@ -109,4 +112,67 @@ fn claude_code_as_a_client_reads_its_own_file_through_the_cli_backend() {
             "{names:?}"
         );
     }
+}
+
+/// The anthropic Python SDK: a tool round trip (whole, then streamed) on the CLI backend.
+#[test]
+fn the_anthropic_sdk_makes_a_tool_round_trip_through_the_cli_backend() {
+    let test = "the_anthropic_sdk_makes_a_tool_round_trip_through_the_cli_backend";
+    let Some(w) = World::new(test) else {
+        return;
+    };
+    let Some(python) = installed(
+        "the anthropic Python SDK",
+        e2e_dir().join("venv/bin/python"),
+        test,
+    ) else {
+        return;
+    };
+    let (gate, key) = w.gate(json!({}));
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::sse(sse_tool_use_events(
+            MODEL,
+            "toolu_01SdkWeather",
+            "mcp__cg__get_weather",
+            &[r#"{"city": "Paris"}"#],
+        )),
+    );
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::sse(sse_text_events(MODEL, &["Sunny", " in Paris."])),
+    );
+    let home = TempDir::new();
+    let mut cmd = Command::new(python);
+    cmd.arg(repo().join("tests/e2e/anthropic_sdk_tools.py"))
+        .args([&gate.url(""), key.as_str(), "sonnet"])
+        .current_dir(home.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    let run = run_with_deadline(&mut cmd, Duration::from_secs(120));
+    run.assert_success("tests/e2e/anthropic_sdk_tools.py");
+    let lines: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines[0],
+        json!({"step": "call", "stop_reason": "tool_use", "name": "get_weather",
+               "id": "toolu_01SdkWeather", "input": {"city": "Paris"}}),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        lines[1],
+        json!({"step": "answer", "text": "Sunny in Paris.", "stop_reason": "end_turn"}),
+        "{}",
+        run.stdout
+    );
+    let msgs = w.messages();
+    assert_eq!(msgs.len(), 2);
+    assert!(msgs[1].body_text().contains("sunny in Paris"));
 }
