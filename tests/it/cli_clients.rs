@@ -176,3 +176,66 @@ fn the_anthropic_sdk_makes_a_tool_round_trip_through_the_cli_backend() {
     assert_eq!(msgs.len(), 2);
     assert!(msgs[1].body_text().contains("sunny in Paris"));
 }
+
+/// Codex over `/v1/responses`: the upstream asks for Codex's shell tool (`exec_command`) with
+/// `echo`; Codex runs it in its own sandbox (the client's host), sends the output back as a
+/// `function_call_output`, and the parked server-side CLI answers.
+#[test]
+fn codex_runs_its_shell_tool_through_the_cli_backend() {
+    let test = "codex_runs_its_shell_tool_through_the_cli_backend";
+    let Some(w) = World::new(test) else {
+        return;
+    };
+    let Some(bin) = crate::e2e_openai::codex(test) else {
+        return;
+    };
+    let model = crate::common::e2e::MODEL;
+    let (gate, key) = w.gate(json!({"allowed_models": ["sonnet", model]}));
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::sse(sse_tool_use_events(
+            MODEL,
+            "toolu_01CodexShell",
+            "mcp__cg__exec_command",
+            &[r#"{"cmd": "echo claudegate-cli-e2e"}"#],
+        )),
+    );
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::sse(sse_text_events(
+            MODEL,
+            &["It printed", " claudegate-cli-e2e."],
+        )),
+    );
+    let run = crate::e2e_openai::run_codex(
+        &bin,
+        &gate.url("/v1"),
+        &key,
+        "Run echo claudegate-cli-e2e and tell me what it printed.",
+    );
+    let events = crate::e2e_openai::codex_events(&run);
+    assert!(
+        run.succeeded() && events.iter().any(|e| e["type"] == "turn.completed"),
+        "{run:?}\n--- claudegate log:\n{}",
+        gate.log()
+    );
+    let runs = crate::e2e_openai::codex_items(&events, "command_execution");
+    assert_eq!(runs.len(), 1, "{events:#?}");
+    assert!(
+        runs[0]["aggregated_output"]
+            .as_str()
+            .unwrap_or("")
+            .contains("claudegate-cli-e2e"),
+        "{}",
+        runs[0]
+    );
+    let answers = crate::e2e_openai::codex_items(&events, "agent_message");
+    assert_eq!(
+        answers.last().map(|a| a["text"].clone()),
+        Some(json!("It printed claudegate-cli-e2e.")),
+        "{events:#?}"
+    );
+    let msgs = w.messages();
+    assert_eq!(msgs.len(), 2, "{msgs:#?}");
+    assert!(msgs[1].body_text().contains("claudegate-cli-e2e"));
+}
