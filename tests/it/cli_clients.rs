@@ -239,3 +239,58 @@ fn codex_runs_its_shell_tool_through_the_cli_backend() {
     assert_eq!(msgs.len(), 2, "{msgs:#?}");
     assert!(msgs[1].body_text().contains("claudegate-cli-e2e"));
 }
+
+/// An OpenAI-compatible agent: the Vercel AI SDK's chat provider, `streamText` with a tool and
+/// two steps. The SDK runs `get_weather` itself and sends the result back; the parked
+/// server-side CLI answers.
+#[test]
+fn the_ai_sdk_runs_a_streamed_tool_loop_through_the_cli_backend() {
+    let test = "the_ai_sdk_runs_a_streamed_tool_loop_through_the_cli_backend";
+    let Some(w) = World::new(test) else {
+        return;
+    };
+    let Some(node) = crate::e2e_ai_sdk::node(test) else {
+        return;
+    };
+    let model = crate::common::e2e::MODEL;
+    let (gate, key) = w.gate(json!({"allowed_models": ["sonnet", model]}));
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::sse(sse_tool_use_events(
+            MODEL,
+            "toolu_01AiSdkWeather",
+            "mcp__cg__get_weather",
+            &["{\"city\":", " \"Paris\"}"],
+        )),
+    );
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::sse(sse_text_events(MODEL, &["Sunny", " in Paris."])),
+    );
+    let trap = crate::common::e2e::ProxyTrap::start();
+    let (run, lines) =
+        crate::e2e_ai_sdk::run_script(&node, "chat", "tools_stream", &gate.url("/v1"), &key, &trap);
+    trap.assert_untouched("the AI SDK");
+    assert!(
+        run.succeeded() && !lines.iter().any(|l| l["step"] == "error"),
+        "{run:?}\n--- claudegate log:\n{}",
+        gate.log()
+    );
+    let s = lines
+        .iter()
+        .find(|l| l["step"] == "tools_stream")
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    let steps = s["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 2, "{s}");
+    assert_eq!(steps[0]["finishReason"], "tool-calls", "{s}");
+    assert_eq!(
+        steps[0]["toolCalls"],
+        json!([{"id": "toolu_01AiSdkWeather", "name": "get_weather", "input": {"city": "Paris"}}]),
+        "{s}"
+    );
+    assert_eq!(steps[1]["finishReason"], "stop", "{s}");
+    assert_eq!(s["text"], "Sunny in Paris.", "{s}");
+    let msgs = w.messages();
+    assert_eq!(msgs.len(), 2, "{msgs:#?}");
+    assert!(msgs[1].body_text().contains("weather-in-Paris: sunny, 21C"));
+}
