@@ -627,3 +627,162 @@ fn a_client_tool_named_read_reads_nothing_here() {
     assert!(msgs[2].body_text().contains("the client's copy"));
     assert_eq!(markers(w.outside.path()), Vec::<std::path::PathBuf>::new());
 }
+
+/// The kB of `field` (`VmRSS`) of each process with this home (the parked CLI, its bridge).
+fn rss_kb(home: &std::path::Path) -> Vec<(String, u64)> {
+    processes_with_home(home)
+        .iter()
+        .filter_map(|p| {
+            let (pid, cmd) = p.split_once(": ")?;
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let kb = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
+            Some((cmd.chars().take(60).collect(), kb))
+        })
+        .collect()
+}
+
+/// Measures (printed, for the README): a fresh one-turn call, the first request of a tool round
+/// (start, call), the request that resumes the parked CLI, and the memory the parked CLI holds.
+/// Loose bounds only: the numbers are the point.
+#[test]
+fn measure_a_parked_round_trip() {
+    let Some(w) = World::new("measure_a_parked_round_trip") else {
+        return;
+    };
+    let (gate, app, _) = two_keys(&w, json!({}));
+    let mut fresh = Vec::new();
+    let mut first = Vec::new();
+    let mut resumed = Vec::new();
+    let mut parked_rss = Vec::new();
+    for n in 0..3 {
+        w.mock.enqueue(
+            "/v1/messages",
+            Reply::sse(sse_text_events(REAL_MODEL, &["hi"])),
+        );
+        let t = Instant::now();
+        let r = send(
+            &gate,
+            &app,
+            &json!({"model": "sonnet", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}),
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        fresh.push(t.elapsed());
+        let id = format!("toolu_MEASURE{n}");
+        let t = Instant::now();
+        start_round(&gate, &w, &app, &id);
+        first.push(t.elapsed());
+        std::thread::sleep(Duration::from_millis(500));
+        parked_rss.push(rss_kb(w.home.path()));
+        w.mock.enqueue(
+            "/v1/messages",
+            Reply::sse(sse_text_events(REAL_MODEL, &["ok"])),
+        );
+        let t = Instant::now();
+        let r = send(&gate, &app, &result_for(&id, false));
+        assert_eq!(r.status, 200, "{r:?}");
+        resumed.push(t.elapsed());
+    }
+    eprintln!("MEASURE fresh one-turn call: {fresh:?}");
+    eprintln!("MEASURE tool round, first request (start + call): {first:?}");
+    eprintln!("MEASURE tool round, resuming request: {resumed:?}");
+    eprintln!("MEASURE parked processes' RSS (kB): {parked_rss:?}");
+    assert!(resumed.iter().all(|d| *d < Duration::from_secs(10)));
+}
+
+/// A tool call that reaches the CLI only through its non-streaming fallback (the stream
+/// answered with something that is not an event stream) still ends the answer at the call,
+/// and the result resumes the process.
+#[test]
+fn a_tool_call_from_the_non_streaming_fallback_parks_the_cli() {
+    let Some(w) = World::new("a_tool_call_from_the_non_streaming_fallback_parks_the_cli") else {
+        return;
+    };
+    let (gate, app, _) = two_keys(&w, json!({"timeout_ms": 15_000}));
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::body(200, "text/plain", "this is not an event stream"),
+    );
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::json(
+            200,
+            json!({"id": "msg_fallback", "type": "message", "role": "assistant",
+                "model": REAL_MODEL, "stop_reason": "tool_use", "stop_sequence": null,
+                "content": [{"type": "text", "text": "Running it."},
+                            {"type": "tool_use", "id": "toolu_FALLBACK", "name": "mcp__cg__Bash",
+                             "input": {"command": "ls"}}],
+                "usage": {"input_tokens": 5, "output_tokens": 7}}),
+        ),
+    );
+    for stream in [false, true] {
+        let started = Instant::now();
+        let r = send(
+            &gate,
+            &app,
+            &json!({"model": "sonnet", "max_tokens": 100, "tools": tools(), "stream": stream,
+                    "messages": [{"role": "user", "content": "run it"}]}),
+        );
+        assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        if !stream {
+            let v = r.json();
+            assert_eq!(v["stop_reason"], "tool_use", "{v}");
+            let call = v["content"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|b| b["type"] == "tool_use")
+                .cloned()
+                .unwrap_or_else(|| panic!("{v}"));
+            assert_eq!(call["name"], "Bash");
+            assert_eq!(call["id"], "toolu_FALLBACK");
+            assert_eq!(call["input"], json!({"command": "ls"}));
+            w.mock.enqueue(
+                "/v1/messages",
+                Reply::sse(sse_text_events(REAL_MODEL, &["done"])),
+            );
+            let r = send(&gate, &app, &result_for("toolu_FALLBACK", false));
+            assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+            assert_eq!(r.json()["content"][0]["text"], "done", "{}", r.body);
+            // Now the same, streamed.
+            w.mock.enqueue(
+                "/v1/messages",
+                Reply::body(200, "text/plain", "this is not an event stream"),
+            );
+            w.mock.enqueue(
+                "/v1/messages",
+                Reply::json(
+                    200,
+                    json!({"id": "msg_fallback2", "type": "message", "role": "assistant",
+                        "model": REAL_MODEL, "stop_reason": "tool_use", "stop_sequence": null,
+                        "content": [{"type": "tool_use", "id": "toolu_FALLBACK2",
+                                     "name": "mcp__cg__Bash", "input": {"command": "ls"}}],
+                        "usage": {"input_tokens": 5, "output_tokens": 7}}),
+                ),
+            );
+        } else {
+            assert!(r.body.contains("toolu_FALLBACK2"), "{}", r.body);
+            assert!(
+                r.body.contains("\"stop_reason\":\"tool_use\""),
+                "{}",
+                r.body
+            );
+            assert!(r.body.contains("input_json_delta"), "{}", r.body);
+            let events = parse_sse(&r.body);
+            assert_eq!(
+                events.last().map(|e| e.event.as_str()),
+                Some("message_stop")
+            );
+        }
+    }
+}

@@ -208,10 +208,28 @@ impl CliBackend {
         let deadline = Instant::now() + Duration::from_millis(self.cfg.timeout_ms);
         let mut transcript = Transcript::with_tools(names.clone());
         // Each line's events go to the client at once; the first it refuses ends the call.
+        let (calls, pending) = (&live.calls, &mut live.pending);
+        let mut failed = None;
         let outcome = live.run.pump(
             deadline,
             &mut |line| {
-                if !transcript.feed(line).iter().all(&mut *on_event) {
+                let events = match line {
+                    Some(line) => transcript.feed(line),
+                    // Silence after tool calls that came only in `assistant` lines (the CLI's
+                    // non-streaming fallback): once the CLI calls the bridge it has printed
+                    // the whole answer and waits, so the answer ends at those calls.
+                    None if transcript.has_unstreamed_calls() && bridge_called(calls, pending) => {
+                        match transcript.end_at_unstreamed_calls(&model) {
+                            Ok(events) => events,
+                            Err(e) => {
+                                failed = Some(e);
+                                return Flow::Gone;
+                            }
+                        }
+                    }
+                    None => return Flow::Go,
+                };
+                if !events.iter().all(&mut *on_event) {
                     Flow::Gone
                 } else if transcript.ends_in_tool_calls() {
                     Flow::Done
@@ -221,6 +239,9 @@ impl CliBackend {
             },
             &crate::backends::abandon::client_gone,
         );
+        if let Some(e) = failed {
+            return Err(e);
+        }
         // However the cut looked from here (the client "gone"), a stopping server's is its own.
         let stopping = crate::backends::abandon::stop_error().is_some();
         let outcome = outcome.map_err(|e| if stopping { CliError::Stopping } else { e });
@@ -409,6 +430,18 @@ impl CliBackend {
          setup-token` and put the token in cli.env.CLAUDE_CODE_OAUTH_TOKEN"
             .to_string()
     }
+}
+
+/// Whether the CLI has made a tool call through the bridge (received calls are kept in
+/// `pending`, where [`Live::answer`] finds them).
+fn bridge_called(
+    calls: &Option<mpsc::Receiver<(bridge::ToolCall, bridge::Writer)>>,
+    pending: &mut Vec<(bridge::ToolCall, bridge::Writer)>,
+) -> bool {
+    if let Some(calls) = calls {
+        pending.extend(calls.try_iter());
+    }
+    !pending.is_empty()
 }
 
 /// Serves the request's tools to this call's CLI: the bridge's socket in the call directory,
