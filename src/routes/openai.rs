@@ -435,15 +435,20 @@ impl Translator {
     }
 }
 
+// The event's JSON is written by `jsonout` (serde_json's bytes, without its piecewise writes):
+// every Response object of the Responses door echoes the request's instructions and tools,
+// tens of kilobytes for a coding agent, three times per answer.
 fn data_line(out: &mut Vec<u8>, v: &Value) {
     out.extend_from_slice(b"data: ");
-    out.extend_from_slice(v.to_string().as_bytes());
+    out.extend_from_slice(&crate::base::jsonout::to_vec(v));
     out.extend_from_slice(b"\n\n");
 }
 
 fn named(out: &mut Vec<u8>, name: &str, v: &Value) {
-    out.extend_from_slice(format!("event: {name}\ndata: ").as_bytes());
-    out.extend_from_slice(v.to_string().as_bytes());
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    out.extend_from_slice(&crate::base::jsonout::to_vec(v));
     out.extend_from_slice(b"\n\n");
 }
 

@@ -154,7 +154,8 @@ impl Cloak {
     }
 
     /// The cloaked body. `count_tokens` bodies get the system line but no metadata (the count
-    /// endpoint rejects it), so a count matches the real request's input.
+    /// endpoint rejects it), so a count matches the real request's input. (For small bodies
+    /// whose members nobody has found yet: `/v1/complete`, tests.)
     pub fn body(
         &self,
         raw: &str,
@@ -164,20 +165,44 @@ impl Cloak {
     ) -> Result<String, String> {
         let members =
             jsonspan::object_members(raw).ok_or("the request body must be a JSON object")?;
-        self.body_with(raw, &members, account_uuid, session_id, count_tokens)
+        let edits = self.edits(
+            raw.as_bytes(),
+            &members,
+            account_uuid,
+            session_id,
+            count_tokens,
+        )?;
+        String::from_utf8(edits.apply(raw.as_bytes())).map_err(|_| NOT_UTF8.to_string())
     }
 
     /// [`Cloak::body`] of a body whose top-level `members` its caller already found (the
     /// route's check that the body is an object, the translator's writing of it): a 5 MB
-    /// history is then not scanned a second time.
+    /// history is then not scanned a second time, and is edited in its own buffer
+    /// ([`Edits::apply_in_place`]). The body is bytes the caller knows to be UTF-8 JSON (the
+    /// route checked the client's; a translator writes only UTF-8): only the small parts read
+    /// here (`system`, `metadata`) are checked again, not the history.
     pub fn body_with(
         &self,
-        raw: &str,
+        body: &mut Vec<u8>,
         members: &[Member],
         account_uuid: &str,
         session_id: &str,
         count_tokens: bool,
-    ) -> Result<String, String> {
+    ) -> Result<(), String> {
+        self.edits(body, members, account_uuid, session_id, count_tokens)?
+            .apply_in_place(body);
+        Ok(())
+    }
+
+    /// The edits that cloak the body `raw` with these top-level `members`.
+    fn edits(
+        &self,
+        raw: &[u8],
+        members: &[Member],
+        account_uuid: &str,
+        session_id: &str,
+        count_tokens: bool,
+    ) -> Result<Edits, String> {
         let words = self.words();
         let mut edits = Edits::default();
         let mut prepend = Vec::new(); // new members, inserted right after the opening brace
@@ -186,7 +211,7 @@ impl Cloak {
         match jsonspan::member(members, "system") {
             None => prepend.push(format!("\"system\":[{identity}]")),
             Some(span) => {
-                let text = &raw[span.clone()];
+                let text = text_at(raw, span)?;
                 if let Some(new) = self.system(text, span.start, &identity, &words, &mut edits) {
                     edits.replace(span.clone(), new);
                 }
@@ -203,7 +228,7 @@ impl Cloak {
             match jsonspan::member(members, "metadata") {
                 None => prepend.push(format!("\"metadata\":{{\"user_id\":{user_id}}}")),
                 Some(span) => {
-                    let text = &raw[span.clone()];
+                    let text = text_at(raw, span)?;
                     match jsonspan::object_members(text) {
                         Some(meta) => match jsonspan::member(&meta, "user_id") {
                             Some(u) => {
@@ -222,15 +247,15 @@ impl Cloak {
         }
         if !words.is_empty() {
             if let Some(span) = jsonspan::member(members, "messages") {
-                message_text_edits(raw, span.clone(), &words, &mut edits);
+                message_text_edits(text_at(raw, span)?, span.start, &words, &mut edits);
             }
         }
         if !prepend.is_empty() {
-            let brace = raw.find('{').map_or(0, |i| i + 1);
+            let brace = raw.iter().position(|&c| c == b'{').map_or(0, |i| i + 1);
             let sep = if members.is_empty() { "" } else { "," };
             edits.replace(brace..brace, format!("{}{sep}", prepend.join(",")));
         }
-        Ok(edits.apply(raw))
+        Ok(edits)
     }
 
     /// The new `system` value, or `None` when only in-place edits (added to `edits`) are needed.
@@ -291,6 +316,17 @@ impl Cloak {
     }
 }
 
+/// Why a body cannot be cloaked: a part of it that must be read is not UTF-8 (the callers
+/// checked the whole body, so only a bug gets here).
+const NOT_UTF8: &str = "the request body is not valid UTF-8 JSON";
+
+/// The text of the member at `span` of the body `raw`.
+fn text_at<'r>(raw: &'r [u8], span: &std::ops::Range<usize>) -> Result<&'r str, String> {
+    raw.get(span.clone())
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .ok_or_else(|| NOT_UTF8.to_string())
+}
+
 /// A text block with Anthropic's key order (`type` first), as Claude Code sends it.
 fn text_block(text: &str) -> String {
     let text = serde_json::to_string(text).unwrap_or_default();
@@ -347,14 +383,8 @@ fn string_edit(
 }
 
 /// Message text the caller wrote: string contents and `text` blocks; never tool inputs, tool
-/// results or thinking blocks.
-fn message_text_edits(
-    raw: &str,
-    span: std::ops::Range<usize>,
-    words: &[String],
-    edits: &mut Edits,
-) {
-    let messages = &raw[span.clone()];
+/// results or thinking blocks. `messages` is the array's text, at `at` in the body.
+fn message_text_edits(messages: &str, at: usize, words: &[String], edits: &mut Edits) {
     let Some(items) = jsonspan::array_items(messages) else {
         return;
     };
@@ -366,7 +396,7 @@ fn message_text_edits(
         let Some(content) = jsonspan::member(&members, "content") else {
             continue;
         };
-        let base = span.start + item.start;
+        let base = at + item.start;
         let c = &msg[content.clone()];
         if c.starts_with('"') {
             string_edit(msg, content.clone(), base, words, edits);

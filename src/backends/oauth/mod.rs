@@ -153,24 +153,17 @@ impl OauthBackend {
         if cloaked {
             let session = self.cloak.session_id(key_label);
             headers.extend(self.cloak.headers(&session));
-            let text = std::str::from_utf8(&body.bytes).map_err(|_| {
-                ApiError::new(
-                    ErrorKind::InvalidRequest,
-                    "the request body is not valid UTF-8 JSON",
-                )
-            })?;
-            let out = self
-                .cloak
+            // The route checked that the body is UTF-8 JSON and found its members: not again.
+            // Edited in place: one copy of the body is held at a time.
+            self.cloak
                 .body_with(
-                    text,
+                    &mut body.bytes,
                     native.members,
                     &cred.account_uuid,
                     &session,
                     native.count_tokens,
                 )
                 .map_err(|e| ApiError::new(ErrorKind::InvalidRequest, e))?;
-            // Replaces the client's copy: one copy of the body is held at a time.
-            body.bytes = out.into_bytes();
         }
         Ok(Prepared {
             path: native.path.to_string(),
@@ -218,20 +211,23 @@ impl OauthBackend {
         if cloaked {
             let session = self.cloak.session_id(key_label);
             headers.extend(self.cloak.headers(&session));
-            let text = std::str::from_utf8(&body.bytes).map_err(|_| {
-                ApiError::new(ErrorKind::Internal, "a translated request was not UTF-8")
-            })?;
-            let out = match members {
-                Some(members) => {
-                    self.cloak
-                        .body_with(text, members, &cred.account_uuid, &session, false)
-                }
-                None => self.cloak.body(text, &cred.account_uuid, &session, false),
+            // A translator writes only UTF-8: the text is not checked again, only cloaked, in
+            // place (one copy of the body is held at a time).
+            let cloaked = match members {
+                Some(members) => self.cloak.body_with(
+                    &mut body.bytes,
+                    members,
+                    &cred.account_uuid,
+                    &session,
+                    false,
+                ),
+                // A small request (`/v1/complete`): its members are found here.
+                None => std::str::from_utf8(&body.bytes)
+                    .map_err(|_| "a translated request was not UTF-8".to_string())
+                    .and_then(|text| self.cloak.body(text, &cred.account_uuid, &session, false))
+                    .map(|text| body.bytes = text.into_bytes()),
             };
-            // Replaces the translated text: one copy of the body is held at a time.
-            body.bytes = out
-                .map_err(|e| ApiError::new(ErrorKind::InvalidRequest, e))?
-                .into_bytes();
+            cloaked.map_err(|e| ApiError::new(ErrorKind::InvalidRequest, e))?;
         }
         Ok(Prepared {
             path: "/v1/messages?beta=true".into(),

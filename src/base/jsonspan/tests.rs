@@ -184,12 +184,49 @@ fn edits_apply_in_one_pass() {
     e.replace(m[1].value.clone(), "[3]".into());
     e.replace(1..1, r#""z":0,"#.into());
     e.replace(m[0].value.clone(), "10".into());
-    assert_eq!(e.apply(text), r#"{"z":0,"a":10,"b":[3]}"#);
+    assert_eq!(e.apply(text.as_bytes()), br#"{"z":0,"a":10,"b":[3]}"#);
     // Two inserts at one place: the later one first (as the old back-to-front edit did).
     let mut e = Edits::default();
     e.replace(1..1, "1".into());
     e.replace(1..1, "2".into());
-    assert_eq!(e.apply("[]"), "[21]");
+    assert_eq!(e.apply(b"[]"), b"[21]");
+}
+
+#[test]
+fn edits_in_place_give_what_apply_gives() {
+    let text = br#"{"a":1,"bb":22,"c":"three"}"#;
+    let cases: Vec<Vec<(std::ops::Range<usize>, &str)>> = vec![
+        vec![],
+        vec![(1..1, r#""z":0,"#)],
+        vec![(5..6, "100"), (1..1, "x"), (1..1, "y"), (27..27, " ")],
+        // A shorter text first, a longer one after: the running growth dips below zero, so
+        // the edit is written anew.
+        vec![(5..6, ""), (12..14, "2222")],
+        vec![(12..14, "2"), (20..27, r#""3""#)],
+        // Out of order or out of bounds: skipped, as `apply` skips them.
+        vec![(5..6, "9"), (4..7, "8"), (40..41, "7")],
+    ];
+    for edits in cases {
+        let (mut a, mut b) = (Edits::default(), Edits::default());
+        for (r, t) in &edits {
+            a.replace(r.clone(), t.to_string());
+            b.replace(r.clone(), t.to_string());
+        }
+        let mut in_place = text.to_vec();
+        b.apply_in_place(&mut in_place);
+        assert_eq!(in_place, a.apply(text), "{edits:?}");
+    }
+    // A text longer than the 64 KiB pieces it moves in, edited at both ends.
+    let long: Vec<u8> = (0..200_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let (mut a, mut b) = (Edits::default(), Edits::default());
+    for e in [&mut a, &mut b] {
+        e.replace(1..1, "front".into());
+        e.replace(100_000..100_001, "middle".into());
+        e.replace(199_999..199_999, "end".into());
+    }
+    let mut in_place = long.clone();
+    b.apply_in_place(&mut in_place);
+    assert_eq!(in_place, a.apply(&long));
 }
 
 #[test]
@@ -200,6 +237,20 @@ fn the_scan_finds_specials_at_every_offset() {
             b[at] = special;
             assert_eq!(next_special(&b, 0), at);
             assert_eq!(next_special(&b, at + 1), 20);
+        }
+    }
+    // Every byte value at every offset of two 16-byte blocks and a tail: exactly `"`, `\`
+    // and the control characters are special.
+    for at in 0..40 {
+        for c in 0..=255u8 {
+            let mut b = vec![b'a'; 40];
+            b[at] = c;
+            let special = matches!(c, b'"' | b'\\' | 0..=0x1f);
+            assert_eq!(
+                next_special(&b, 0),
+                if special { at } else { 40 },
+                "{c:#x} at {at}"
+            );
         }
     }
     // Bytes at or above 0x80 (UTF-8) and 0x7f are not special.
