@@ -150,14 +150,7 @@ fn a_tool_round_trip_parks_the_cli_and_only_its_key_resumes_it() {
     // Nothing ran here, and the CLI ended with its answer.
     assert!(!canary.exists(), "the tool's arguments reached a shell");
     assert_eq!(markers(w.outside.path()), Vec::<std::path::PathBuf>::new());
-    assert!(
-        eventually(Duration::from_secs(5), || processes_with_home(
-            w.home.path()
-        )
-        .is_empty()),
-        "{:?}",
-        processes_with_home(w.home.path())
-    );
+    assert_all_end(&w);
 }
 
 #[test]
@@ -408,29 +401,20 @@ fn a_responses_function_call_round_trip_through_the_cli_whole_then_streamed() {
 
 /// Sends `body` to `path` on a fresh connection, reads for `patience`, then hangs up.
 fn hang_up_after(gate: &Gate, key: &str, path: &str, body: &Value, patience: Duration) -> String {
-    use std::io::{Read, Write};
-    let body = body.to_string();
-    let mut s = std::net::TcpStream::connect(gate.addr).expect("connect");
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: gate\r\nx-api-key: {key}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body.as_bytes()).unwrap();
     let started = Instant::now();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-    while started.elapsed() < patience {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(_) => {}
-        }
-    }
-    drop(s);
-    String::from_utf8_lossy(&got).into_owned()
+    crate::abandoned::give_up_when(gate, key, path, body, || started.elapsed() >= patience)
+}
+
+/// Every CLI process of this world ends within 5 s.
+fn assert_all_end(w: &World) {
+    assert!(
+        eventually(Duration::from_secs(5), || processes_with_home(
+            w.home.path()
+        )
+        .is_empty()),
+        "{:?}",
+        processes_with_home(w.home.path())
+    );
 }
 
 /// The first request of a tool round by `key`: the answer ends at the call `id`.
@@ -545,14 +529,7 @@ fn parking_beyond_the_per_key_limit_ends_the_oldest_and_its_late_result_is_refus
         assert_eq!(r.status, 200, "{id}: {r:?}\n{}", gate.log());
         assert_eq!(r.json()["content"][0]["text"], "ok", "{}", r.body);
     }
-    assert!(
-        eventually(Duration::from_secs(5), || processes_with_home(
-            w.home.path()
-        )
-        .is_empty()),
-        "{:?}",
-        processes_with_home(w.home.path())
-    );
+    assert_all_end(&w);
 }
 
 #[test]
