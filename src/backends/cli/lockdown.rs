@@ -15,7 +15,9 @@
 //! ```
 //!
 //! plus `--resume <session id>` when the request has earlier turns (a session file the call
-//! wrote itself in its private project folder; see `session.rs`; the id is a UUID we made).
+//! wrote itself in its private project folder; see `session.rs`; the id is a UUID we made),
+//! and `--thinking`, `--effort`, `--thinking-display` when the request asks for thinking or an
+//! effort (each value one of a fixed list in `request.rs`, never the client's text).
 //!
 //! - `--tools ""`: no built-in tools (the request carries `"tools": []`).
 //! - `--strict-mcp-config` without `--mcp-config`: no MCP server at all, from any settings file
@@ -46,7 +48,8 @@
 //! (which may replace `PATH` and `LANG`, and adds e.g. `ANTHROPIC_BASE_URL`, `HTTPS_PROXY`,
 //! `CLAUDE_CODE_OAUTH_TOKEN`), then — last, so `cli.env` can never undo them — `HOME` =
 //! `cli.home`, `TMPDIR`/`CLAUDE_CODE_TMPDIR` inside the private call directory,
-//! `GIT_CEILING_DIRECTORIES`, `API_TIMEOUT_MS` and [`LOCKDOWN_ENV`]. At spawn, `process` adds
+//! `GIT_CEILING_DIRECTORIES`, `API_TIMEOUT_MS` and [`LOCKDOWN_ENV`]; `MAX_THINKING_TOKENS` (a
+//! number) when the request gives a thinking budget. At spawn, `process` adds
 //! the call's marker `CLAUDEGATE_CALL` (by which every process of the call is found and
 //! ended; see that module).
 //!
