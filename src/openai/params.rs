@@ -94,10 +94,6 @@ pub const CLI: Backend = Backend {
             Ability::StructuredOutput,
             "it has no structured output or JSON mode: Claude Code answers in text",
         ),
-        (
-            Ability::Reasoning,
-            "it has no reasoning control: Claude Code sets its own thinking",
-        ),
     ],
 };
 

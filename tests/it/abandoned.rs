@@ -41,7 +41,7 @@ fn gate(mock: &MockUpstream) -> (Gate, String) {
 
 /// Sends `body` to `path` on a fresh connection, reads whatever arrives for [`PATIENCE`] (and
 /// until `ready()`, for at most 5 s), then closes the socket. Returns what arrived.
-fn give_up_when(
+pub(crate) fn give_up_when(
     gate: &Gate,
     key: &str,
     path: &str,

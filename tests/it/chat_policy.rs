@@ -144,7 +144,8 @@ fn both_backends_decide_the_same_about_each_chat_parameter() {
             CliLacks("structured output"),
         ),
         ("response_format", json!({"type": "yaml"}), Refuse),
-        ("reasoning_effort", json!("high"), CliLacks("reasoning")),
+        // Honoured on both: the CLI takes `--thinking`/`--effort` (`cli::request`).
+        ("reasoning_effort", json!("high"), Accept),
         ("reasoning_effort", json!("extreme"), Refuse),
     ];
     let mut wrong = Vec::new();

@@ -234,8 +234,8 @@ fn what_the_cli_cannot_honour_is_refused_by_name_in_each_protocol() {
             "tool_choice",
         ),
         (
-            json!({"thinking": {"type": "enabled", "budget_tokens": 2048}}),
-            "thinking",
+            json!({"thinking": {"type": "enabled", "budget_tokens": 12}}),
+            "thinking.budget_tokens",
         ),
         (json!({"messages": tool_turns}), "tool"),
         (json!({"model": "opus"}), "model"),
@@ -251,8 +251,8 @@ fn what_the_cli_cannot_honour_is_refused_by_name_in_each_protocol() {
     }
     for (body, param) in [
         (
-            json!({"model": "sonnet", "input": "hi", "reasoning": {"effort": "high"}}),
-            "reasoning",
+            json!({"model": "sonnet", "input": "hi", "text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "object"}}}}),
+            "text.format",
         ),
         (
             json!({"model": "sonnet", "input": "hi", "temperature": 0.5}),

@@ -298,3 +298,98 @@ fn the_anthropic_sdk_streams_through_the_cli_backend() {
     assert_eq!(stream["model"], REAL_MODEL);
     assert_eq!(w.messages().len(), 1);
 }
+
+/// What Claude Code itself sends with every request (`thinking`, `context_management`,
+/// `output_config.effort`, `metadata.user_id` as a JSON string, a `cache_control` with a ttl)
+/// is accepted, and the upstream sees the thinking and effort the client asked for, through
+/// the CLI's own options.
+#[test]
+fn claude_code_s_thinking_effort_and_context_edit_reach_the_upstream() {
+    let Some(w) = World::new("claude_code_s_thinking_effort_and_context_edit_reach_the_upstream")
+    else {
+        return;
+    };
+    let (gate, key) = w.gate(json!({"allowed_models": ["sonnet", "haiku"]}));
+    let clear = json!({"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]});
+    // (model, thinking, effort, what the upstream gets: thinking, effort). The CLI decides
+    // thinking per model: CLI 2.1.330 maps `sonnet` and `haiku` to claude-sonnet-5-5 and
+    // claude-haiku-5-5, adaptive models, and thinks adaptively on them whatever `--thinking`
+    // or `MAX_THINKING_TOKENS` say; the effort (`--effort`) is honoured, `medium` by default.
+    for (model, thinking, effort, want_thinking, want_effort) in [
+        (
+            "sonnet",
+            json!({"type": "adaptive"}),
+            Some("high"),
+            json!({"type": "adaptive"}),
+            json!("high"),
+        ),
+        (
+            "sonnet",
+            json!({"type": "adaptive"}),
+            Some("low"),
+            json!({"type": "adaptive"}),
+            json!("low"),
+        ),
+        (
+            "sonnet",
+            json!({"type": "disabled"}),
+            None,
+            json!({"type": "adaptive"}),
+            json!("medium"),
+        ),
+        (
+            "haiku",
+            json!({"type": "enabled", "budget_tokens": 5000}),
+            None,
+            json!({"type": "adaptive"}),
+            json!("medium"),
+        ),
+        (
+            "haiku",
+            json!({"type": "disabled"}),
+            Some("max"),
+            json!({"type": "adaptive"}),
+            json!("max"),
+        ),
+    ] {
+        w.mock.enqueue(
+            "/v1/messages",
+            Reply::sse(sse_text_events(REAL_MODEL, &["ok"])),
+        );
+        let mut body = json!({"model": model, "max_tokens": 64000, "stream": true,
+            "thinking": thinking, "context_management": clear,
+            "metadata": {"user_id": "{\"device_id\":\"d\",\"session_id\":\"s\"}"},
+            "system": [{"type": "text", "text": "You are Claude Code.",
+                        "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+            "messages": [{"role": "user", "content": "hi"}]});
+        if let Some(e) = effort {
+            body["output_config"] = json!({"effort": e});
+        }
+        let before = w.messages().len();
+        let r = send(&gate, &key, "/v1/messages", body);
+        let case = format!("{model} {thinking} {effort:?}");
+        assert_eq!(r.status, 200, "{case}: {r:?}\n{}", gate.log());
+        assert_eq!(streamed_text(&r.body), "ok");
+        let sent = w.messages()[before].json();
+        let mut got = sent["thinking"].clone();
+        if let Some(o) = got.as_object_mut() {
+            o.remove("display");
+        }
+        assert_eq!(
+            got, want_thinking,
+            "{case}: {} {}",
+            sent["thinking"], sent["model"]
+        );
+        assert_eq!(sent["output_config"]["effort"], want_effort, "{case}");
+    }
+    // An edit Claude Code manages itself is refused by name.
+    let r = send(
+        &gate,
+        &key,
+        "/v1/messages",
+        json!({"model": "sonnet", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}],
+               "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}}),
+    );
+    let e = r.assert_anthropic_error(400, "invalid_request_error");
+    assert!(e.to_string().contains("clear_tool_uses_20250919"), "{e}");
+}

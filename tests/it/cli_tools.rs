@@ -150,14 +150,7 @@ fn a_tool_round_trip_parks_the_cli_and_only_its_key_resumes_it() {
     // Nothing ran here, and the CLI ended with its answer.
     assert!(!canary.exists(), "the tool's arguments reached a shell");
     assert_eq!(markers(w.outside.path()), Vec::<std::path::PathBuf>::new());
-    assert!(
-        eventually(Duration::from_secs(5), || processes_with_home(
-            w.home.path()
-        )
-        .is_empty()),
-        "{:?}",
-        processes_with_home(w.home.path())
-    );
+    assert_all_end(&w);
 }
 
 #[test]
@@ -231,4 +224,542 @@ fn a_parked_cli_is_ended_at_its_timeout_and_frees_its_slot() {
             .contains("park_timeout_ms"),
         "{e}"
     );
+}
+
+fn send_to(gate: &Gate, path: &str, key: &str, body: &Value) -> Resp {
+    post(
+        &gate.url(path),
+        &[("authorization", &format!("Bearer {key}"))],
+        &body.to_string(),
+    )
+}
+
+/// The text of an OpenAI stream (chat `delta.content` or Responses `output_text.delta`).
+fn streamed_text(body: &str) -> String {
+    parse_sse(body)
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+        .filter_map(|d| {
+            d["choices"][0]["delta"]["content"]
+                .as_str()
+                .or_else(|| {
+                    (d["type"] == "response.output_text.delta")
+                        .then(|| d["delta"].as_str())
+                        .flatten()
+                })
+                .map(String::from)
+        })
+        .collect()
+}
+
+/// Enqueues a call of the bridged `tool` with `args`, then the text `done`.
+fn script_tool_round(w: &World, id: &str, tool: &str, args: &Value) {
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::sse(sse_tool_use_events(
+            REAL_MODEL,
+            id,
+            &format!("mcp__cg__{tool}"),
+            &[&args.to_string()],
+        )),
+    );
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::sse(sse_text_events(REAL_MODEL, &["do", "ne"])),
+    );
+}
+
+fn chat_tools() -> Value {
+    json!([{"type": "function", "function": {"name": "get_weather", "description": "the client's",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}])
+}
+
+#[test]
+fn a_chat_tool_round_trip_through_the_cli_streamed_then_whole() {
+    let Some(w) = World::new("a_chat_tool_round_trip_through_the_cli_streamed_then_whole") else {
+        return;
+    };
+    make_hostile_home(w.home.path(), w.outside.path());
+    let (gate, app, _) = two_keys(&w, json!({}));
+    let args = json!({"city": "Paris; rm -rf / $(id) `id` | cat"});
+    script_tool_round(&w, "toolu_CHAT1", "get_weather", &args);
+    let ask = json!({"role": "user", "content": "weather?"});
+    // First request streamed: the answer ends at the tool call.
+    let r = send_to(
+        &gate,
+        "/v1/chat/completions",
+        &app,
+        &json!({"model": "sonnet", "stream": true, "tools": chat_tools(), "messages": [ask]}),
+    );
+    assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+    let chunks: Vec<Value> = parse_sse(&r.body)
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+        .collect();
+    let finish: Vec<&Value> = chunks
+        .iter()
+        .map(|c| &c["choices"][0]["finish_reason"])
+        .filter(|f| !f.is_null())
+        .collect();
+    assert_eq!(finish, vec![&json!("tool_calls")], "{}", r.body);
+    let call_id = chunks
+        .iter()
+        .find_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["id"].as_str())
+        .unwrap_or_else(|| panic!("no tool call id in {}", r.body))
+        .to_string();
+    let name = chunks
+        .iter()
+        .find_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["name"].as_str());
+    assert_eq!(name, Some("get_weather"), "{}", r.body);
+    let arguments: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&arguments).unwrap(),
+        args,
+        "the arguments arrive verbatim"
+    );
+    // The result, whole.
+    let assistant = json!({"role": "assistant", "content": null, "tool_calls": [{"id": call_id,
+        "type": "function", "function": {"name": "get_weather", "arguments": arguments}}]});
+    let r = send_to(
+        &gate,
+        "/v1/chat/completions",
+        &app,
+        &json!({"model": "sonnet", "tools": chat_tools(), "messages": [ask, assistant,
+            {"role": "tool", "tool_call_id": call_id, "content": "sunny, 21 C"}]}),
+    );
+    assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+    let v = r.json();
+    assert_eq!(v["choices"][0]["message"]["content"], "done", "{v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+    let msgs = w.messages();
+    assert_eq!(msgs.len(), 2);
+    assert!(msgs[1].json()["messages"]
+        .to_string()
+        .contains("sunny, 21 C"));
+    assert!(
+        eventually(Duration::from_secs(5), || processes_with_home(
+            w.home.path()
+        )
+        .is_empty()),
+        "the CLI ended with its answer"
+    );
+}
+
+#[test]
+fn a_responses_function_call_round_trip_through_the_cli_whole_then_streamed() {
+    let Some(w) =
+        World::new("a_responses_function_call_round_trip_through_the_cli_whole_then_streamed")
+    else {
+        return;
+    };
+    make_hostile_home(w.home.path(), w.outside.path());
+    let (gate, app, _) = two_keys(&w, json!({}));
+    let args = json!({"city": "Oslo"});
+    script_tool_round(&w, "toolu_RESP1", "get_weather", &args);
+    let tools = json!([{"type": "function", "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]);
+    let r = send_to(
+        &gate,
+        "/v1/responses",
+        &app,
+        &json!({"model": "sonnet", "tools": tools, "input": "weather?"}),
+    );
+    assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+    let v = r.json();
+    let call = v["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["type"] == "function_call")
+        .cloned()
+        .unwrap_or_else(|| panic!("no function_call in {v}"));
+    assert_eq!(call["name"], "get_weather", "{v}");
+    assert_eq!(
+        serde_json::from_str::<Value>(call["arguments"].as_str().unwrap()).unwrap(),
+        args
+    );
+    let call_id = call["call_id"].as_str().unwrap().to_string();
+    let r = send_to(
+        &gate,
+        "/v1/responses",
+        &app,
+        &json!({"model": "sonnet", "stream": true, "tools": tools, "input": [
+            {"role": "user", "content": "weather?"},
+            call,
+            {"type": "function_call_output", "call_id": call_id, "output": "snow"}]}),
+    );
+    assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+    assert_eq!(streamed_text(&r.body), "done", "{}", r.body);
+    assert!(r.body.contains("response.completed"), "{}", r.body);
+    let msgs = w.messages();
+    assert_eq!(msgs.len(), 2);
+    assert!(msgs[1].json()["messages"].to_string().contains("snow"));
+}
+
+/// Sends `body` to `path` on a fresh connection, reads for `patience`, then hangs up.
+fn hang_up_after(gate: &Gate, key: &str, path: &str, body: &Value, patience: Duration) -> String {
+    let started = Instant::now();
+    crate::abandoned::give_up_when(gate, key, path, body, || started.elapsed() >= patience)
+}
+
+/// Every CLI process of this world ends within 5 s.
+fn assert_all_end(w: &World) {
+    assert!(
+        eventually(Duration::from_secs(5), || processes_with_home(
+            w.home.path()
+        )
+        .is_empty()),
+        "{:?}",
+        processes_with_home(w.home.path())
+    );
+}
+
+/// The first request of a tool round by `key`: the answer ends at the call `id`.
+fn start_round(gate: &Gate, w: &World, key: &str, id: &str) -> Value {
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::sse(sse_tool_use_events(
+            REAL_MODEL,
+            id,
+            "mcp__cg__Bash",
+            &[r#"{"command":"ls"}"#],
+        )),
+    );
+    let r = send(
+        gate,
+        key,
+        &json!({"model": "sonnet", "max_tokens": 100, "tools": tools(),
+                "messages": [{"role": "user", "content": "run it"}]}),
+    );
+    assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+    assert_eq!(r.json()["stop_reason"], "tool_use", "{}", r.body);
+    r.json()
+}
+
+/// The request that brings the result of call `id`.
+fn result_for(id: &str, stream: bool) -> Value {
+    json!({"model": "sonnet", "max_tokens": 100, "tools": tools(), "stream": stream, "messages": [
+        {"role": "user", "content": "run it"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": id, "name": "Bash", "input": {"command": "ls"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": id, "content": "out"}]}]})
+}
+
+#[test]
+fn a_client_that_hangs_up_on_a_resumed_cli_frees_its_slot() {
+    let Some(w) = World::new("a_client_that_hangs_up_on_a_resumed_cli_frees_its_slot") else {
+        return;
+    };
+    let (gate, app, _) = two_keys(&w, json!({"max_concurrent": 1, "queue_wait_ms": 500}));
+    start_round(&gate, &w, &app, "toolu_HANG");
+    // The resumed CLI's next upstream call answers only after 30 s: the client leaves first,
+    // once while streaming and once while waiting for a whole answer.
+    for (n, stream) in [true, false].into_iter().enumerate() {
+        if n > 0 {
+            start_round(&gate, &w, &app, "toolu_HANG");
+        }
+        w.mock.enqueue(
+            "/v1/messages",
+            Reply::sse(sse_text_events(REAL_MODEL, &["late"])).delay_before_ms(30_000),
+        );
+        let got = hang_up_after(
+            &gate,
+            &app,
+            "/v1/messages",
+            &result_for("toolu_HANG", stream),
+            Duration::from_millis(1500),
+        );
+        assert!(!got.contains("late"), "{got}");
+        let left = Instant::now();
+        assert!(
+            eventually(Duration::from_secs(5), || processes_with_home(
+                w.home.path()
+            )
+            .is_empty()),
+            "the resumed CLI outlived its client: {:?}",
+            processes_with_home(w.home.path())
+        );
+        eprintln!(
+            "the resumed CLI ended {:?} after its client left",
+            left.elapsed()
+        );
+        // The one slot is free: a plain request runs at once.
+        w.mock.enqueue(
+            "/v1/messages",
+            Reply::sse(sse_text_events(REAL_MODEL, &["free"])),
+        );
+        let r = send(
+            &gate,
+            &app,
+            &json!({"model": "sonnet", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}),
+        );
+        assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+    }
+}
+
+#[test]
+fn parking_beyond_the_per_key_limit_ends_the_oldest_and_its_late_result_is_refused() {
+    let Some(w) = World::new(
+        "parking_beyond_the_per_key_limit_ends_the_oldest_and_its_late_result_is_refused",
+    ) else {
+        return;
+    };
+    let (gate, app, other) = two_keys(&w, json!({"max_concurrent": 4, "max_parked_per_key": 1}));
+    start_round(&gate, &w, &other, "toolu_OTHER");
+    start_round(&gate, &w, &app, "toolu_OLD");
+    assert!(processes_with_home(w.home.path()).len() >= 2);
+    start_round(&gate, &w, &app, "toolu_NEW");
+    // The oldest of `app` is ended; `other`'s is not the same key's, so it stays.
+    let late = send(&gate, &app, &result_for("toolu_OLD", false));
+    let e = late.assert_anthropic_error(400, "invalid_request_error");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("toolu_OLD") && msg.contains("max_parked_per_key"),
+        "{e}"
+    );
+    // The newest and the other key's both still resume.
+    for (key, id) in [(&app, "toolu_NEW"), (&other, "toolu_OTHER")] {
+        w.mock.enqueue(
+            "/v1/messages",
+            Reply::sse(sse_text_events(REAL_MODEL, &["ok"])),
+        );
+        let r = send(&gate, key, &result_for(id, false));
+        assert_eq!(r.status, 200, "{id}: {r:?}\n{}", gate.log());
+        assert_eq!(r.json()["content"][0]["text"], "ok", "{}", r.body);
+    }
+    assert_all_end(&w);
+}
+
+#[test]
+fn a_client_tool_named_read_reads_nothing_here() {
+    let Some(w) = World::new("a_client_tool_named_read_reads_nothing_here") else {
+        return;
+    };
+    make_hostile_home(w.home.path(), w.outside.path());
+    let (gate, app, _) = two_keys(&w, json!({}));
+    let secret = w.outside.path().join("canary-secret.txt");
+    std::fs::write(&secret, "CANARY-CONTENT-7f3a").unwrap();
+    let input = json!({"file_path": secret.to_string_lossy()});
+    // The upstream first asks for the built-in Read (which is off), then the client's.
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::sse(sse_tool_use_events(
+            REAL_MODEL,
+            "toolu_BUILTIN",
+            "Read",
+            &[&input.to_string()],
+        )),
+    );
+    script_tool_round(&w, "toolu_CLIENTREAD", "Read", &input);
+    let read_tool = json!([{"name": "Read", "description": "the client's own file reader",
+        "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}}}}]);
+    let ask = json!({"role": "user", "content": "read it"});
+    let r = send(
+        &gate,
+        &app,
+        &json!({"model": "sonnet", "max_tokens": 100, "tools": read_tool, "messages": [ask]}),
+    );
+    assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+    let v = r.json();
+    assert_eq!(v["stop_reason"], "tool_use", "{v}");
+    let calls: Vec<&Value> = v["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] == "tool_use")
+        .collect();
+    assert_eq!(
+        calls.len(),
+        1,
+        "only the client's tool reaches the client: {v}"
+    );
+    assert_eq!(calls[0]["name"], "Read");
+    assert_eq!(calls[0]["id"], "toolu_CLIENTREAD");
+    assert_eq!(calls[0]["input"], input);
+    let r = send(
+        &gate,
+        &app,
+        &json!({"model": "sonnet", "max_tokens": 100, "tools": read_tool, "messages": [ask,
+            {"role": "assistant", "content": [calls[0]]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_CLIENTREAD",
+                "content": "the client's copy"}]}]}),
+    );
+    assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+    assert_eq!(r.json()["content"][0]["text"], "done", "{}", r.body);
+    let msgs = w.messages();
+    assert_eq!(
+        msgs.len(),
+        3,
+        "built-in refusal, the client's call, the answer"
+    );
+    for m in &msgs {
+        assert!(
+            !m.body_text().contains("CANARY-CONTENT"),
+            "the file was read: {}",
+            m.body_text()
+        );
+    }
+    assert!(msgs[2].body_text().contains("the client's copy"));
+    assert_eq!(markers(w.outside.path()), Vec::<std::path::PathBuf>::new());
+}
+
+/// The kB of `field` (`VmRSS`) of each process with this home (the parked CLI, its bridge).
+fn rss_kb(home: &std::path::Path) -> Vec<(String, u64)> {
+    processes_with_home(home)
+        .iter()
+        .filter_map(|p| {
+            let (pid, cmd) = p.split_once(": ")?;
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let kb = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
+            Some((cmd.chars().take(60).collect(), kb))
+        })
+        .collect()
+}
+
+/// Measures (printed, for the README): a fresh one-turn call, the first request of a tool round
+/// (start, call), the request that resumes the parked CLI, and the memory the parked CLI holds.
+/// Loose bounds only: the numbers are the point.
+#[test]
+fn measure_a_parked_round_trip() {
+    let Some(w) = World::new("measure_a_parked_round_trip") else {
+        return;
+    };
+    let (gate, app, _) = two_keys(&w, json!({}));
+    let mut fresh = Vec::new();
+    let mut first = Vec::new();
+    let mut resumed = Vec::new();
+    let mut parked_rss = Vec::new();
+    for n in 0..3 {
+        w.mock.enqueue(
+            "/v1/messages",
+            Reply::sse(sse_text_events(REAL_MODEL, &["hi"])),
+        );
+        let t = Instant::now();
+        let r = send(
+            &gate,
+            &app,
+            &json!({"model": "sonnet", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}),
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        fresh.push(t.elapsed());
+        let id = format!("toolu_MEASURE{n}");
+        let t = Instant::now();
+        start_round(&gate, &w, &app, &id);
+        first.push(t.elapsed());
+        std::thread::sleep(Duration::from_millis(500));
+        parked_rss.push(rss_kb(w.home.path()));
+        w.mock.enqueue(
+            "/v1/messages",
+            Reply::sse(sse_text_events(REAL_MODEL, &["ok"])),
+        );
+        let t = Instant::now();
+        let r = send(&gate, &app, &result_for(&id, false));
+        assert_eq!(r.status, 200, "{r:?}");
+        resumed.push(t.elapsed());
+    }
+    eprintln!("MEASURE fresh one-turn call: {fresh:?}");
+    eprintln!("MEASURE tool round, first request (start + call): {first:?}");
+    eprintln!("MEASURE tool round, resuming request: {resumed:?}");
+    eprintln!("MEASURE parked processes' RSS (kB): {parked_rss:?}");
+    assert!(resumed.iter().all(|d| *d < Duration::from_secs(10)));
+}
+
+/// A tool call that reaches the CLI only through its non-streaming fallback (the stream
+/// answered with something that is not an event stream) still ends the answer at the call,
+/// and the result resumes the process.
+#[test]
+fn a_tool_call_from_the_non_streaming_fallback_parks_the_cli() {
+    let Some(w) = World::new("a_tool_call_from_the_non_streaming_fallback_parks_the_cli") else {
+        return;
+    };
+    let (gate, app, _) = two_keys(&w, json!({"timeout_ms": 15_000}));
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::body(200, "text/plain", "this is not an event stream"),
+    );
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::json(
+            200,
+            json!({"id": "msg_fallback", "type": "message", "role": "assistant",
+                "model": REAL_MODEL, "stop_reason": "tool_use", "stop_sequence": null,
+                "content": [{"type": "text", "text": "Running it."},
+                            {"type": "tool_use", "id": "toolu_FALLBACK", "name": "mcp__cg__Bash",
+                             "input": {"command": "ls"}}],
+                "usage": {"input_tokens": 5, "output_tokens": 7}}),
+        ),
+    );
+    for stream in [false, true] {
+        let started = Instant::now();
+        let r = send(
+            &gate,
+            &app,
+            &json!({"model": "sonnet", "max_tokens": 100, "tools": tools(), "stream": stream,
+                    "messages": [{"role": "user", "content": "run it"}]}),
+        );
+        assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        if !stream {
+            let v = r.json();
+            assert_eq!(v["stop_reason"], "tool_use", "{v}");
+            let call = v["content"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|b| b["type"] == "tool_use")
+                .cloned()
+                .unwrap_or_else(|| panic!("{v}"));
+            assert_eq!(call["name"], "Bash");
+            assert_eq!(call["id"], "toolu_FALLBACK");
+            assert_eq!(call["input"], json!({"command": "ls"}));
+            w.mock.enqueue(
+                "/v1/messages",
+                Reply::sse(sse_text_events(REAL_MODEL, &["done"])),
+            );
+            let r = send(&gate, &app, &result_for("toolu_FALLBACK", false));
+            assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+            assert_eq!(r.json()["content"][0]["text"], "done", "{}", r.body);
+            // Now the same, streamed.
+            w.mock.enqueue(
+                "/v1/messages",
+                Reply::body(200, "text/plain", "this is not an event stream"),
+            );
+            w.mock.enqueue(
+                "/v1/messages",
+                Reply::json(
+                    200,
+                    json!({"id": "msg_fallback2", "type": "message", "role": "assistant",
+                        "model": REAL_MODEL, "stop_reason": "tool_use", "stop_sequence": null,
+                        "content": [{"type": "tool_use", "id": "toolu_FALLBACK2",
+                                     "name": "mcp__cg__Bash", "input": {"command": "ls"}}],
+                        "usage": {"input_tokens": 5, "output_tokens": 7}}),
+                ),
+            );
+        } else {
+            assert!(r.body.contains("toolu_FALLBACK2"), "{}", r.body);
+            assert!(
+                r.body.contains("\"stop_reason\":\"tool_use\""),
+                "{}",
+                r.body
+            );
+            assert!(r.body.contains("input_json_delta"), "{}", r.body);
+            let events = parse_sse(&r.body);
+            assert_eq!(
+                events.last().map(|e| e.event.as_str()),
+                Some("message_stop")
+            );
+        }
+    }
 }

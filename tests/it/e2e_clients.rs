@@ -28,7 +28,7 @@ use std::time::Duration;
 // --- Where the clients are ----------------------------------------------------------------
 
 /// The installed Claude Code CLI, checked to be the pinned version.
-fn claude_code(test: &str) -> Option<PathBuf> {
+pub(crate) fn claude_code(test: &str) -> Option<PathBuf> {
     let bin = installed(
         "Claude Code",
         e2e_dir().join("node/node_modules/.bin/claude"),
@@ -63,7 +63,13 @@ fn sdk_python(test: &str) -> Option<PathBuf> {
 // --- Running a client with a deadline -------------------------------------------------------
 
 /// `claude ARGS…` in `work` with a fresh `home`, talking only to `base_url` with `token`.
-fn run_claude(bin: &Path, base_url: &str, token: &str, work: &Path, args: &[&str]) -> Run {
+pub(crate) fn run_claude(
+    bin: &Path,
+    base_url: &str,
+    token: &str,
+    work: &Path,
+    args: &[&str],
+) -> Run {
     let home = work.join("home");
     let tmp = work.join("tmp");
     let cwd = work.join("project");
@@ -92,7 +98,7 @@ fn run_claude(bin: &Path, base_url: &str, token: &str, work: &Path, args: &[&str
 }
 
 /// The `--output-format json` result object; asserts a successful run.
-fn claude_result(run: &Run) -> Value {
+pub(crate) fn claude_result(run: &Run) -> Value {
     run.assert_success("claude -p");
     let v: Value = serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| {
         panic!(

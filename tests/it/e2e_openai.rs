@@ -54,7 +54,7 @@ fn sdk_python(test: &str) -> Option<PathBuf> {
 }
 
 /// The installed Codex CLI, checked to be the pinned version.
-fn codex(test: &str) -> Option<PathBuf> {
+pub(crate) fn codex(test: &str) -> Option<PathBuf> {
     let bin = installed(
         "the Codex CLI",
         e2e_dir().join("node/node_modules/.bin/codex"),
@@ -937,7 +937,7 @@ fn openai_sdk_stream_broken_mid_way_through_claudegate() {
 
 /// `codex exec --json PROMPT` in a fresh work dir with a throwaway `HOME`/`CODEX_HOME` whose
 /// `config.toml` makes claudegate (at `base_url`) the model provider on the Responses API.
-fn run_codex(bin: &Path, base_url: &str, key: &str, prompt: &str) -> Run {
+pub(crate) fn run_codex(bin: &Path, base_url: &str, key: &str, prompt: &str) -> Run {
     let work = TempDir::new();
     let home = work.path().join("home");
     let tmp = work.path().join("tmp");
@@ -973,7 +973,7 @@ fn run_codex(bin: &Path, base_url: &str, key: &str, prompt: &str) -> Run {
 }
 
 /// Codex's `--json` events (one object per stdout line).
-fn codex_events(run: &Run) -> Vec<Value> {
+pub(crate) fn codex_events(run: &Run) -> Vec<Value> {
     run.stdout
         .lines()
         .filter(|l| l.trim_start().starts_with('{'))
@@ -982,7 +982,7 @@ fn codex_events(run: &Run) -> Vec<Value> {
 }
 
 /// The completed items of type `kind`.
-fn codex_items(events: &[Value], kind: &str) -> Vec<Value> {
+pub(crate) fn codex_items(events: &[Value], kind: &str) -> Vec<Value> {
     events
         .iter()
         .filter(|e| e["type"] == "item.completed" && e["item"]["type"] == kind)

@@ -14,6 +14,7 @@ mod chat_policy;
 mod cli;
 mod cli_backend;
 mod cli_bridge;
+mod cli_clients;
 mod cli_doors;
 mod cli_fake;
 mod cli_real_doors;

@@ -54,6 +54,11 @@ pub struct ToolNames {
 }
 
 impl ToolNames {
+    /// Whether the request declared no tools.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
     pub fn new<'a>(client_names: impl IntoIterator<Item = &'a str>) -> ToolNames {
         let mut rows: Vec<(String, String)> = Vec::new();
         for name in client_names {

@@ -15,7 +15,9 @@
 //! ```
 //!
 //! plus `--resume <session id>` when the request has earlier turns (a session file the call
-//! wrote itself in its private project folder; see `session.rs`; the id is a UUID we made).
+//! wrote itself in its private project folder; see `session.rs`; the id is a UUID we made),
+//! and `--thinking`, `--effort`, `--thinking-display` when the request asks for thinking or an
+//! effort (each value one of a fixed list in `request.rs`, never the client's text).
 //!
 //! - `--tools ""`: no built-in tools (the request carries `"tools": []`).
 //! - `--strict-mcp-config` without `--mcp-config`: no MCP server at all, from any settings file
@@ -46,7 +48,8 @@
 //! (which may replace `PATH` and `LANG`, and adds e.g. `ANTHROPIC_BASE_URL`, `HTTPS_PROXY`,
 //! `CLAUDE_CODE_OAUTH_TOKEN`), then — last, so `cli.env` can never undo them — `HOME` =
 //! `cli.home`, `TMPDIR`/`CLAUDE_CODE_TMPDIR` inside the private call directory,
-//! `GIT_CEILING_DIRECTORIES`, `API_TIMEOUT_MS` and [`LOCKDOWN_ENV`]. At spawn, `process` adds
+//! `GIT_CEILING_DIRECTORIES`, `API_TIMEOUT_MS` and [`LOCKDOWN_ENV`]; `MAX_THINKING_TOKENS` (a
+//! number) when the request gives a thinking budget. At spawn, `process` adds
 //! the call's marker `CLAUDEGATE_CALL` (by which every process of the call is found and
 //! ended; see that module).
 //!
@@ -71,6 +74,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::backends::cli::calldir::CallDir;
+use crate::backends::cli::request::Thinking;
 use crate::config::CliConfig;
 
 /// The system prompt when the caller gives none (replaces Claude Code's agent prompt, which
@@ -111,8 +115,20 @@ pub(super) fn command(
     call: &CallDir,
     resume: Option<&str>,
     tools: Option<(&Path, &[String])>,
+    thinking: &Thinking,
 ) -> Command {
     let mut args = cli_args(model, &call.system_file());
+    // Values from fixed lists (`request.rs`), never the client's own text.
+    for (flag, value) in [
+        ("--thinking", thinking.mode),
+        ("--effort", thinking.effort),
+        ("--thinking-display", thinking.display),
+    ] {
+        if let Some(v) = value {
+            args.push(flag.into());
+            args.push(v.into());
+        }
+    }
     if let Some(session) = resume {
         // A UUID claudegate made (never the client's), so it cannot read as an option.
         args.push("--resume".into());
@@ -125,7 +141,12 @@ pub(super) fn command(
         }
         args.extend(tool_args(mcp_config_file, allowed));
     }
-    locked_down(cfg, home, call, args)
+    let mut cmd = locked_down(cfg, home, call, args);
+    if let Some(budget) = thinking.budget {
+        // The CLI's one way to take a thinking budget (`--max-thinking-tokens` is deprecated).
+        cmd.env("MAX_THINKING_TOKENS", budget.to_string());
+    }
+    cmd
 }
 
 /// `--max-turns` when the request declares tools: how many upstream calls one CLI process

@@ -39,7 +39,7 @@ use serde_json::{json, Value};
 
 use crate::backends::cli::bridge::{Bridge, Catalogue};
 use crate::backends::cli::calldir::CallDir;
-use crate::backends::cli::park::{Live, Lot, Parked, Pool, Slot};
+use crate::backends::cli::park::{Ended, Live, Lot, Parked, Pool, Slot};
 use crate::backends::cli::process::{Flow, Pumped, Run};
 use crate::backends::cli::request::CliRequest;
 use crate::backends::cli::transcript::Transcript;
@@ -162,7 +162,15 @@ impl CliBackend {
             None => (None, None),
         };
         let tools = tools.as_ref().map(|(f, a)| (f.as_path(), a.as_slice()));
-        let mut cmd = lockdown::command(&self.cfg, &home, &model, &call, session.as_deref(), tools);
+        let mut cmd = lockdown::command(
+            &self.cfg,
+            &home,
+            &model,
+            &call,
+            session.as_deref(),
+            tools,
+            &req.thinking,
+        );
         let run = match Run::start(
             &mut cmd,
             &self.cfg.binary,
@@ -200,10 +208,28 @@ impl CliBackend {
         let deadline = Instant::now() + Duration::from_millis(self.cfg.timeout_ms);
         let mut transcript = Transcript::with_tools(names.clone());
         // Each line's events go to the client at once; the first it refuses ends the call.
+        let (calls, pending) = (&live.calls, &mut live.pending);
+        let mut failed = None;
         let outcome = live.run.pump(
             deadline,
             &mut |line| {
-                if !transcript.feed(line).iter().all(&mut *on_event) {
+                let events = match line {
+                    Some(line) => transcript.feed(line),
+                    // Silence after tool calls that came only in `assistant` lines (the CLI's
+                    // non-streaming fallback): once the CLI calls the bridge it has printed
+                    // the whole answer and waits, so the answer ends at those calls.
+                    None if transcript.has_unstreamed_calls() && bridge_called(calls, pending) => {
+                        match transcript.end_at_unstreamed_calls(&model) {
+                            Ok(events) => events,
+                            Err(e) => {
+                                failed = Some(e);
+                                return Flow::Gone;
+                            }
+                        }
+                    }
+                    None => return Flow::Go,
+                };
+                if !events.iter().all(&mut *on_event) {
                     Flow::Gone
                 } else if transcript.ends_in_tool_calls() {
                     Flow::Done
@@ -213,6 +239,9 @@ impl CliBackend {
             },
             &crate::backends::abandon::client_gone,
         );
+        if let Some(e) = failed {
+            return Err(e);
+        }
         // However the cut looked from here (the client "gone"), a stopping server's is its own.
         let stopping = crate::backends::abandon::stop_error().is_some();
         let outcome = outcome.map_err(|e| if stopping { CliError::Stopping } else { e });
@@ -274,14 +303,28 @@ impl CliBackend {
         }) = self.lot.take(owner, &ids)
         else {
             let shown: String = ids.first().unwrap_or(&"").chars().take(100).collect();
-            return Err(CliError::Refused {
-                param: "messages".into(),
-                message: format!(
+            let why = match self.lot.why_ended(owner, &ids) {
+                Some(Ended::TimedOut) => format!(
+                    "the Claude Code process that made tool call `{shown}` was ended: no result \
+                     came within cli.park_timeout_ms ({} ms)",
+                    self.cfg.park_timeout_ms
+                ),
+                Some(Ended::Evicted) => format!(
+                    "the Claude Code process that made tool call `{shown}` was ended: this key \
+                     parked more than cli.max_parked_per_key ({}) processes waiting on tool \
+                     results, and it was the oldest",
+                    self.cfg.max_parked_per_key
+                ),
+                None => format!(
                     "no Claude Code process is waiting for the result of tool call `{shown}`: \
                      on the claude-cli backend a tool result continues the process that made \
                      the call, which waits cli.park_timeout_ms for it, and only for the key \
-                     that started it. Start the conversation's tool round again"
+                     that started it"
                 ),
+            };
+            return Err(CliError::Refused {
+                param: "messages".into(),
+                message: format!("{why}. Start the conversation's tool round again"),
             });
         };
         // Text the client sent beside its results joins the last result (the CLI takes no
@@ -387,6 +430,18 @@ impl CliBackend {
          setup-token` and put the token in cli.env.CLAUDE_CODE_OAUTH_TOKEN"
             .to_string()
     }
+}
+
+/// Whether the CLI has made a tool call through the bridge (received calls are kept in
+/// `pending`, where [`Live::answer`] finds them).
+fn bridge_called(
+    calls: &Option<mpsc::Receiver<(bridge::ToolCall, bridge::Writer)>>,
+    pending: &mut Vec<(bridge::ToolCall, bridge::Writer)>,
+) -> bool {
+    if let Some(calls) = calls {
+        pending.extend(calls.try_iter());
+    }
+    !pending.is_empty()
 }
 
 /// Serves the request's tools to this call's CLI: the bridge's socket in the call directory,

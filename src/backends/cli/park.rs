@@ -10,6 +10,8 @@
 //!   out of the lot (if no request did) and ends it, which frees the slot. So a client that
 //!   never comes back holds the slot for the timeout at most.
 //! - A key may park `cli.max_parked_per_key` processes; parking one more ends its oldest.
+//! - The lot remembers the last few processes it ended (key, tool ids, why), so a result that
+//!   comes too late is told whether the timeout or the per-key limit ended its process.
 //!
 //! Taking a process out of the lot and the timer's end both happen under the lot's lock, so a
 //! process is either resumed or ended, never both.
@@ -116,11 +118,38 @@ pub(super) struct Parked {
     pub(super) live: Live,
 }
 
+/// Why a parked process ended without being resumed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Ended {
+    /// No request brought its results within `cli.park_timeout_ms`.
+    TimedOut,
+    /// Its key parked one more than `cli.max_parked_per_key`, and it was the oldest.
+    Evicted,
+}
+
+/// An ended process as remembered: its owner, the tool ids it waited on, and why it ended.
+type Gone = (String, Vec<String>, Ended);
+
+/// How many ended processes the lot remembers (owner and tool ids), so a late result is told
+/// why; a bounded list, the oldest forgotten first.
+const REMEMBERED: usize = 64;
+
 /// The parked processes.
 #[derive(Clone, Default)]
 pub(super) struct Lot {
     parked: Arc<Mutex<Vec<Parked>>>,
     next: Arc<Mutex<u64>>,
+    /// Recently ended ones: (owner, tool ids, why).
+    ended: Arc<Mutex<Vec<Gone>>>,
+}
+
+/// Notes that `p` ended for `why` (at most [`REMEMBERED`] kept).
+fn remember(ended: &Mutex<Vec<Gone>>, p: &Parked, why: Ended) {
+    let mut ended = lock(ended);
+    if ended.len() >= REMEMBERED {
+        ended.remove(0);
+    }
+    ended.push((p.owner.clone(), p.tool_ids.clone(), why));
 }
 
 impl Lot {
@@ -146,8 +175,11 @@ impl Lot {
             parked.push(p);
             evicted
         };
+        for p in &evicted {
+            remember(&self.ended, p, Ended::Evicted);
+        }
         drop(evicted); // ended outside the lock
-        let lot = self.parked.clone();
+        let (lot, ended) = (self.parked.clone(), self.ended.clone());
         std::thread::spawn(move || {
             std::thread::sleep(timeout);
             let expired = {
@@ -157,6 +189,9 @@ impl Lot {
                     .position(|p| p.id == id)
                     .map(|i| parked.remove(i))
             };
+            if let Some(p) = &expired {
+                remember(&ended, p, Ended::TimedOut);
+            }
             drop(expired);
         });
     }
@@ -168,6 +203,15 @@ impl Lot {
             p.owner == owner && ids.iter().any(|id| p.tool_ids.iter().any(|t| t == id))
         })?;
         Some(parked.remove(i))
+    }
+
+    /// Why the process parked by `owner` that waited on any of `ids` ended, if it did lately.
+    pub(super) fn why_ended(&self, owner: &str, ids: &[&str]) -> Option<Ended> {
+        lock(&self.ended)
+            .iter()
+            .rev()
+            .find(|(o, t, _)| o == owner && ids.iter().any(|id| t.iter().any(|x| x == id)))
+            .map(|(_, _, why)| *why)
     }
 
     /// How many processes are parked now.

@@ -173,7 +173,8 @@ impl Run {
         })
     }
 
-    /// Hands each stdout line to `on_line` until stdout closes (the CLI is then reaped),
+    /// Hands each stdout line to `on_line` (and `None` after each [`GONE_CHECK`] of silence)
+    /// until stdout closes (the CLI is then reaped),
     /// `deadline` passes, the client went away (`on_line` said [`Flow::Gone`] or `gone`, asked
     /// between lines and every [`GONE_CHECK`] while the CLI is silent, returned true), or
     /// `on_line` said [`Flow::Done`] (the CLI is left running). Every end but the pause
@@ -181,7 +182,7 @@ impl Run {
     pub(super) fn pump(
         &mut self,
         deadline: Instant,
-        on_line: &mut dyn FnMut(&str) -> Flow,
+        on_line: &mut dyn FnMut(Option<&str>) -> Flow,
         gone: &dyn Fn() -> bool,
     ) -> Result<Pumped, CliError> {
         if self.reaped {
@@ -199,7 +200,7 @@ impl Run {
                 .lines
                 .recv_timeout(left_until(deadline).min(GONE_CHECK))
             {
-                Ok(Line::Text(line)) => match on_line(&line) {
+                Ok(Line::Text(line)) => match on_line(Some(&line)) {
                     Flow::Go => {}
                     Flow::Gone => {
                         end = End::ClientGone;
@@ -216,7 +217,15 @@ impl Run {
                     end = End::TimedOut;
                     break;
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                // A quiet moment: `on_line` hears of it too (`None`).
+                Err(RecvTimeoutError::Timeout) => match on_line(None) {
+                    Flow::Go => {}
+                    Flow::Gone => {
+                        end = End::ClientGone;
+                        break;
+                    }
+                    Flow::Done => return Ok(Pumped::Paused),
+                },
             }
         }
         // stdout closed: give the CLI a moment to finish writing its config and exit.
@@ -283,7 +292,7 @@ pub(super) fn supervise(
 ) -> Result<Exit, CliError> {
     let marker = new_marker()?;
     let mut run = Run::start(cmd, binary, prompt, &marker)?;
-    let mut flow = |line: &str| match on_line(line) {
+    let mut flow = |line: Option<&str>| match line.is_none_or(&mut *on_line) {
         true => Flow::Go,
         false => Flow::Gone,
     };

@@ -10,17 +10,30 @@
 //!
 //! | field | on this backend |
 //! |---|---|
-//! | `model`, `messages`, `system`, `stream` | used (`system`: a string or text blocks, joined by a blank line) |
+//! | `model`, `messages`, `system`, `stream` | used (`system`: a string or text blocks, joined by a blank line; `system`-role messages inside `messages`, as Claude Code sends its environment, are appended to it in order) |
 //! | `max_tokens` | checked, then ignored: Claude Code chooses its own output limit |
 //! | `metadata`, `service_tier` | ignored (cloaking and the subscription's one tier) |
 //! | `temperature`, `top_p`, `top_k` | refused: no sampling parameters |
 //! | `stop_sequences` | `[]` only: no stop sequences |
 //! | `tools` | client tools, served to the CLI through the bridge (`bridge.rs`); server tools refused |
 //! | `tool_choice` | `auto` (`disable_parallel_tool_use` ignored) or `none` (the tools are not served); forcing a tool is refused |
-//! | `thinking`, `output_config.effort` | refused: Claude Code sets its own thinking |
+//! | `thinking` | passed on as the CLI's own options ([`Thinking`]): `adaptive` → `--thinking adaptive`, `disabled` → `--thinking disabled`, `enabled` with `budget_tokens` → `MAX_THINKING_TOKENS`; `display` → `--thinking-display` |
+//! | `output_config.effort` | `--effort` (`low`, `medium`, `high`, `xhigh`, `max`) |
 //! | `output_config.format`, `output_format` | refused: no structured output |
-//! | `context_management`, `mcp_servers`, `container` | refused: Claude Code manages these itself, with every MCP server off |
+//! | `context_management` | `clear_thinking_*` edits accepted and ignored (the CLI sends that very edit itself); any other edit refused |
+//! | `mcp_servers`, `container` | refused: Claude Code runs with every MCP server off, and has no code execution container |
 //! | anything else | refused as unknown |
+//!
+//! **Why thinking is honoured:** Claude Code itself, pointed at claudegate, sends `thinking`,
+//! `output_config.effort` and `context_management` with every request, so refusing them would
+//! shut out the one client this backend is most like. `claude -p` has options for the first
+//! two (`--thinking`, `--effort`, and the `MAX_THINKING_TOKENS` variable for a budget; read
+//! from the CLI's own code, version 2.1.330), so they are passed on rather than dropped. The
+//! effort is honoured as asked; thinking the CLI decides per model (2.1.330 thinks adaptively
+//! on its adaptive models whatever `--thinking` says; `tests/it/cli_real_doors.rs` pins what the
+//! upstream sees). Only values from fixed lists and a number reach the CLI, never the client's
+//! text. The context edit Claude Code
+//! sends (`clear_thinking_20251015`) is the one the server-side CLI sends anyway.
 //!
 //! Content blocks: `text`, `image` and `document` in either role, `thinking` and
 //! `redacted_thinking` in assistant turns are kept (`cache_control` removed: Claude Code
@@ -55,7 +68,111 @@ pub(super) struct CliRequest {
     pub tools: Option<Catalogue>,
     /// The declared tools' names, both ways (for tool blocks in the history and the answer).
     pub names: ToolNames,
+    /// How the client asked Claude to think.
+    pub thinking: Thinking,
     pub stream: bool,
+}
+
+/// The client's `thinking` and `output_config.effort` as the CLI's options. Every value is
+/// one of a fixed list (or a number), so nothing the client wrote reaches the command line.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct Thinking {
+    /// `--thinking` (`adaptive` or `disabled`).
+    pub mode: Option<&'static str>,
+    /// `MAX_THINKING_TOKENS`: thinking enabled with this budget.
+    pub budget: Option<u64>,
+    /// `--effort`.
+    pub effort: Option<&'static str>,
+    /// `--thinking-display` (`summarized` or `omitted`).
+    pub display: Option<&'static str>,
+}
+
+/// The effort levels `claude -p --effort` takes.
+const EFFORTS: &[&str] = &["low", "medium", "high", "xhigh", "max"];
+
+/// Reads `thinking` and `output_config.effort`.
+fn read_thinking(obj: &Map<String, Value>) -> Result<Thinking, CliError> {
+    let mut t = Thinking::default();
+    let pick = |list: &[&'static str], v: &Value| list.iter().find(|l| v == **l).copied();
+    if let Some(effort) = obj.get("output_config").and_then(|o| o.get("effort")) {
+        if !effort.is_null() {
+            t.effort = Some(pick(EFFORTS, effort).ok_or_else(|| {
+                refused(
+                    "output_config.effort",
+                    format!(
+                        "`output_config.effort` must be one of {}",
+                        EFFORTS.join(", ")
+                    ),
+                )
+            })?);
+        }
+    }
+    let Some(thinking) = obj.get("thinking").filter(|v| !v.is_null()) else {
+        return Ok(t);
+    };
+    let Some(th) = thinking.as_object() else {
+        return Err(refused("thinking", "`thinking` must be an object"));
+    };
+    for key in th.keys() {
+        if !["type", "budget_tokens", "display"].contains(&key.as_str()) {
+            return Err(refused(
+                format!("thinking.{key}"),
+                format!("unrecognized field `thinking.{key}`"),
+            ));
+        }
+    }
+    match th.get("type").and_then(Value::as_str) {
+        Some("adaptive") => t.mode = Some("adaptive"),
+        Some("disabled") => t.mode = Some("disabled"),
+        Some("enabled") => match th.get("budget_tokens").and_then(Value::as_u64) {
+            Some(b) if (1024..=1_000_000).contains(&b) => t.budget = Some(b),
+            _ => {
+                return Err(refused(
+                    "thinking.budget_tokens",
+                    "`thinking.budget_tokens` must be an integer from 1024 to 1000000",
+                ))
+            }
+        },
+        _ => {
+            return Err(refused(
+                "thinking.type",
+                "`thinking.type` must be `adaptive`, `enabled` or `disabled`",
+            ))
+        }
+    }
+    if let Some(display) = th.get("display").filter(|v| !v.is_null()) {
+        t.display = Some(pick(&["summarized", "omitted"], display).ok_or_else(|| {
+            refused(
+                "thinking.display",
+                "`thinking.display` must be `summarized` or `omitted`",
+            )
+        })?);
+    }
+    Ok(t)
+}
+
+/// `context_management`: only the edit that clears old thinking, which the CLI makes itself.
+fn context_ok(value: &Value) -> Result<(), CliError> {
+    let edits = match value.get("edits") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Array(e)) => e,
+        Some(_) => return Err(refused("context_management.edits", "must be a list")),
+    };
+    for (i, e) in edits.iter().enumerate() {
+        let kind = e["type"].as_str().unwrap_or("");
+        if !kind.starts_with("clear_thinking_") {
+            let shown: String = kind.chars().take(60).collect();
+            return Err(refused(
+                format!("context_management.edits[{i}]"),
+                format!(
+                    "context edit `{shown}` is not supported by the claude-cli backend: Claude \
+                     Code manages the conversation's context itself (only clear_thinking edits, \
+                     which it makes anyway, are accepted)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What happens to one top-level field.
@@ -94,15 +211,12 @@ const FIELDS: &[(&str, Rule)] = &[
         "tool_choice",
         Rule::Needs(Ability::ToolChoice, auto_or_none),
     ),
-    ("thinking", Rule::Needs(Ability::Reasoning, never)),
+    ("thinking", Rule::Used),
     (
         "output_format",
         Rule::Needs(Ability::StructuredOutput, never),
     ),
-    (
-        "context_management",
-        Rule::Refused("Claude Code manages the conversation's context itself"),
-    ),
+    ("context_management", Rule::Used),
     (
         "mcp_servers",
         Rule::Refused("MCP servers are not available: Claude Code runs with every MCP server off"),
@@ -158,6 +272,7 @@ pub(super) fn read(body: &Value) -> Result<CliRequest, CliError> {
         }
     }
     let system = read_system(obj.get("system"))?;
+    let thinking = read_thinking(obj)?;
     let declared = match obj.get("tools") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(t)) => t.clone(),
@@ -167,7 +282,14 @@ pub(super) fn read(body: &Value) -> Result<CliRequest, CliError> {
     let names = catalogue.names.clone();
     let none = obj.get("tool_choice").is_some_and(|c| c["type"] == "none");
     let tools = (!catalogue.is_empty() && !none).then_some(catalogue);
-    let mut turns = read_messages(obj.get("messages"), &names)?;
+    let (mut turns, mid_system) = read_messages(obj.get("messages"), &names)?;
+    // `system` turns inside `messages` (Claude Code sends its environment that way) join the
+    // system prompt, in order: the CLI takes one system prompt, not mid-conversation ones.
+    let system = match (system, mid_system.is_empty()) {
+        (system, true) => system,
+        (None, false) => Some(mid_system.join("\n\n")),
+        (Some(s), false) => Some(format!("{s}\n\n{}", mid_system.join("\n\n"))),
+    };
     let last = turns.len() - 1;
     if turns[last]["role"] != "user" {
         return Err(refused(
@@ -199,6 +321,7 @@ pub(super) fn read(body: &Value) -> Result<CliRequest, CliError> {
         results,
         tools,
         names,
+        thinking,
         stream,
     })
 }
@@ -224,15 +347,18 @@ fn check_field(key: &str, value: &Value) -> Result<(), CliError> {
             ))
         }
     }
+    if key == "context_management" {
+        return context_ok(value);
+    }
     if key == "output_config" {
         let Some(o) = value.as_object() else {
             return Err(refused(key, "`output_config` must be an object"));
         };
-        // Every member asks for something the CLI cannot do: the first one is named.
-        if let Some((k, _)) = o.iter().find(|(_, v)| !v.is_null()) {
+        // `effort` is read with `thinking`; every other member asks for something the CLI
+        // cannot do: the first one is named.
+        if let Some((k, _)) = o.iter().find(|(k, v)| !v.is_null() && *k != "effort") {
             let param = format!("output_config.{k}");
             return Err(match k.as_str() {
-                "effort" => lacking(&param, Ability::Reasoning),
                 "format" => lacking(&param, Ability::StructuredOutput),
                 _ => refused(&param, format!("unrecognized field `{param}`")),
             });
@@ -268,20 +394,34 @@ fn read_system(system: Option<&Value>) -> Result<Option<String>, CliError> {
     }
 }
 
-/// The turns, each `{role, content: [blocks]}`, consecutive turns of one role merged.
-fn read_messages(messages: Option<&Value>, names: &ToolNames) -> Result<Vec<Value>, CliError> {
+/// The turns, each `{role, content: [blocks]}`, consecutive turns of one role merged; and the
+/// texts of `system` turns among them.
+fn read_messages(
+    messages: Option<&Value>,
+    names: &ToolNames,
+) -> Result<(Vec<Value>, Vec<String>), CliError> {
     let msgs = match messages.and_then(Value::as_array) {
         Some(m) if !m.is_empty() => m,
         _ => return Err(refused("messages", "`messages` must be a non-empty array")),
     };
     let mut turns: Vec<Value> = Vec::new();
+    let mut system = Vec::new();
     for (i, m) in msgs.iter().enumerate() {
         let role = match m["role"].as_str() {
             Some(r @ ("user" | "assistant")) => r,
+            Some("system") => {
+                system.push(read_system(Some(&m["content"])).map_err(|_| {
+                    refused(
+                        format!("messages[{i}].content"),
+                        "a `system` message must be a string or text blocks",
+                    )
+                })?);
+                continue;
+            }
             _ => {
                 return Err(refused(
                     format!("messages[{i}].role"),
-                    "each message's `role` must be `user` or `assistant`",
+                    "each message's `role` must be `user`, `assistant` or `system`",
                 ))
             }
         };
@@ -295,7 +435,10 @@ fn read_messages(messages: Option<&Value>, names: &ToolNames) -> Result<Vec<Valu
             _ => turns.push(json!({"role": role, "content": blocks})),
         }
     }
-    Ok(turns)
+    if turns.is_empty() {
+        return Err(refused("messages", "`messages` needs a user message"));
+    }
+    Ok((turns, system.into_iter().flatten().collect()))
 }
 
 /// One message's content as blocks the CLI can carry.
@@ -444,6 +587,35 @@ mod tests {
     }
 
     #[test]
+    fn claude_code_s_thinking_and_context_edit_become_the_cli_s_own_options() {
+        // What Claude Code sends with every request (sonnet, haiku).
+        let r = read(&body(json!({"thinking": {"type": "adaptive"},
+            "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+            "output_config": {"effort": "high"}})))
+        .unwrap();
+        assert_eq!(
+            r.thinking,
+            Thinking {
+                mode: Some("adaptive"),
+                effort: Some("high"),
+                ..Thinking::default()
+            }
+        );
+        let r = read(&body(
+            json!({"thinking": {"type": "enabled", "budget_tokens": 31999, "display": "omitted"}}),
+        ))
+        .unwrap();
+        assert_eq!(r.thinking.budget, Some(31999));
+        assert_eq!(r.thinking.display, Some("omitted"));
+        let r = read(&body(json!({"thinking": {"type": "disabled"}}))).unwrap();
+        assert_eq!(r.thinking.mode, Some("disabled"));
+        assert_eq!(
+            read(&body(json!({}))).unwrap().thinking,
+            Thinking::default()
+        );
+    }
+
+    #[test]
     fn what_the_cli_cannot_honour_is_refused_by_name() {
         let tool_turn = json!([{"role": "user", "content": "a"},
             {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]},
@@ -467,14 +639,19 @@ mod tests {
                 "force a tool",
             ),
             (
-                json!({"thinking": {"type": "enabled", "budget_tokens": 2000}}),
-                "thinking",
-                "thinking",
+                json!({"thinking": {"type": "enabled"}}),
+                "thinking.budget_tokens",
+                "1024",
             ),
             (
-                json!({"output_config": {"effort": "low"}}),
+                json!({"thinking": {"type": "adaptive", "display": "loud"}}),
+                "thinking.display",
+                "summarized",
+            ),
+            (
+                json!({"output_config": {"effort": "extreme"}}),
                 "output_config.effort",
-                "thinking",
+                "xhigh",
             ),
             (
                 json!({"output_config": {"format": {"type": "json_schema"}}}),
@@ -483,9 +660,9 @@ mod tests {
             ),
             (json!({"mcp_servers": [{}]}), "mcp_servers", "MCP"),
             (
-                json!({"context_management": {}}),
-                "context_management",
-                "context",
+                json!({"context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}}),
+                "context_management.edits[0]",
+                "clear_tool_uses_20250919",
             ),
             (json!({"frobnicate": 1}), "frobnicate", "unrecognized"),
             (json!({"max_tokens": 0}), "max_tokens", "positive"),
@@ -510,7 +687,7 @@ mod tests {
                 "thinking",
             ),
             (
-                json!({"messages": [{"role": "system", "content": "x"}]}),
+                json!({"messages": [{"role": "tool", "content": "x"}]}),
                 "messages[0].role",
                 "role",
             ),

@@ -49,6 +49,40 @@ impl Transcript {
             && !self.relay.tool_ids.is_empty()
     }
 
+    /// Whether the CLI's `assistant` lines hold calls of the client's tools that did not stream
+    /// (the CLI got them through its non-streaming fallback): the answer must end at them
+    /// once the CLI waits on the bridge ([`Transcript::end_at_unstreamed_calls`]).
+    pub(super) fn has_unstreamed_calls(&self) -> bool {
+        let Some(content) = self
+            .assistant
+            .as_ref()
+            .and_then(|m| m["content"].as_array())
+        else {
+            return false;
+        };
+        !self.relay.stopped
+            && content.iter().any(|b| {
+                b["type"] == "tool_use"
+                    && b["name"]
+                        .as_str()
+                        .is_some_and(|n| self.relay.names.from_upstream(n).is_some())
+                    && !self.relay.tool_ids.iter().any(|t| b["id"] == t.as_str())
+            })
+    }
+
+    /// The events that end the answer at the calls of [`Transcript::has_unstreamed_calls`],
+    /// made from the CLI's `assistant` lines; afterwards the answer ends in tool calls.
+    pub(super) fn end_at_unstreamed_calls(
+        &mut self,
+        requested_model: &str,
+    ) -> Result<Vec<Event>, CliError> {
+        let message = self.assistant.clone().unwrap_or_default();
+        let model = self.model(requested_model);
+        self.relay.usage.merge(&message["usage"]);
+        let usage = self.relay.usage;
+        self.relay.complete(&message, &model, usage, "tool_use")
+    }
+
     /// The ids of the tool calls this answer passed on.
     pub(super) fn tool_ids(&self) -> Vec<String> {
         self.relay.tool_ids.clone()
@@ -318,6 +352,14 @@ struct Relay {
     blocks: BTreeMap<u64, (String, bool)>,
     /// A `message_delta` was passed on.
     delta_sent: bool,
+    /// The upstream turn just ended calling only tools that are not the client's (a built-in
+    /// the CLI refuses): the CLI makes another upstream call, whose events continue this
+    /// message (its `message_start` swallowed, its block indices moved up by `offset`).
+    between: bool,
+    /// Added to the block indices of a continued turn.
+    offset: u64,
+    /// One past the highest block index seen (offset included).
+    next_index: u64,
 }
 
 impl Relay {
@@ -326,8 +368,20 @@ impl Relay {
         if self.ignoring || self.stopped {
             return Vec::new();
         }
-        let index = event["index"].as_u64();
+        let mut event = event.clone();
+        let index = event["index"].as_u64().map(|i| i + self.offset);
+        if let Some(i) = index {
+            event["index"] = i.into();
+            self.next_index = self.next_index.max(i + 1);
+        }
+        let event = &event;
         match name.as_str() {
+            "message_start" if self.between => {
+                self.between = false;
+                self.offset = self.next_index;
+                self.usage.merge(&event["message"]["usage"]);
+                return Vec::new();
+            }
             "message_start" if self.started => {
                 self.ignoring = true;
                 return Vec::new();
@@ -376,6 +430,18 @@ impl Relay {
                     }
                 }
             }
+            // A turn that called only tools that are not the client's: the CLI answers those
+            // itself (refusing them) and calls the upstream again, which continues this answer.
+            "message_delta"
+                if event["delta"]["stop_reason"] == "tool_use"
+                    && self.tool_ids.is_empty()
+                    && !self.names.is_empty() =>
+            {
+                self.usage.merge(&event["usage"]);
+                self.between = true;
+                return Vec::new();
+            }
+            "message_stop" if self.between => return Vec::new(),
             "message_delta" => {
                 self.delta_sent = true;
                 self.stop_reason = event["delta"]["stop_reason"].as_str().map(String::from);
@@ -421,8 +487,22 @@ impl Relay {
         let blocks = message["content"].as_array().cloned().unwrap_or_default();
         let broken = || CliError::Failed("the answer stream broke and could not be mended".into());
         for (i, block) in blocks.iter().enumerate() {
-            let i = i as u64;
+            let i = i as u64 + self.offset;
             let kind = block["type"].as_str().unwrap_or("");
+            let upstream = block["name"].as_str().unwrap_or("");
+            let client = self.names.from_upstream(upstream).map(String::from);
+            if let (Some(client), "tool_use", None) = (client, kind, self.blocks.get(&i)) {
+                // A call of the client's tool that never streamed: made up whole.
+                let id = block["id"].as_str().unwrap_or("").to_string();
+                out.push(ev(json!({"type": "content_block_start", "index": i,
+                    "content_block": {"type": "tool_use", "id": id, "name": client, "input": {}}})));
+                out.push(ev(json!({"type": "content_block_delta", "index": i,
+                    "delta": {"type": "input_json_delta",
+                              "partial_json": block["input"].to_string()}})));
+                out.push(ev(json!({"type": "content_block_stop", "index": i})));
+                self.tool_ids.push(id);
+                continue;
+            }
             if self.skip.contains(&i) || (is_tool_block(kind) && !self.blocks.contains_key(&i)) {
                 continue;
             }
@@ -453,6 +533,8 @@ impl Relay {
             }
         }
         if !self.delta_sent {
+            self.delta_sent = true;
+            self.stop_reason = Some(stop_reason.to_string());
             out.push(ev(json!({"type": "message_delta",
                 "delta": {"stop_reason": stop_reason, "stop_sequence": null},
                 "usage": {"output_tokens": usage.output}})));
