@@ -17,7 +17,7 @@
 //! | `tools`, `tool_choice`, `parallel_tool_calls` | used; a backend that cannot force a tool (the CLI's) takes `tool_choice` `none`/`auto` only |
 //! | `temperature`, `top_p`, `top_k` | used; refused by a backend without sampling parameters |
 //! | `stop` | used; a backend without stop sequences takes only `[]` |
-//! | `response_format` | used; a backend without structured output takes only `text` |
+//! | `response_format` | used; a backend without structured output takes `text` and `json_object` (an instruction), not `json_schema` |
 //! | `reasoning_effort` | used; refused by a backend without reasoning control |
 //! | `n` | 1 only: one Anthropic call gives one choice |
 //! | `logprobs`, `top_logprobs` | `false` / 0 only: Anthropic has no log probabilities |
@@ -152,7 +152,11 @@ const PARAMS: &[(&str, Policy)] = &[
     ("stop", Policy::Needs(Ability::StopSequences, empty_list)),
     (
         "response_format",
-        Policy::Needs(Ability::StructuredOutput, |v| v["type"] == "text"),
+        // JSON mode is an instruction in the system prompt (`draft`), which every backend
+        // takes; only a schema needs the backend's structured output.
+        Policy::Needs(Ability::StructuredOutput, |v| {
+            v["type"] == "text" || v["type"] == "json_object"
+        }),
     ),
     ("reasoning_effort", Policy::Needs(Ability::Reasoning, never)),
     (

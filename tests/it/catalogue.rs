@@ -79,11 +79,10 @@ fn wait_listed(gate: &Gate, key: &str, id: &str, within: Duration) -> Value {
 
 /// Polls until `done`, for at most `within`.
 fn wait_for(within: Duration, what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        crate::common::run::eventually(within, done),
+        "timed out waiting for {what}"
+    );
 }
 
 #[test]

@@ -138,9 +138,12 @@ fn both_backends_decide_the_same_about_each_chat_parameter() {
         ("top_p", json!(0.5), CliLacks("sampling")),
         ("top_k", json!(40), CliLacks("sampling")),
         ("response_format", json!({"type": "text"}), Accept),
+        // JSON mode is an instruction in the system prompt, which the CLI takes too (as the
+        // Responses door's `text.format: json_object` always was); a schema is not.
+        ("response_format", json!({"type": "json_object"}), Accept),
         (
             "response_format",
-            json!({"type": "json_object"}),
+            json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}),
             CliLacks("structured output"),
         ),
         ("response_format", json!({"type": "yaml"}), Refuse),

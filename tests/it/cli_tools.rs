@@ -46,17 +46,7 @@ fn tools() -> Value {
             "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}}])
 }
 
-/// Waits up to `within` for `cond`.
-fn eventually(within: Duration, cond: impl Fn() -> bool) -> bool {
-    let until = Instant::now() + within;
-    while Instant::now() < until {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    cond()
-}
+use crate::common::run::eventually;
 
 #[test]
 fn a_tool_round_trip_parks_the_cli_and_only_its_key_resumes_it() {

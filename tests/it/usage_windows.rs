@@ -7,7 +7,7 @@
 use crate::common::gate::*;
 use crate::common::mock_upstream::*;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SONNET: &str =
     r#"{"model":"claude-sonnet-4-6","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#;
@@ -35,19 +35,7 @@ fn window<'a>(account: &'a Value, name: &str) -> &'a Value {
 
 use claudegate::base::clock::rfc3339;
 
-/// Polls `done` every 100 ms for up to `within`; false if it never held.
-fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use crate::common::run::eventually;
 
 /// `claudegate status` on the gate's own config and data.
 fn status(gate: &Gate) -> String {

@@ -201,3 +201,18 @@ pub fn skip(test: &str, why: &str, required: bool) {
         }
     }
 }
+
+/// Polls `done` every 50 ms for up to `within`; whether it held. The one bounded wait for a
+/// condition the server reaches a moment after its answer (a process reaped, a file written).
+pub fn eventually(within: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
