@@ -144,6 +144,21 @@ pub(super) struct Lot {
 }
 
 /// Notes that `p` ended for `why` (at most [`REMEMBERED`] kept).
+/// Ends parked process `id` if no request took it meanwhile (outside the lock).
+fn time_out(parked: &Mutex<Vec<Parked>>, ended: &Mutex<Vec<Gone>>, id: u64) {
+    let expired = {
+        let mut parked = lock(parked);
+        parked
+            .iter()
+            .position(|p| p.id == id)
+            .map(|i| parked.remove(i))
+    };
+    if let Some(p) = &expired {
+        remember(ended, p, Ended::TimedOut);
+    }
+    drop(expired);
+}
+
 fn remember(ended: &Mutex<Vec<Gone>>, p: &Parked, why: Ended) {
     let mut ended = lock(ended);
     if ended.len() >= REMEMBERED {
@@ -180,20 +195,20 @@ impl Lot {
         }
         drop(evicted); // ended outside the lock
         let (lot, ended) = (self.parked.clone(), self.ended.clone());
-        std::thread::spawn(move || {
-            std::thread::sleep(timeout);
-            let expired = {
-                let mut parked = lock(&lot);
-                parked
-                    .iter()
-                    .position(|p| p.id == id)
-                    .map(|i| parked.remove(i))
-            };
-            if let Some(p) = &expired {
-                remember(&ended, p, Ended::TimedOut);
-            }
-            drop(expired);
-        });
+        let timer = std::thread::Builder::new()
+            .name("cli-park-timer".into())
+            .spawn(move || {
+                std::thread::sleep(timeout);
+                time_out(&lot, &ended, id);
+            });
+        if let Err(e) = timer {
+            // No timer, no bound on how long it would be held: end it now (its late result is
+            // told it timed out) rather than keep a slot and ~200 MB without a limit.
+            crate::base::log::info(&format!(
+                "cannot start a timer thread for a parked CLI call ({e}); ending it now"
+            ));
+            time_out(&self.parked, &self.ended, id);
+        }
     }
 
     /// Takes out the process parked by `owner` that waits on any of `ids`.
