@@ -41,6 +41,25 @@ fn send(gate: &Gate, key: &str, body: &Value) -> Resp {
     )
 }
 
+/// A plain one-turn request without tools.
+fn send_plain(gate: &Gate, key: &str) -> Resp {
+    send(
+        gate,
+        key,
+        &json!({"model": "sonnet", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+}
+
+/// A plain request, its answer scripted upstream, gets its 200: the CLI slot is free.
+fn assert_slot_free(w: &World, gate: &Gate, key: &str, word: &str) {
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::sse(sse_text_events(REAL_MODEL, &[word])),
+    );
+    let r = send_plain(gate, key);
+    assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+}
+
 fn tools() -> Value {
     json!([{"name": "Bash", "description": "the client's own shell",
             "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}}])
@@ -170,11 +189,7 @@ fn a_parked_cli_is_ended_at_its_timeout_and_frees_its_slot() {
     assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
     assert_eq!(r.json()["stop_reason"], "tool_use");
     // The client never comes back. While parked, the one slot is taken.
-    let busy = send(
-        &gate,
-        &app,
-        &json!({"model": "sonnet", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}),
-    );
+    let busy = send_plain(&gate, &app);
     assert_eq!(busy.status, 429, "{busy:?}");
     let parked_at = Instant::now();
     assert!(
@@ -187,16 +202,7 @@ fn a_parked_cli_is_ended_at_its_timeout_and_frees_its_slot() {
     );
     assert!(parked_at.elapsed() < Duration::from_secs(4));
     // The slot is free again.
-    w.mock.enqueue(
-        "/v1/messages",
-        Reply::sse(sse_text_events(REAL_MODEL, &["again"])),
-    );
-    let r = send(
-        &gate,
-        &app,
-        &json!({"model": "sonnet", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}),
-    );
-    assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+    assert_slot_free(&w, &gate, &app, "again");
     // Its result now comes too late: refused, naming why.
     let late = send(
         &gate,
@@ -476,16 +482,7 @@ fn a_client_that_hangs_up_on_a_resumed_cli_frees_its_slot() {
             left.elapsed()
         );
         // The one slot is free: a plain request runs at once.
-        w.mock.enqueue(
-            "/v1/messages",
-            Reply::sse(sse_text_events(REAL_MODEL, &["free"])),
-        );
-        let r = send(
-            &gate,
-            &app,
-            &json!({"model": "sonnet", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}),
-        );
-        assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+        assert_slot_free(&w, &gate, &app, "free");
     }
 }
 
@@ -633,11 +630,7 @@ fn measure_a_parked_round_trip() {
             Reply::sse(sse_text_events(REAL_MODEL, &["hi"])),
         );
         let t = Instant::now();
-        let r = send(
-            &gate,
-            &app,
-            &json!({"model": "sonnet", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}),
-        );
+        let r = send_plain(&gate, &app);
         assert_eq!(r.status, 200, "{r:?}");
         fresh.push(t.elapsed());
         let id = format!("toolu_MEASURE{n}");
