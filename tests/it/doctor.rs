@@ -386,9 +386,31 @@ fn json_parses_and_matches_the_text() {
             (mark, j["name"].as_str().unwrap()),
             (t.0.as_str(), t.1.as_str())
         );
-        assert_eq!(j["detail"].as_str().unwrap(), t.2, "{}", t.1);
+        // Two runs, a moment apart: a countdown ("expires in 7h 59m") may tick between them,
+        // so figures are compared as figures, the words exactly.
+        assert_eq!(
+            digits_as_n(j["detail"].as_str().unwrap()),
+            digits_as_n(&t.2),
+            "{}",
+            t.1
+        );
         assert_eq!(j["fix"].as_str(), t.3.as_deref(), "{}", t.1);
     }
+}
+
+/// `text` with every run of digits replaced by `N`.
+fn digits_as_n(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            if !out.ends_with('N') {
+                out.push('N');
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[test]
