@@ -87,6 +87,20 @@ endif
 X86_ENV += CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="$(SIZE_FLAGS)"
 ARM_ENV += CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="$(SIZE_FLAGS)"
 
+# The static binaries link a standard library compiled with them, from the toolchain's own
+# rust-src, instead of the prebuilt one (issue 15; figures in Cargo.toml):
+# - compiled at the release profile's opt-level "z" (the prebuilt std is built for speed), with
+#   std's `optimize_for_size` (smaller sort and formatting code paths);
+# - without std's `backtrace` feature: the symbolizer behind RUST_BACKTRACE (gimli, addr2line,
+#   miniz_oxide, about 0.2 MB) has nothing to read in a stripped binary, where it prints
+#   `<unknown>` for every frame anyway. Panics still unwind (`panic-unwind`): one request's
+#   panic is caught and answered 500, and the log still gets its location.
+# `-Zbuild-std` is a cargo option not yet stable, so RUSTC_BOOTSTRAP=1 allows it on the
+# pinned stable compiler (the same rustc, no nightly); only these two targets use it. std's own
+# dependencies come from crates.io at the versions locked in rust-src.
+BUILD_STD := RUSTC_BOOTSTRAP=1
+BUILD_STD_FLAGS := -Zbuild-std=std,panic_unwind -Zbuild-std-features=panic-unwind,optimize_for_size
+
 X86_OUT := target/$(X86)/release/$(BIN)
 ARM_OUT := target/$(ARM)/release/$(BIN)
 # The static binary for this machine: what `make install`, `make image`, `make bench` and the
@@ -113,7 +127,7 @@ check_static = @info=$$(file -b $(1)); echo "$(1): $$info"; \
 	  echo "$$l" | grep -Eq 'statically linked|not a dynamic executable' \
 	    || { echo "error: ldd finds shared libraries in $(1)" >&2; exit 1; }; fi
 
-.PHONY: build release release-deps release-x86_64 release-aarch64 release-x86_64-deps \
+.PHONY: build release release-deps release-x86_64 release-aarch64 release-x86_64-deps rust-src \
 	release-aarch64-deps test test-deps test-arm test-arm-deps e2e-deps browser-deps caddy-deps lint \
 	install uninstall clean fuzz bench bench-deps soak image container-deps dist
 
@@ -176,21 +190,25 @@ release-deps: release-x86_64-deps release-aarch64-deps
 	$(call need,file,file)
 	$(call need,readelf,binutils)
 
-release-x86_64-deps:
+release-x86_64-deps: rust-src
 	$(call need,cc,build-essential)
 	$(call need,$(X86_CC),$(X86_PKG))
 	@rustup target list --installed | grep -qx $(X86) || rustup target add $(X86)
 
-release-aarch64-deps:
+release-aarch64-deps: rust-src
 	$(call need,cc,build-essential)
 	$(call need,$(ARM_CC),$(ARM_PKG))
 	@rustup target list --installed | grep -qx $(ARM) || rustup target add $(ARM)
 
+# The standard library's source, which the release builds compile (BUILD_STD above).
+rust-src:
+	@rustup component list --installed 2>/dev/null | grep -q '^rust-src' || rustup component add rust-src
+
 release-x86_64: release-x86_64-deps
-	$(X86_ENV) $(CARGO) build --release --locked --target $(X86)
+	$(X86_ENV) $(BUILD_STD) $(CARGO) build --release --locked --target $(X86) $(BUILD_STD_FLAGS)
 
 release-aarch64: release-aarch64-deps
-	$(ARM_ENV) $(CARGO) build --release --locked --target $(ARM)
+	$(ARM_ENV) $(BUILD_STD) $(CARGO) build --release --locked --target $(ARM) $(BUILD_STD_FLAGS)
 
 release: release-deps release-x86_64 release-aarch64
 	$(call check_static,$(X86_OUT),x86_64)
