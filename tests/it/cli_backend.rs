@@ -129,6 +129,31 @@ impl World {
     }
 }
 
+/// A test's gate is dropped before its world, and dropping a gate kills the server outright.
+/// The CLI processes of its calls run in their own process groups, so they outlive it: a
+/// parked or resumed one ends by itself only once it notices, and on the way out writes its
+/// MCP logs under `$HOME/.cache`, recreating the home this world is about to remove (seen as
+/// `cg-test-*` directories left in the temp directory after every run). So they are ended
+/// here, before the home goes (at most 5 s).
+impl Drop for World {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = processes_with_home(self.home.path());
+            if left.is_empty() || Instant::now() >= deadline {
+                return;
+            }
+            for pid in left.iter().filter_map(|p| p.split(':').next()) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", pid])
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 fn complete(gate: &Gate, key: &str, body: Value) -> Resp {
     post(
         &gate.url("/v1/complete"),

@@ -54,6 +54,8 @@ fn the_real_cli_calls_a_client_tool_through_the_bridge_and_runs_nothing() {
         .mode(0o700)
         .create(&work)
         .unwrap();
+    let tmp = root.join("tmp");
+    std::fs::DirBuilder::new().mode(0o700).create(&tmp).unwrap();
     std::fs::write(root.join("system.txt"), "You are a test.").unwrap();
     let bridge = Bridge::listen(&root).unwrap();
     let cfg_file = root.join("mcp.json");
@@ -80,6 +82,10 @@ fn the_real_cli_calls_a_client_tool_through_the_bridge_and_runs_nothing() {
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env("LANG", "C.UTF-8")
         .env("HOME", w.home.path())
+        // As the backend does (lockdown): the CLI's temp files go inside the call's directory,
+        // not into the system's /tmp/claude-UID/, where they would outlive the test.
+        .env("TMPDIR", &tmp)
+        .env("CLAUDE_CODE_TMPDIR", &tmp)
         .env("ANTHROPIC_BASE_URL", w.mock.url())
         .env("ANTHROPIC_AUTH_TOKEN", "cg-test-upstream-token")
         .env("HTTPS_PROXY", "http://127.0.0.1:9")
