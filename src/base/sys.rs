@@ -1,6 +1,6 @@
 //! The few C library calls std does not wrap, declared by hand: the design card has no `libc`
 //! crate, and these are functions of the C library every Linux binary already links (glibc, or
-//! musl in the static builds): poll, get/setrlimit, flock, kill, getsockopt (TCP state, a Unix peer's credentials), dup, geteuid, `syscall`
+//! musl in the static builds): poll, get/setrlimit, flock, kill, getsockopt (TCP state, a Unix peer's credentials), dup, geteuid, prctl and getppid (a child that ends with the server), `syscall`
 //! for the two pidfd calls the C libraries of our oldest targets have no wrapper for, and the
 //! signal-mask calls that let the server wait for SIGTERM and SIGINT (see [`block_stop_signals`]).
 //!
@@ -71,6 +71,11 @@ extern "C" {
     fn getsockopt(fd: i32, level: i32, name: i32, value: *mut u8, len: *mut u32) -> i32;
     /// Always succeeds (POSIX: "shall not return an error"); `uid_t` is 32 bits on Linux.
     fn geteuid() -> u32;
+    /// Variadic in the C libraries; the one option used takes one more argument, passed as a
+    /// full `c_ulong`, the width the kernel reads it at.
+    fn prctl(option: i32, ...) -> i32;
+    /// Always succeeds (POSIX: "shall not return an error").
+    fn getppid() -> i32;
 }
 
 const POLLERR: i16 = 0x008;
@@ -82,6 +87,8 @@ const LOCK_EX: i32 = 2;
 const LOCK_NB: i32 = 4;
 const LOCK_UN: i32 = 8;
 const SIGKILL: i32 = 9;
+/// `prctl` option: the signal the calling process gets when its parent thread ends.
+const PR_SET_PDEATHSIG: i32 = 1;
 const ESRCH: i32 = 3;
 const ENOSYS: i32 = 38;
 /// Syscall numbers from the kernel's unified table (since 5.1/5.3): the same on x86_64 and
@@ -182,6 +189,34 @@ pub fn unblock_stop_signals_in_child(cmd: &mut std::process::Command) {
                 e => Err(io::Error::from_raw_os_error(e)),
             },
         )
+    };
+}
+
+/// Makes `cmd`'s child get SIGKILL when the thread that starts it ends, which is when the
+/// server's process ends (the CLI backend starts its `claude` from the worker threads, which
+/// live as long as the server). Without it a server killed outright (SIGKILL, the OOM killer,
+/// a crash) outside a service manager that kills its whole cgroup leaves its calls running in
+/// their own process groups: a running call until its own timeout, spending tokens for no one.
+/// Linux's `PR_SET_PDEATHSIG` is tied to the starting *thread*, so a caller must start the
+/// child from a thread that outlives it (or accept that the child ends with that thread).
+pub fn end_child_with_this_thread(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as i32;
+    // SAFETY: `pre_exec` runs the closure in the child between fork and exec, where only
+    // async-signal-safe functions may be called. It calls only `prctl` and `getppid`, thin
+    // system-call wrappers that take and return plain integers; it allocates nothing (an OS
+    // error is stored inline).
+    unsafe {
+        cmd.pre_exec(move || {
+            if prctl(PR_SET_PDEATHSIG, SIGKILL as std::ffi::c_ulong) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent ended between the fork and the prctl: the signal will never come.
+            if getppid() != parent {
+                return Err(io::Error::from(io::ErrorKind::BrokenPipe));
+            }
+            Ok(())
+        })
     };
 }
 

@@ -1,11 +1,13 @@
 //! The claude-cli backend through the real binary with a fake `claude` (a shell script), for
 //! what needs no real CLI: every process a call started is gone when the call ends (also one
-//! that left the process group with `setsid`), and the not-logged-in answer says how to log in
+//! that left the process group with `setsid`), none outlives a server killed outright, and the
+//! not-logged-in answer says how to log in
 //! without naming the service user or the home directory.
 
 use crate::cli_backend::processes_with_home;
 use crate::common::gate::*;
 use serde_json::{json, Value};
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -105,6 +107,44 @@ fn a_setsid_grandchild_holding_stdout_is_ended_at_the_wall_clock() {
     r.assert_relay_error(504);
     assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
     assert_nothing_left(&fake.home());
+}
+
+#[test]
+fn a_call_does_not_outlive_a_server_killed_outright() {
+    // The CLI runs in its own process group, so a server killed with SIGKILL (no clean stop,
+    // no service manager to kill its cgroup) cannot end it itself: the kernel must.
+    let fake = Fake::new("cat > /dev/null\nexec sleep 60");
+    let (gate, key) = fake.gate(60_000);
+    // Raw TCP: the server dies mid-request, so there is no answer to parse.
+    let addr = gate.addr;
+    let caller = std::thread::spawn(move || {
+        let body = json!({"prompt": "hi"}).to_string();
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(
+            s,
+            "POST /v1/complete HTTP/1.1\r\nhost: gate\r\nx-api-key: {key}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_with_home(&fake.home()).is_empty() {
+        assert!(Instant::now() < deadline, "the CLI never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = Command::new("kill")
+        .args(["-KILL", &gate.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_nothing_left(&fake.home());
+    let answer = caller.join().unwrap();
+    assert!(answer.is_empty(), "the dead server answered: {answer}");
 }
 
 /// The name of the user this test runs as (the gate runs as the same user).

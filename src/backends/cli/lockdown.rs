@@ -195,6 +195,9 @@ pub(super) fn locked_down(
         .stderr(Stdio::piped());
     // The server blocks SIGTERM and SIGINT for its own clean stop; the CLI must not inherit that.
     crate::base::sys::unblock_stop_signals_in_child(&mut cmd);
+    // …and must not outlive a server that is killed outright (started from a worker thread,
+    // which lives as long as the server).
+    crate::base::sys::end_child_with_this_thread(&mut cmd);
     cmd
 }
 
