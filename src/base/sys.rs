@@ -1,8 +1,10 @@
 //! The few C library calls std does not wrap, declared by hand: the design card has no `libc`
 //! crate, and these are functions of the C library every Linux binary already links (glibc, or
-//! musl in the static builds): poll, get/setrlimit, flock, kill, getsockopt (TCP state, a Unix peer's credentials), dup, geteuid, prctl and getppid (a child that ends with the server), `syscall`
-//! for the two pidfd calls the C libraries of our oldest targets have no wrapper for, and the
-//! signal-mask calls that let the server wait for SIGTERM and SIGINT (see [`block_stop_signals`]).
+//! musl in the static builds): poll, get/setrlimit, flock, kill, getsockopt (TCP state, a Unix
+//! peer's credentials), dup, geteuid, prctl and getppid (a child that ends with the server),
+//! `syscall` for the two pidfd calls the C libraries of our oldest targets have no wrapper for,
+//! and the signal-mask calls that let the server wait for SIGTERM and SIGINT (see
+//! [`block_stop_signals`]).
 //!
 //! Why each wrapper is sound: it passes only pointers to live, correctly sized `#[repr(C)]`
 //! values owned by the wrapper for the duration of the call (or a null pointer where the call
