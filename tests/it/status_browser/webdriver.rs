@@ -58,8 +58,14 @@ pub struct Browser {
 impl Browser {
     /// Starts chromedriver and a headless Chromium with a fresh profile.
     pub fn start() -> Browser {
+        let profile = TempDir::new();
+        // Chromium's own scratch directories (`org.chromium.Chromium.scoped_dir.*`, now and
+        // then left behind when the browser is ended) go inside the test's temp dir too.
+        let tmp = profile.path().join("tmp");
+        std::fs::create_dir_all(&tmp).expect("create the browser's TMPDIR");
         let mut driver = Command::new(CHROMEDRIVER)
             .arg("--port=0")
+            .env("TMPDIR", &tmp)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -72,9 +78,11 @@ impl Browser {
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .into();
-        let profile = TempDir::new();
         let mut args: Vec<String> = FLAGS.iter().map(|f| f.to_string()).collect();
-        args.push(format!("--user-data-dir={}", profile.path().display()));
+        args.push(format!(
+            "--user-data-dir={}",
+            profile.path().join("profile").display()
+        ));
         let mut b = Browser {
             driver,
             base: format!("http://127.0.0.1:{port}"),
