@@ -60,12 +60,14 @@ impl Browser {
     pub fn start() -> Browser {
         let profile = TempDir::new();
         // Chromium's own scratch directories (`org.chromium.Chromium.scoped_dir.*`, now and
-        // then left behind when the browser is ended) go inside the test's temp dir too.
+        // then left behind when the browser is ended) and what it writes under the home
+        // (`~/.cache/dconf`) go inside the test's temp dir too.
         let tmp = profile.path().join("tmp");
         std::fs::create_dir_all(&tmp).expect("create the browser's TMPDIR");
         let mut driver = Command::new(CHROMEDRIVER)
             .arg("--port=0")
             .env("TMPDIR", &tmp)
+            .env("HOME", profile.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
