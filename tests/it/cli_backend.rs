@@ -28,8 +28,9 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The model id the mock reports (the real id the gate must hand back).
-const REAL_MODEL: &str = "claude-mock-sonnet-9";
+/// The model id the mock reports (the real id the gate must hand back); the other CLI tests'
+/// too.
+pub(crate) const REAL_MODEL: &str = "claude-mock-sonnet-9";
 
 // --- Setup ------------------------------------------------------------------------------------
 
@@ -62,7 +63,7 @@ impl World {
     }
 
     /// The `cli` config section; `logged_in` gives the CLI an upstream token.
-    fn cli_config(&self, logged_in: bool) -> Value {
+    pub(crate) fn cli_config(&self, logged_in: bool) -> Value {
         let mut env = json!({
             "ANTHROPIC_BASE_URL": self.mock.url(),
             "HTTPS_PROXY": "http://127.0.0.1:9",

@@ -13,8 +13,9 @@ use serde_json::{json, Value};
 use std::process::Command;
 use std::time::Duration;
 
-/// The model the clients name (Claude Code would resolve an alias itself), allowed as is.
-const MODEL: &str = "claude-mock-sonnet-9";
+/// The model the clients name (Claude Code would resolve an alias itself), allowed as is: the
+/// one the mock reports.
+use crate::cli_backend::REAL_MODEL as MODEL;
 const SECRET_WORD: &str = "MANGO-4412";
 
 /// Claude Code pointed at claudegate (`ANTHROPIC_BASE_URL`, `ANTHROPIC_AUTH_TOKEN`, telemetry

@@ -5,7 +5,7 @@
 //! hostile home), and the anthropic Python SDK streaming through it. Skipped (loudly) when the
 //! CLI or the SDK is not installed, failed under `CLAUDEGATE_E2E_REQUIRED=1`.
 
-use crate::cli_backend::{make_hostile_home, markers, walk, World};
+use crate::cli_backend::{make_hostile_home, markers, walk, World, REAL_MODEL};
 use crate::common::gate::{post, Gate, Resp, TempDir};
 use crate::common::mock_upstream::{parse_sse, sse_text_events, Reply};
 use crate::common::run::{e2e_dir, installed, repo, run_with_deadline};
@@ -13,8 +13,6 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-
-const REAL_MODEL: &str = "claude-mock-sonnet-9";
 
 fn send(gate: &Gate, key: &str, path: &str, body: Value) -> Resp {
     post(&gate.url(path), &[("x-api-key", key)], &body.to_string())

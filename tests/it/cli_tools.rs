@@ -7,25 +7,17 @@
 //! named `Bash` whose argument is a shell command runs nothing on this host. Skipped (loudly)
 //! when the CLI is not installed, failed under `CLAUDEGATE_E2E_REQUIRED=1`.
 
-use crate::cli_backend::{make_hostile_home, markers, processes_with_home, World};
+use crate::cli_backend::{make_hostile_home, markers, processes_with_home, World, REAL_MODEL};
 use crate::common::gate::{merge, post, Gate, Resp, Setup};
 use crate::common::mock_upstream::{parse_sse, sse_text_events, sse_tool_use_events, Reply};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-const REAL_MODEL: &str = "claude-mock-sonnet-9";
-
-/// The gate on the CLI backend with two keys, `app` and `other`.
+/// The gate on the CLI backend (the world's logged-in `cli` section, only `sonnet` allowed,
+/// `cli` merged in) with two keys, `app` and `other`.
 fn two_keys(w: &World, cli: Value) -> (Gate, String, String) {
-    let mut c = json!({
-        "binary": w.bin.to_string_lossy(),
-        "home": w.home.path().to_string_lossy(),
-        "allowed_models": ["sonnet"],
-        "timeout_ms": 60_000,
-        "env": {"ANTHROPIC_BASE_URL": w.mock.url(), "HTTPS_PROXY": "http://127.0.0.1:9",
-                "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": "127.0.0.1,localhost",
-                "ANTHROPIC_AUTH_TOKEN": "cg-test-upstream-token"},
-    });
+    let mut c = w.cli_config(true);
+    merge(&mut c, &json!({"allowed_models": ["sonnet"]}));
     merge(&mut c, &cli);
     let setup = Setup::new(json!({"backend": "claude-cli", "cli": c}));
     let app = setup.add_key("app", &[]);
@@ -76,19 +68,7 @@ fn a_tool_round_trip_parks_the_cli_and_only_its_key_resumes_it() {
     let (gate, app, other) = two_keys(&w, json!({}));
     let canary = w.outside.path().join("PWNED_BY_TOOL_ARGS");
     let command = format!("touch {}", canary.display());
-    w.mock.enqueue(
-        "/v1/messages",
-        Reply::sse(sse_tool_use_events(
-            REAL_MODEL,
-            "toolu_PARK1",
-            "mcp__cg__Bash",
-            &[&json!({"command": command}).to_string()],
-        )),
-    );
-    w.mock.enqueue(
-        "/v1/messages",
-        Reply::sse(sse_text_events(REAL_MODEL, &["do", "ne"])),
-    );
+    script_tool_round(&w, "toolu_PARK1", "Bash", &json!({"command": command}));
     let ask = json!({"role": "user", "content": "run it"});
     let r = send(
         &gate,
@@ -134,15 +114,13 @@ fn a_tool_round_trip_parks_the_cli_and_only_its_key_resumes_it() {
     let r = send(&gate, &app, &follow_up);
     eprintln!("a parked round trip's follow-up took {:?}", t.elapsed());
     assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
-    let events = parse_sse(&r.body);
-    let text: String = events
+    let text: String = event_data(&r.body)
         .iter()
-        .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
-        .filter_map(|d| d["delta"]["text"].as_str().map(String::from))
+        .filter_map(|d| d["delta"]["text"].as_str())
         .collect();
     assert_eq!(text, "done", "{}", r.body);
     assert_eq!(
-        events.last().map(|e| e.event.as_str()),
+        parse_sse(&r.body).last().map(|e| e.event.as_str()),
         Some("message_stop")
     );
     assert!(r.body.contains("end_turn"), "{}", r.body);
@@ -171,23 +149,7 @@ fn a_parked_cli_is_ended_at_its_timeout_and_frees_its_slot() {
         &w,
         json!({"max_concurrent": 1, "queue_wait_ms": 500, "park_timeout_ms": 1500}),
     );
-    w.mock.enqueue(
-        "/v1/messages",
-        Reply::sse(sse_tool_use_events(
-            REAL_MODEL,
-            "toolu_GONE",
-            "mcp__cg__Bash",
-            &[r#"{"command":"ls"}"#],
-        )),
-    );
-    let r = send(
-        &gate,
-        &app,
-        &json!({"model": "sonnet", "max_tokens": 100, "tools": tools(),
-                "messages": [{"role": "user", "content": "run it"}]}),
-    );
-    assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
-    assert_eq!(r.json()["stop_reason"], "tool_use");
+    start_round(&gate, &w, &app, "toolu_GONE");
     // The client never comes back. While parked, the one slot is taken.
     let busy = send_plain(&gate, &app);
     assert_eq!(busy.status, 429, "{busy:?}");
@@ -204,14 +166,7 @@ fn a_parked_cli_is_ended_at_its_timeout_and_frees_its_slot() {
     // The slot is free again.
     assert_slot_free(&w, &gate, &app, "again");
     // Its result now comes too late: refused, naming why.
-    let late = send(
-        &gate,
-        &app,
-        &json!({"model": "sonnet", "max_tokens": 100, "tools": tools(), "messages": [
-            {"role": "user", "content": "run it"},
-            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_GONE", "name": "Bash", "input": {"command": "ls"}}]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_GONE", "content": "x"}]}]}),
-    );
+    let late = send(&gate, &app, &result_for("toolu_GONE", false));
     let e = late.assert_anthropic_error(400, "invalid_request_error");
     assert!(
         e["error"]["message"]
@@ -655,32 +610,51 @@ fn measure_a_parked_round_trip() {
     assert!(resumed.iter().all(|d| *d < Duration::from_secs(10)));
 }
 
+/// Queues a tool round that reaches the CLI only through its non-streaming fallback: the stream
+/// answers with something that is not an event stream, then the whole message `msg_id` holds
+/// `before` (blocks ahead of the call) and the call `id` of the bridged `Bash` with
+/// `{"command":"ls"}`.
+fn script_fallback_call(w: &World, msg_id: &str, before: &[Value], id: &str) {
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::body(200, "text/plain", "this is not an event stream"),
+    );
+    let mut content = before.to_vec();
+    content.push(
+        json!({"type": "tool_use", "id": id, "name": "mcp__cg__Bash",
+                        "input": {"command": "ls"}}),
+    );
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::json(
+            200,
+            json!({"id": msg_id, "type": "message", "role": "assistant",
+                "model": REAL_MODEL, "stop_reason": "tool_use", "stop_sequence": null,
+                "content": content, "usage": {"input_tokens": 5, "output_tokens": 7}}),
+        ),
+    );
+}
+
+/// The data of each event of an Anthropic stream, as JSON.
+fn event_data(body: &str) -> Vec<Value> {
+    parse_sse(body)
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+        .collect()
+}
+
 /// A tool call that reaches the CLI only through its non-streaming fallback (the stream
 /// answered with something that is not an event stream) still ends the answer at the call,
-/// and the result resumes the process.
+/// whole or streamed, and the result resumes the process.
 #[test]
 fn a_tool_call_from_the_non_streaming_fallback_parks_the_cli() {
     let Some(w) = World::new("a_tool_call_from_the_non_streaming_fallback_parks_the_cli") else {
         return;
     };
     let (gate, app, _) = two_keys(&w, json!({"timeout_ms": 15_000}));
-    w.mock.enqueue(
-        "/v1/messages",
-        Reply::body(200, "text/plain", "this is not an event stream"),
-    );
-    w.mock.enqueue(
-        "/v1/messages",
-        Reply::json(
-            200,
-            json!({"id": "msg_fallback", "type": "message", "role": "assistant",
-                "model": REAL_MODEL, "stop_reason": "tool_use", "stop_sequence": null,
-                "content": [{"type": "text", "text": "Running it."},
-                            {"type": "tool_use", "id": "toolu_FALLBACK", "name": "mcp__cg__Bash",
-                             "input": {"command": "ls"}}],
-                "usage": {"input_tokens": 5, "output_tokens": 7}}),
-        ),
-    );
-    for stream in [false, true] {
+    // The first request of a round, its answer whole or streamed: a 200 well within the CLI's
+    // timeout (the fallback is taken at once, not after a stall).
+    let ask = |stream: bool| {
         let started = Instant::now();
         let r = send(
             &gate,
@@ -694,55 +668,84 @@ fn a_tool_call_from_the_non_streaming_fallback_parks_the_cli() {
             "{:?}",
             started.elapsed()
         );
-        if !stream {
-            let v = r.json();
-            assert_eq!(v["stop_reason"], "tool_use", "{v}");
-            let call = v["content"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|b| b["type"] == "tool_use")
-                .cloned()
-                .unwrap_or_else(|| panic!("{v}"));
-            assert_eq!(call["name"], "Bash");
-            assert_eq!(call["id"], "toolu_FALLBACK");
-            assert_eq!(call["input"], json!({"command": "ls"}));
-            w.mock.enqueue(
-                "/v1/messages",
-                Reply::sse(sse_text_events(REAL_MODEL, &["done"])),
-            );
-            let r = send(&gate, &app, &result_for("toolu_FALLBACK", false));
-            assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
-            assert_eq!(r.json()["content"][0]["text"], "done", "{}", r.body);
-            // Now the same, streamed.
-            w.mock.enqueue(
-                "/v1/messages",
-                Reply::body(200, "text/plain", "this is not an event stream"),
-            );
-            w.mock.enqueue(
-                "/v1/messages",
-                Reply::json(
-                    200,
-                    json!({"id": "msg_fallback2", "type": "message", "role": "assistant",
-                        "model": REAL_MODEL, "stop_reason": "tool_use", "stop_sequence": null,
-                        "content": [{"type": "tool_use", "id": "toolu_FALLBACK2",
-                                     "name": "mcp__cg__Bash", "input": {"command": "ls"}}],
-                        "usage": {"input_tokens": 5, "output_tokens": 7}}),
-                ),
-            );
-        } else {
-            assert!(r.body.contains("toolu_FALLBACK2"), "{}", r.body);
-            assert!(
-                r.body.contains("\"stop_reason\":\"tool_use\""),
-                "{}",
-                r.body
-            );
-            assert!(r.body.contains("input_json_delta"), "{}", r.body);
-            let events = parse_sse(&r.body);
-            assert_eq!(
-                events.last().map(|e| e.event.as_str()),
-                Some("message_stop")
-            );
-        }
-    }
+        r
+    };
+
+    // Whole.
+    script_fallback_call(
+        &w,
+        "msg_fallback",
+        &[json!({"type": "text", "text": "Running it."})],
+        "toolu_FALLBACK",
+    );
+    let v = ask(false).json();
+    assert_eq!(v["stop_reason"], "tool_use", "{v}");
+    let call = v["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "tool_use")
+        .cloned()
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(call["name"], "Bash");
+    assert_eq!(call["id"], "toolu_FALLBACK");
+    assert_eq!(call["input"], json!({"command": "ls"}));
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::sse(sse_text_events(REAL_MODEL, &["done"])),
+    );
+    let r = send(&gate, &app, &result_for("toolu_FALLBACK", false));
+    assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+    assert_eq!(r.json()["content"][0]["text"], "done", "{}", r.body);
+
+    // Streamed: the call arrives as a tool_use block under the client's name, its input as
+    // JSON deltas.
+    script_fallback_call(&w, "msg_fallback2", &[], "toolu_FALLBACK2");
+    let r = ask(true);
+    assert!(r.body.contains("toolu_FALLBACK2"), "{}", r.body);
+    assert!(
+        r.body.contains("\"stop_reason\":\"tool_use\""),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("input_json_delta"), "{}", r.body);
+    let events = parse_sse(&r.body);
+    assert_eq!(
+        events.last().map(|e| e.event.as_str()),
+        Some("message_stop")
+    );
+    let data = event_data(&r.body);
+    let start = data
+        .iter()
+        .find(|d| d["type"] == "content_block_start" && d["content_block"]["type"] == "tool_use")
+        .unwrap_or_else(|| panic!("no tool_use block in {}", r.body));
+    assert_eq!(start["content_block"]["name"], "Bash", "{}", r.body);
+    assert_eq!(
+        start["content_block"]["id"], "toolu_FALLBACK2",
+        "{}",
+        r.body
+    );
+    let input: String = data
+        .iter()
+        .filter(|d| d["type"] == "content_block_delta" && d["index"] == start["index"])
+        .filter_map(|d| d["delta"]["partial_json"].as_str())
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&input).ok(),
+        Some(json!({"command": "ls"})),
+        "{}",
+        r.body
+    );
+    w.mock.enqueue(
+        "/v1/messages",
+        Reply::sse(sse_text_events(REAL_MODEL, &["done"])),
+    );
+    let r = send(&gate, &app, &result_for("toolu_FALLBACK2", true));
+    assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
+    let text: String = event_data(&r.body)
+        .iter()
+        .filter_map(|d| d["delta"]["text"].as_str())
+        .collect();
+    assert_eq!(text, "done", "{}", r.body);
+    assert_all_end(&w);
 }
