@@ -20,7 +20,7 @@ use crate::common::mock_upstream::*;
 use crate::common::run::{run_with_deadline, skip_unless_required};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,16 +39,10 @@ impl Drop for Caddy {
     }
 }
 
-/// A port free at the moment (the OS picks it; there is a small window before Caddy binds it,
-/// hence the retries in [`Caddy::start`]).
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().unwrap().port()
-}
-
 impl Caddy {
     /// Starts Caddy in front of `backend`; `None` (after the skip-or-fail rule) when `caddy`
-    /// is not installed.
+    /// is not installed. Three tries: another process may take a [`free_port`] before Caddy
+    /// binds it.
     fn start(backend: SocketAddr, test: &str) -> Option<Caddy> {
         let mut why = String::new();
         for _ in 0..3 {

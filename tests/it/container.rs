@@ -153,14 +153,6 @@ fn chown_tree(dir: &Path) {
     }
 }
 
-/// A port free on loopback now: with `--network host` the server binds it itself.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// The real user id of a process, from `/proc/PID/status`.
 fn uid_of(pid: &str) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -218,6 +210,7 @@ fn the_image_serves_streams_checks_its_health_and_stops_quickly() {
     // A config mounted read-only where the image looks for it, and a login and a key in a
     // data directory mounted as /data: what `login` and `keys add` in the container write.
     let mock = MockUpstream::start();
+    // With `--network host` the server binds it itself.
     let port = free_port();
     let (setup, key) = logged_in_setup(
         &mock.url(),

@@ -82,15 +82,6 @@ fn parse_text(out: &str) -> Vec<(String, String, String, Option<String>)> {
     checks
 }
 
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A logged-in setup (admin key `app`) for the mock, on a free port, with `extra` merged in.
 fn healthy(mock: &MockUpstream, extra: Value) -> Setup {
     let mut config = json!({"port": free_port()});

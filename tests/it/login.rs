@@ -3,7 +3,7 @@
 //! manual paste, the Claude Code import, long-lived tokens, the one-account rule, and the
 //! token file. Every spawned process has its stdin provided or closed and a deadline.
 
-use crate::common::gate::{Setup, TempDir, BIN};
+use crate::common::gate::{free_port, Setup, TempDir, BIN};
 use crate::common::mock_upstream::{MockUpstream, Reply};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -27,11 +27,6 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 /// Base64url without padding, written independently of the one under test.

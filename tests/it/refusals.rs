@@ -9,11 +9,12 @@
 //! (`claudegate_account_failures_total{class}`). The two organisation refusals set the account
 //! state `blocked`, which a success or a new login clears.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::gate::*;
 use crate::common::mock_upstream::*;
-use serde_json::{json, Value};
+use crate::common::run::eventually;
+use serde_json::json;
 
 const MESSAGE: &str =
     r#"{"model":"claude-sonnet-4-6","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
@@ -88,12 +89,6 @@ fn assert_explained(case: &Case, door: &str, message: &str) {
         "{}/{door}: the advice is not a sentence after the text: {added:?}",
         case.class
     );
-}
-
-fn accounts(gate: &Gate, key: &str) -> Value {
-    let r = get(&gate.url("/admin/accounts"), &[("x-api-key", key)]);
-    assert_eq!(r.status, 200, "{r:?}");
-    r.json()["accounts"][0].clone()
 }
 
 /// The value of the metrics sample `line_start` (the name and its labels), if present.
@@ -271,15 +266,12 @@ fn oauth_not_allowed_blocks_the_account_until_a_new_login() {
         "sk-ant-ort01-new",
         8 * 3600,
     ));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let a = accounts(&gate, &key);
-        if a["state"] == "ok" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "still {a}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert!(
+        eventually(Duration::from_secs(5), || accounts(&gate, &key)["state"]
+            == "ok"),
+        "still {}",
+        accounts(&gate, &key)
+    );
     assert_eq!(
         metric(&gate, &key, "claudegate_account_state{state=\"blocked\"}"),
         Some(0.0)

@@ -14,12 +14,6 @@ const SONNET: &str =
 const OPUS: &str =
     r#"{"model":"claude-opus-4-6","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#;
 
-fn accounts(gate: &Gate, key: &str) -> Value {
-    let r = get(&gate.url("/admin/accounts"), &[("x-api-key", key)]);
-    assert_eq!(r.status, 200, "{r:?}");
-    r.json()["accounts"][0].clone()
-}
-
 fn metrics(gate: &Gate, key: &str) -> String {
     let r = get(&gate.url("/metrics"), &[("x-api-key", key)]);
     assert_eq!(r.status, 200, "{r:?}");

@@ -204,6 +204,24 @@ pub fn logged_in(mock_url: &str, extra: Value) -> (Gate, String) {
     (Gate::spawn(setup), key)
 }
 
+/// A loopback port free at the moment: the OS picks it and the listener is dropped at once.
+/// Nothing listens on it now (a test may use it as a closed port), but another process may take
+/// it before the caller binds it, so a caller that binds it retries or tolerates that.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The first account in `/admin/accounts`, read with the admin `key` (the one the tests' single
+/// stored login makes).
+pub fn accounts(gate: &Gate, key: &str) -> Value {
+    let r = get(&gate.url("/admin/accounts"), &[("x-api-key", key)]);
+    assert_eq!(r.status, 200, "{r:?}");
+    r.json()["accounts"][0].clone()
+}
+
 /// A running claudegate.
 pub struct Gate {
     pub setup: Setup,
