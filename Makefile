@@ -245,8 +245,9 @@ image: release-$(HOST_ARCH)
 
 DIST    := target/dist
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
-# Reproducible archives: sorted names, owner root, every mtime the commit's time, gzip without
-# a timestamp; so the same commit gives the same SHA256SUMS.
+# Reproducible archives: sorted names, owner root, every mtime the commit's time, modes set
+# whatever the umask (0644 files, 0755 the binary and directories), gzip without a timestamp;
+# so the same commit gives the same SHA256SUMS.
 STAMP   := $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 
 dist: release
@@ -256,7 +257,7 @@ dist: release
 	  cp target/$$arch-unknown-linux-musl/release/$(BIN) README.md LICENSE config.example.json \
 	    contrib/claudegate.service $(DIST)/$$d/; \
 	  tar -C $(DIST) --sort=name --owner=0 --group=0 --numeric-owner --mtime=@$(STAMP) \
-	    -cf - $$d | gzip -9 -n > $(DIST)/$$d.tar.gz; \
+	    --mode='a+rX,go-w' -cf - $$d | gzip -9 -n > $(DIST)/$$d.tar.gz; \
 	  rm -rf $(DIST)/$$d; echo "$(DIST)/$$d.tar.gz"; done
 	cd $(DIST) && sha256sum *.tar.gz > SHA256SUMS && cat SHA256SUMS
 

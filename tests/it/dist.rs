@@ -1,5 +1,6 @@
 //! What a release carries: `claudegate --version` naming the git commit (recorded by
-//! `build.rs`), and the tarballs of `make dist` with their `SHA256SUMS`.
+//! `build.rs`), and the tarballs of `make dist` with their `SHA256SUMS` (and file modes that do
+//! not depend on the umask).
 //!
 //! `make test` with `TEST_ARM=1` (as CI runs it) builds both static binaries anyway, so it runs
 //! `make dist` too and sets `CLAUDEGATE_DIST` to `target/dist`; without it the tarball test is
@@ -95,6 +96,20 @@ fn dist_tarballs_hold_the_release_and_match_their_checksums() {
             .collect();
         files.sort();
         assert_eq!(files, CONTENTS, "{}:\n{listing}", tarball.display());
+        // The modes are the Makefile's, not the umask of whoever ran `make dist`.
+        let verbose = stdout_of(Command::new("tar").arg("-tvzf").arg(&tarball));
+        for line in verbose.lines() {
+            let (mode, path) = (
+                line.split_whitespace().next(),
+                line.split_whitespace().last(),
+            );
+            let want = match path {
+                Some(p) if p.ends_with('/') => "drwxr-xr-x",
+                Some(p) if p.ends_with("/claudegate") => "-rwxr-xr-x",
+                _ => "-rw-r--r--",
+            };
+            assert_eq!(mode, Some(want), "{}:\n{verbose}", tarball.display());
+        }
 
         let out = TempDir::new();
         stdout_of(
