@@ -19,10 +19,10 @@
 
 use crate::common::e2e::{
     assert_only_scripted_calls, assert_upstream_saw_oauth_not_key as common_assert, dump_if_asked,
-    gate_with_login, script_lines, ProxyTrap, DEADLINE, MODEL,
+    script_lines, scripted, ProxyTrap, Scripted, DEADLINE, MODEL,
 };
 use crate::common::gate::TempDir;
-use crate::common::mock_upstream::{MockUpstream, Reply};
+use crate::common::mock_upstream::Reply;
 use crate::common::run::{installed, node22_dir, pinned_node22, repo, run_with_deadline, Run};
 use crate::e2e_openai::{
     anthropic_stream, assert_image_sent, assert_thinking_replayed,
@@ -96,13 +96,13 @@ fn scenario(
     replies: Vec<Reply>,
 ) -> Option<(Vec<Value>, Vec<Value>)> {
     let node = node(test)?;
-    let mock = MockUpstream::start();
-    let expected = replies.len();
-    for r in replies {
-        mock.enqueue("/v1/messages", r);
-    }
-    let (gate, key) = gate_with_login(&mock);
-    let trap = ProxyTrap::start();
+    let Scripted {
+        trap,
+        gate,
+        key,
+        mock,
+        scripted: expected,
+    } = scripted(replies);
     let (run, lines) = run_script(&node, provider, name, &gate.url("/v1"), &key, &trap);
     dump_if_asked(&mock.requests(), &gate, Some(&run));
     trap.assert_untouched("the AI SDK");
@@ -497,21 +497,21 @@ fn ai_sdk_responses_stored_items_are_refused_clearly() {
     let Some(node) = node(test) else {
         return;
     };
-    let mock = MockUpstream::start();
-    mock.enqueue(
-        "/v1/messages",
-        answer(
-            "responses",
-            false,
-            &[
-                Block::Text(&["Checking."]),
-                Block::ToolUse(WEATHER_ID, "get_weather", &["{\"city\": \"Paris\"}"]),
-            ],
-            "tool_use",
-        ),
-    );
-    let (gate, key) = gate_with_login(&mock);
-    let trap = ProxyTrap::start();
+    let Scripted {
+        trap,
+        gate,
+        key,
+        mock,
+        ..
+    } = scripted(vec![answer(
+        "responses",
+        false,
+        &[
+            Block::Text(&["Checking."]),
+            Block::ToolUse(WEATHER_ID, "get_weather", &["{\"city\": \"Paris\"}"]),
+        ],
+        "tool_use",
+    )]);
     let base = gate.url("/v1");
     let (run, lines) = run_script(&node, "responses", "tools_stored", &base, &key, &trap);
     trap.assert_untouched("the AI SDK");

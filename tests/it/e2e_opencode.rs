@@ -19,10 +19,10 @@
 
 use crate::common::e2e::{
     assert_only_scripted_calls, assert_upstream_saw_oauth_not_key as common_assert, dump_if_asked,
-    gate_with_login, ProxyTrap, DEADLINE, MODEL,
+    scripted, ProxyTrap, Scripted, DEADLINE, MODEL,
 };
 use crate::common::gate::{Gate, TempDir};
-use crate::common::mock_upstream::{MockUpstream, Reply};
+use crate::common::mock_upstream::Reply;
 use crate::common::run::{installed, node22_dir, pinned_node22, run_with_deadline, Run};
 use crate::e2e_openai::{
     anthropic_stream, assert_upstream_saw_oauth_not_key as openai_assert, replayed_tool_call,
@@ -227,13 +227,13 @@ fn scenario(
     replies: Vec<Reply>,
 ) -> Option<(Vec<Value>, Vec<Value>, Project)> {
     let bin = opencode(test)?;
-    let mock = MockUpstream::start();
-    let expected = replies.len();
-    for r in replies {
-        mock.enqueue("/v1/messages", r);
-    }
-    let (gate, key) = gate_with_login(&mock);
-    let trap = ProxyTrap::start();
+    let Scripted {
+        trap,
+        gate,
+        key,
+        mock,
+        scripted: expected,
+    } = scripted(replies);
     let project = Project::new(files, true);
     let run = run_opencode(&bin, provider, &gate, &key, &trap, &project, prompt);
     dump_if_asked(&mock.requests(), &gate, Some(&run));
@@ -515,10 +515,13 @@ fn opencode_plugin_install_is_caught_by_the_trap_without_the_mark() {
     let Some(bin) = opencode(test) else {
         return;
     };
-    let mock = MockUpstream::start();
-    mock.enqueue("/v1/messages", sse(&[Block::Text(HELLO)], "end_turn"));
-    let (gate, key) = gate_with_login(&mock);
-    let trap = ProxyTrap::start();
+    let Scripted {
+        trap,
+        gate,
+        key,
+        mock,
+        ..
+    } = scripted(vec![sse(&[Block::Text(HELLO)], "end_turn")]);
     let project = Project::new(&[], false);
     let run = run_opencode(
         &bin,

@@ -1,14 +1,15 @@
 //! What the end-to-end tests of real clients (`e2e_clients`, `e2e_openai`, `e2e_ai_sdk`,
 //! `e2e_opencode`) share: the deadline for a client process, the model they ask for, the gate
-//! they talk to, the checks every client's traffic must pass on its way through claudegate, and
-//! a proxy trap that catches any connection a client tries beyond loopback.
+//! they talk to (with a scripted mock and the trap, for one run), the checks every client's
+//! traffic must pass on its way through claudegate, and a proxy trap that catches any
+//! connection a client tries beyond loopback.
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::gate::{logged_in, Gate, STORED_ACCESS_TOKEN};
-use super::mock_upstream::{MockUpstream, Recorded};
+use super::mock_upstream::{MockUpstream, Recorded, Reply};
 use super::run::Run;
 
 /// Longest any client process may run before it (and its process group) is killed.
@@ -21,6 +22,35 @@ pub const ACCESS_TOKEN: &str = STORED_ACCESS_TOKEN;
 /// claudegate in front of `mock`, logged in with [`ACCESS_TOKEN`]; returns it and a key.
 pub fn gate_with_login(mock: &MockUpstream) -> (Gate, String) {
     logged_in(&mock.url(), json!({}))
+}
+
+/// A scripted client run's surroundings: the mock with replies queued for `/v1/messages`
+/// (`scripted` of them, for [`assert_only_scripted_calls`]), claudegate logged in in front of
+/// it and its key, and the proxy trap the client is pointed at.
+pub struct Scripted {
+    pub trap: ProxyTrap,
+    pub gate: Gate,
+    pub key: String,
+    pub mock: MockUpstream,
+    pub scripted: usize,
+}
+
+/// A fresh mock answering `/v1/messages` with `replies` in turn, a gate in front of it and a
+/// proxy trap.
+pub fn scripted(replies: Vec<Reply>) -> Scripted {
+    let mock = MockUpstream::start();
+    let scripted = replies.len();
+    for r in replies {
+        mock.enqueue("/v1/messages", r);
+    }
+    let (gate, key) = gate_with_login(&mock);
+    Scripted {
+        trap: ProxyTrap::start(),
+        gate,
+        key,
+        mock,
+        scripted,
+    }
 }
 
 /// The JSON lines a test script (`tests/e2e/*.py`, `*.mjs`) printed: its first line, the
