@@ -107,11 +107,6 @@ impl<'a> Request<'a> {
             history: root.get(history),
         })
     }
-
-    /// The parameters as one object (what the Responses API echoes back).
-    pub fn params_value(&self) -> Value {
-        Value::Object(self.params.clone())
-    }
 }
 
 /// A door's translation of a `Value` (the tests' and fuzz targets' entry point): `req`

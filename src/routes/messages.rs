@@ -23,12 +23,13 @@ use crate::backends::abandon;
 use crate::backends::oauth::{Native, Prepared};
 use crate::backends::upstream;
 use crate::base::error::{ApiError, ErrorKind, Protocol, UpstreamError};
-use crate::base::jsonspan;
+use crate::base::jsonspan::{self, Grammar};
 use crate::base::log;
 use crate::guard::keys::KeyInfo;
 use crate::http::stream::RawResponse;
 use crate::http::{self, Cors, Reply};
-use crate::routes::openai::SseOut;
+use crate::routes::not_json;
+use crate::routes::openai::{named, SseOut};
 use crate::routes::relay::{self, StreamEnd};
 use crate::routes::state::State;
 
@@ -88,8 +89,7 @@ fn cli(state: &State, mut rq: Request, owner: &str, cors: &Cors) -> u16 {
     let mut out = SseOut::lazy(rq, cors);
     let _streaming = crate::observe::metrics::METRICS.stream();
     let result = state.cli.run_messages(&req, owner, &mut |ev| {
-        out.buf
-            .extend_from_slice(format!("event: {}\ndata: {}\n\n", ev.name, ev.data).as_bytes());
+        named(&mut out.buf, &ev.name, &ev.data);
         out.flush()
     });
     if let Err(e) = result {
@@ -112,14 +112,7 @@ fn read_json_object(state: &State, rq: &mut Request) -> Result<serde_json::Value
     let body = http::body::read_body(rq, state.config.max_body_bytes, &state.bodies)?;
     match serde_json::from_slice::<serde_json::Value>(&body.bytes) {
         Ok(v @ serde_json::Value::Object(_)) => Ok(v),
-        Ok(_) => Err(ApiError::new(
-            ErrorKind::InvalidRequest,
-            "the request body must be a JSON object",
-        )),
-        Err(e) => Err(ApiError::new(
-            ErrorKind::InvalidRequest,
-            format!("the request body is not valid JSON: {e}"),
-        )),
+        _ => Err(not_json(&body.bytes, Grammar::Value)),
     }
 }
 
@@ -139,11 +132,7 @@ fn prepare<'a>(
         )
     })?;
     let Some(members) = jsonspan::object_members(text) else {
-        let why = match serde_json::from_str::<serde::de::IgnoredAny>(text) {
-            Err(e) => format!("the request body is not valid JSON: {e}"),
-            Ok(_) => "the request body must be a JSON object".into(),
-        };
-        return Err(ApiError::new(ErrorKind::InvalidRequest, why));
+        return Err(not_json(&body.bytes, Grammar::Raw));
     };
     // The model for the audit log and the model's cooldown, read from the spans already
     // found (no second parse).

@@ -22,6 +22,7 @@ use crate::http::stream::RawResponse;
 use crate::http::{self, Cors};
 use crate::observe::metrics::METRICS;
 use crate::openai::{chat, responses};
+use crate::routes::not_json;
 use crate::routes::state::State;
 
 /// Which OpenAI API the request came in on.
@@ -42,7 +43,10 @@ pub fn handle(state: &State, mut rq: Request, key: &KeyInfo, door: Door, cors: &
         Backend::ClaudeCli => {
             let req: Value = match serde_json::from_slice(&body.bytes) {
                 Ok(v @ Value::Object(_)) => v,
-                _ => return http::fail(rq, not_json(&body.bytes), Protocol::OpenAi, cors),
+                _ => {
+                    let err = not_json(&body.bytes, Grammar::Value);
+                    return http::fail(rq, err, Protocol::OpenAi, cors);
+                }
             };
             drop(body);
             if let Some(model) = req.get("model").and_then(Value::as_str) {
@@ -51,18 +55,6 @@ pub fn handle(state: &State, mut rq: Request, key: &KeyInfo, door: Door, cors: &
             cli(state, rq, &req, &key.label, door, cors)
         }
     }
-}
-
-/// Why a body is not a JSON object, in serde_json's words (the scan of [`translate`] accepts
-/// exactly what serde_json accepts, so this is asked only once a body is known to be wrong).
-fn not_json(bytes: &[u8]) -> ApiError {
-    let why = match serde_json::from_slice::<Value>(bytes) {
-        Err(e) => format!("the request body is not valid JSON: {e}"),
-        // Only a text over 4 GiB, which the scan does not take.
-        Ok(Value::Object(_)) => "the request body is too large to translate (4 GiB at most)".into(),
-        Ok(_) => "the request body must be a JSON object".into(),
-    };
-    ApiError::new(ErrorKind::InvalidRequest, why)
 }
 
 /// A translated request: its Anthropic JSON, and what the answer needs to know.
@@ -81,8 +73,11 @@ struct Translation {
 }
 
 /// Reads the client's JSON text once ([`Doc`]) and writes the Anthropic request: the
-/// conversation's text is copied over as the client wrote it, never decoded.
+/// conversation's text is copied over as the client wrote it, never decoded. The scan accepts
+/// exactly what serde_json's `Value` accepts, so a body it refuses is told why in serde_json's
+/// words ([`not_json`]).
 fn translate(state: &State, bytes: &[u8], door: Door) -> Result<Translation, ApiError> {
+    let not_json = |bytes| not_json(bytes, Grammar::Value);
     let text = std::str::from_utf8(bytes).map_err(|_| not_json(bytes))?;
     let doc = Doc::parse(text, Grammar::Value).ok_or_else(|| not_json(bytes))?;
     let history = match door {
@@ -444,7 +439,9 @@ fn data_line(out: &mut Vec<u8>, v: &Value) {
     out.extend_from_slice(b"\n\n");
 }
 
-fn named(out: &mut Vec<u8>, name: &str, v: &Value) {
+/// One named SSE event (`event:` and `data:` lines); also the CLI backend's `/v1/messages`
+/// stream (`routes::messages`).
+pub(super) fn named(out: &mut Vec<u8>, name: &str, v: &Value) {
     out.extend_from_slice(b"event: ");
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\ndata: ");
@@ -545,4 +542,22 @@ fn sse_headers() -> Vec<(String, String)> {
         ("Cache-Control".into(), "no-cache".into()),
         ("X-Accel-Buffering".into(), "no".into()),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// `named` writes what `format!` with `Value`'s `Display` wrote before (the CLI backend's
+    /// `/v1/messages` stream used that).
+    #[test]
+    fn named_writes_the_bytes_display_writes() {
+        let data = json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "text_delta", "text": "é \"quoted\"\n\u{2028}😀"}, "n": -1.5e-7});
+        let mut out = Vec::new();
+        named(&mut out, "content_block_delta", &data);
+        let before = format!("event: {}\ndata: {}\n\n", "content_block_delta", data);
+        assert_eq!(String::from_utf8(out).unwrap(), before);
+    }
 }

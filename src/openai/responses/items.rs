@@ -79,10 +79,10 @@ fn convert_item<'a>(
     if !item.is_object() {
         return Err(TranslateError::new(p, "each input item must be an object"));
     }
+    let not_string =
+        |k: &str| TranslateError::new(format!("{p}.{k}"), format!("`{k}` must be a string"));
     let str_field = |k: &str| -> Result<Cow<'a, str>, TranslateError> {
-        string(item, k).ok_or_else(|| {
-            TranslateError::new(format!("{p}.{k}"), format!("`{k}` must be a string"))
-        })
+        string(item, k).ok_or_else(|| not_string(k))
     };
     match string(item, "type").as_deref() {
         // A `type` that is not a string reads as none, as it did from a `Value`.
@@ -109,8 +109,11 @@ fn convert_item<'a>(
             );
         }
         Some("function_call_output" | "custom_tool_call_output") => {
-            str_field("call_id")?;
-            let tool_use_id = item.get("call_id").and_then(Str::of);
+            // Kept as written (no unescaping): the id goes back out in the same JSON text.
+            let tool_use_id = item
+                .get("call_id")
+                .and_then(Str::of)
+                .ok_or_else(|| not_string("call_id"))?;
             let pp = format!("{p}.output");
             let content = match item.get("output") {
                 Some(o) if o.is_str("") => None,
@@ -127,7 +130,7 @@ fn convert_item<'a>(
             turns.push(
                 "user",
                 vec![Block::ToolResult {
-                    tool_use_id: tool_use_id.unwrap_or(Str::Own(String::new())),
+                    tool_use_id,
                     content,
                     cache_control: None,
                 }],
@@ -320,4 +323,44 @@ pub(super) fn decode_reasoning(content: &str) -> Option<Value> {
     }
     block.insert("type".into(), kind);
     Some(Value::Object(block))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base::jsonspan::{Doc, Grammar};
+    use crate::openai::body::Body;
+
+    /// A tool result must name its call by a string `call_id`, which goes over as written.
+    #[test]
+    fn a_tool_result_needs_its_call_id() {
+        let convert = |output: Value| {
+            let input = json!([
+                {"type": "function_call", "call_id": "toolu_\u{e9}", "name": "f", "arguments": "{}"},
+                output,
+            ])
+            .to_string();
+            let doc = Doc::parse(&input, Grammar::Value).unwrap();
+            convert_input(Some(doc.root()), &ToolTable::default()).map(|(_, messages)| {
+                let body = Body {
+                    messages,
+                    ..Body::default()
+                };
+                body.to_value()["messages"].clone()
+            })
+        };
+        for call_id in [None, Some(json!(7)), Some(json!(null))] {
+            let mut output = json!({"type": "function_call_output", "output": "x"});
+            if let Some(id) = call_id {
+                output["call_id"] = id;
+            }
+            let e = convert(output).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some("input[1].call_id"));
+            assert_eq!(e.message, "`call_id` must be a string");
+        }
+        let output =
+            json!({"type": "function_call_output", "call_id": "toolu_\u{e9}", "output": "x"});
+        let turns = convert(output).unwrap();
+        assert_eq!(turns[1]["content"][0]["tool_use_id"], "toolu_\u{e9}");
+    }
 }
