@@ -160,7 +160,7 @@ impl Health {
     pub fn limited(
         &mut self,
         now: u64,
-        seen: Option<Snapshot>,
+        seen: Option<&Snapshot>,
         fallback: Option<u64>,
         reason: &str,
     ) {
