@@ -169,6 +169,7 @@ impl Snapshot {
             "observed_at": clock::rfc3339(observed_at),
             "windows": self.windows.iter().map(Window::to_json).collect::<Vec<_>>(),
             "representative_claim": self.representative_claim,
+            "representative_window": self.representative_claim.as_deref().map(window_name),
             "overage": self.overage,
             "fallback": self.fallback,
         })
@@ -178,7 +179,7 @@ impl Snapshot {
 /// The `usage` object when nothing was seen yet.
 pub fn unknown_json() -> Value {
     json!({"source": null, "observed_at": null, "windows": [], "representative_claim": null,
-           "overage": null, "fallback": null})
+           "representative_window": null, "overage": null, "fallback": null})
 }
 
 /// A reset time worth waiting for: in the future and at most [`MAX_RETRY_AFTER`] (eight days,
@@ -423,6 +424,23 @@ mod tests {
         assert!(s.rejected().is_empty());
         let j = s.to_json("headers", 0);
         assert_eq!(j["windows"][2]["resets_at"], "2025-08-08T14:00:00Z");
+        assert_eq!(j["representative_claim"], "seven_day");
+        assert_eq!(j["representative_window"], "7d");
+    }
+
+    /// The binding window is named as the windows are, so the status page can mark it: the
+    /// claim `seven_day_overage_included` is the `7d_oi` window (a name no prefix swap gives).
+    #[test]
+    fn the_representative_window_is_named_as_the_windows_are() {
+        let h = headers(&[
+            ("7d_oi-utilization", "0.4"),
+            ("representative-claim", "seven_day_overage_included"),
+        ]);
+        let j = from_headers(&h).unwrap().to_json("headers", 0);
+        assert_eq!(j["representative_window"], "7d_oi");
+        assert_eq!(j["windows"][0]["name"], j["representative_window"]);
+        assert!(unknown_json()["representative_window"].is_null());
+        assert!(Snapshot::default().to_json("headers", 0)["representative_window"].is_null());
     }
 
     #[test]
