@@ -76,16 +76,6 @@ impl Window {
         }
     }
 
-    /// Whether the window limits requests for `model` (a model id or alias): a window of every
-    /// model does; a model-specific one only for its family.
-    pub fn limits(&self, model: Option<&str>) -> bool {
-        match (&self.model, model) {
-            (None, _) => true,
-            (Some(family), Some(asked)) => same_family(family, asked),
-            (Some(_), None) => false,
-        }
-    }
-
     /// Whether this window says there is room now: reported, not rejected, under 100 %.
     pub fn has_room(&self) -> bool {
         self.status != Some("rejected")
@@ -100,6 +90,17 @@ impl Window {
             "resets_at": self.resets_at.map(clock::rfc3339),
             "model": self.model,
         })
+    }
+}
+
+/// Whether a limit on the model family `family` (`None`: every model; a window's or a
+/// cooldown's `model`) holds back a request for `asked` (a model id or alias; `None`: a call
+/// that names no model): a limit on every model does; a family's only for that family.
+pub fn covers(family: Option<&str>, asked: Option<&str>) -> bool {
+    match (family, asked) {
+        (None, _) => true,
+        (Some(family), Some(asked)) => same_family(family, asked),
+        (Some(_), None) => false,
     }
 }
 
@@ -461,9 +462,11 @@ mod tests {
         assert_eq!(rejected.len(), 1);
         assert_eq!(rejected[0].name, "7d_opus");
         assert_eq!(rejected[0].model.as_deref(), Some("opus"));
-        assert!(rejected[0].limits(Some("claude-opus-4-6")));
-        assert!(!rejected[0].limits(Some("claude-sonnet-4-6")));
-        assert!(!rejected[0].limits(None));
+        let family = rejected[0].model.as_deref();
+        assert!(covers(family, Some("claude-opus-4-6")));
+        assert!(!covers(family, Some("claude-sonnet-4-6")));
+        assert!(!covers(family, None));
+        assert!(covers(None, None), "a window of every model");
         assert_eq!(
             s.window("7d_sonnet").unwrap().model.as_deref(),
             Some("sonnet")
