@@ -408,6 +408,12 @@ pub fn header<'a>(resp: &'a Response<Body>, name: &str) -> Option<&'a str> {
     resp.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The wait `resp` asks for in its `retry-after`, in seconds (the HTTP-date form is not read);
+/// unbounded: each caller caps it.
+pub fn retry_after_s(resp: &Response<Body>) -> Option<u64> {
+    header(resp, "retry-after").and_then(|v| v.trim().parse::<u64>().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

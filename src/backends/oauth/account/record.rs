@@ -7,8 +7,7 @@ use crate::anthropic::ratelimit::{self, Snapshot};
 use crate::anthropic::usage::Usage;
 use crate::backends::oauth::account::Account;
 use crate::backends::oauth::health::{
-    cooldown_from_headers, failure_classes, refused, Health, DEFAULT_RATE_LIMIT_S,
-    FORBIDDEN_COOLDOWN_S,
+    cooldown_from_headers, refused, Health, DEFAULT_RATE_LIMIT_S, FORBIDDEN_COOLDOWN_S,
 };
 use crate::backends::oauth::refusals::Refusal;
 use crate::base::clock;
@@ -62,11 +61,6 @@ impl Account {
     /// booked already).
     pub fn record_refusal(&self, refusal: Refusal) {
         refused(&mut lock(&self.health), refusal);
-    }
-
-    /// Failure counts by class (see [`failure_classes`]).
-    pub fn failure_classes(&self) -> Vec<(&'static str, u64)> {
-        failure_classes(&lock(&self.health))
     }
 
     /// A rate-limit `error` event inside a 200 stream: the account is limited all the same.
