@@ -76,16 +76,6 @@ impl Window {
         }
     }
 
-    /// Whether the window limits requests for `model` (a model id or alias): a window of every
-    /// model does; a model-specific one only for its family.
-    pub fn limits(&self, model: Option<&str>) -> bool {
-        match (&self.model, model) {
-            (None, _) => true,
-            (Some(family), Some(asked)) => same_family(family, asked),
-            (Some(_), None) => false,
-        }
-    }
-
     /// Whether this window says there is room now: reported, not rejected, under 100 %.
     pub fn has_room(&self) -> bool {
         self.status != Some("rejected")
@@ -100,6 +90,17 @@ impl Window {
             "resets_at": self.resets_at.map(clock::rfc3339),
             "model": self.model,
         })
+    }
+}
+
+/// Whether a limit on the model family `family` (`None`: every model; a window's or a
+/// cooldown's `model`) holds back a request for `asked` (a model id or alias; `None`: a call
+/// that names no model): a limit on every model does; a family's only for that family.
+pub fn covers(family: Option<&str>, asked: Option<&str>) -> bool {
+    match (family, asked) {
+        (None, _) => true,
+        (Some(family), Some(asked)) => same_family(family, asked),
+        (Some(_), None) => false,
     }
 }
 
@@ -169,6 +170,7 @@ impl Snapshot {
             "observed_at": clock::rfc3339(observed_at),
             "windows": self.windows.iter().map(Window::to_json).collect::<Vec<_>>(),
             "representative_claim": self.representative_claim,
+            "representative_window": self.representative_claim.as_deref().map(window_name),
             "overage": self.overage,
             "fallback": self.fallback,
         })
@@ -178,7 +180,7 @@ impl Snapshot {
 /// The `usage` object when nothing was seen yet.
 pub fn unknown_json() -> Value {
     json!({"source": null, "observed_at": null, "windows": [], "representative_claim": null,
-           "overage": null, "fallback": null})
+           "representative_window": null, "overage": null, "fallback": null})
 }
 
 /// A reset time worth waiting for: in the future and at most [`MAX_RETRY_AFTER`] (eight days,
@@ -423,6 +425,23 @@ mod tests {
         assert!(s.rejected().is_empty());
         let j = s.to_json("headers", 0);
         assert_eq!(j["windows"][2]["resets_at"], "2025-08-08T14:00:00Z");
+        assert_eq!(j["representative_claim"], "seven_day");
+        assert_eq!(j["representative_window"], "7d");
+    }
+
+    /// The binding window is named as the windows are, so the status page can mark it: the
+    /// claim `seven_day_overage_included` is the `7d_oi` window (a name no prefix swap gives).
+    #[test]
+    fn the_representative_window_is_named_as_the_windows_are() {
+        let h = headers(&[
+            ("7d_oi-utilization", "0.4"),
+            ("representative-claim", "seven_day_overage_included"),
+        ]);
+        let j = from_headers(&h).unwrap().to_json("headers", 0);
+        assert_eq!(j["representative_window"], "7d_oi");
+        assert_eq!(j["windows"][0]["name"], j["representative_window"]);
+        assert!(unknown_json()["representative_window"].is_null());
+        assert!(Snapshot::default().to_json("headers", 0)["representative_window"].is_null());
     }
 
     #[test]
@@ -443,9 +462,11 @@ mod tests {
         assert_eq!(rejected.len(), 1);
         assert_eq!(rejected[0].name, "7d_opus");
         assert_eq!(rejected[0].model.as_deref(), Some("opus"));
-        assert!(rejected[0].limits(Some("claude-opus-4-6")));
-        assert!(!rejected[0].limits(Some("claude-sonnet-4-6")));
-        assert!(!rejected[0].limits(None));
+        let family = rejected[0].model.as_deref();
+        assert!(covers(family, Some("claude-opus-4-6")));
+        assert!(!covers(family, Some("claude-sonnet-4-6")));
+        assert!(!covers(family, None));
+        assert!(covers(None, None), "a window of every model");
         assert_eq!(
             s.window("7d_sonnet").unwrap().model.as_deref(),
             Some("sonnet")

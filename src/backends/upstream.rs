@@ -247,7 +247,6 @@ impl Stage {
         use std::io::ErrorKind as K;
         match e {
             ureq::Error::HostNotFound => Stage::Dns,
-            ureq::Error::Timeout(_) => Stage::Timeout,
             e if crate::base::error::is_timeout(e) => Stage::Timeout,
             ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::TlsRequired => Stage::Tls,
             ureq::Error::Pem(_) => Stage::Tls,
@@ -379,11 +378,15 @@ pub fn read_error_body(resp: &mut Response<Body>) -> Vec<u8> {
     out
 }
 
-/// What a non-2xx answer to our own housekeeping call says, for a log line: the upstream's
-/// message (read from the capped body), at most 300 characters, secrets redacted.
+/// What a non-2xx answer to our own housekeeping call says, for a log line (see [`said_in`]).
 pub fn error_said(status: u16, resp: &mut Response<Body>) -> String {
-    let body = read_error_body(resp);
-    let said: String = crate::base::error::ApiError::from_upstream(status, &body)
+    said_in(status, &read_error_body(resp))
+}
+
+/// The upstream's message in a non-2xx answer's `body`, at most 300 characters, secrets
+/// redacted.
+pub fn said_in(status: u16, body: &[u8]) -> String {
+    let said: String = crate::base::error::ApiError::from_upstream(status, body)
         .message
         .chars()
         .take(300)
@@ -403,6 +406,12 @@ pub fn returned_headers(resp: &Response<Body>) -> Vec<(String, String)> {
 /// A header of `resp` as text.
 pub fn header<'a>(resp: &'a Response<Body>, name: &str) -> Option<&'a str> {
     resp.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The wait `resp` asks for in its `retry-after`, in seconds (the HTTP-date form is not read);
+/// unbounded: each caller caps it.
+pub fn retry_after_s(resp: &Response<Body>) -> Option<u64> {
+    header(resp, "retry-after").and_then(|v| v.trim().parse::<u64>().ok())
 }
 
 #[cfg(test)]

@@ -230,7 +230,7 @@ const LIVE_USAGE_WAIT: Duration = Duration::from_secs(10);
 /// The usage lines of `status`: where they come from, a line per window, and the cooldowns the
 /// server saved (see the module docs).
 fn usage_lines(config: &Config, t: &Token, now: u64) -> Vec<(String, String)> {
-    let usable = t.needs_login.is_none() && t.expires_at.is_none_or(|e| e > now);
+    let usable = LoginState::of(Some(t), now) == LoginState::Ok;
     let wait = Duration::from_millis(config.timeouts.response_ms).min(LIVE_USAGE_WAIT);
     let live = usable.then(|| {
         let upstream = crate::backends::upstream::Upstream::new(config);

@@ -37,7 +37,7 @@ pub fn metrics(state: &State) -> Reply {
         cooldown_until: account.cooldown_until,
         ratelimit: account.ratelimit,
         windows: account.windows,
-        failure_classes: state.oauth.account.failure_classes(),
+        failure_classes: account.failure_classes,
     });
     let mut reply = Reply::json(200, page.into_bytes());
     reply.headers = vec![(

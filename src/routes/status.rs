@@ -15,10 +15,9 @@
 //! whatever the account adds to it — usage windows, cooldowns, failure classes — reaches the
 //! page unchanged), the per-key totals of the audit log for today and for the last 7 UTC days
 //! ([`crate::observe::audit::totals`], the figures `claudegate usage` prints), the version and
-//! the uptime. The page interprets the unified rate-limit headers itself only when the account
-//! gives no `usage` (the `anthropic-ratelimit-unified-{5h,7d,…}-{utilization,reset,status}`
-//! names, utilisation a fraction and reset in Unix seconds, as public reports of the headers
-//! describe them: anthropics/claude-code#12829, lidge-jun/opencodex#3809).
+//! the uptime. The page interprets nothing itself: the usage windows, the binding one
+//! (`representative_window`) and the cooldowns come understood from
+//! [`crate::anthropic::ratelimit`] and the account.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

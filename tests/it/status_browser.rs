@@ -403,6 +403,7 @@ fn contract(advanced: bool) -> Value {
                          "resets_at": null, "model": null},
                     ],
                     "representative_claim": "five_hour",
+                    "representative_window": "5h",
                     "overage": {"status": "rejected", "disabled_reason": "org_level_disabled"},
                 },
                 "cooldowns": [

@@ -274,24 +274,36 @@ impl Account {
     }
 
     /// A credential for one upstream call for `model` (an id or alias, as the request names
-    /// it): refused while the whole account, or that model's family, cools down.
+    /// it): refused while the whole account, or that model's family, cools down. A login that
+    /// needs renewing is said first: a cooldown may last days, and waiting it out would not help.
     pub fn credential_for(&self, model: Option<&str>) -> Result<Credential, Unavailable> {
         self.reload_if_changed();
         let now = clock::unix_now();
-        if let Some(c) = lock(&self.health).cooling(model, now) {
-            return Err(Unavailable::cooling(c, now));
+        {
+            let h = lock(&self.health);
+            if let Some(why) = &h.needs_login {
+                return Err(Unavailable::NeedsLogin(why.clone()));
+            }
+            if let Some(c) = h.cooling(model, now) {
+                return Err(Unavailable::cooling(c, now));
+            }
         }
-        self.login_credential()
+        self.credential_now(now)
     }
 
     /// A credential whatever the cooldowns (for the usage endpoint, whose answer is how a
     /// cooldown ends early), refreshing first when the token is about to expire.
     pub fn login_credential(&self) -> Result<Credential, Unavailable> {
         self.reload_if_changed();
-        let now = clock::unix_now();
         if let Some(why) = &lock(&self.health).needs_login {
             return Err(Unavailable::NeedsLogin(why.clone()));
         }
+        self.credential_now(clock::unix_now())
+    }
+
+    /// The loaded token as a credential, refreshed first when it is about to expire (the
+    /// callers have reloaded the file and checked the health).
+    fn credential_now(&self, now: u64) -> Result<Credential, Unavailable> {
         let (cred, expires_at, refreshable) = {
             let slot = lock(&self.slot);
             let Some(t) = &slot.token else {

@@ -94,7 +94,7 @@ impl Health {
     pub fn cooling(&self, model: Option<&str>, now: u64) -> Option<&Cooldown> {
         self.cooldowns
             .iter()
-            .filter(|c| c.until > now && covers(c, model))
+            .filter(|c| c.until > now && ratelimit::covers(c.model.as_deref(), model))
             .max_by_key(|c| c.until)
     }
 
@@ -160,7 +160,7 @@ impl Health {
     pub fn limited(
         &mut self,
         now: u64,
-        seen: Option<Snapshot>,
+        seen: Option<&Snapshot>,
         fallback: Option<u64>,
         reason: &str,
     ) {
@@ -202,14 +202,6 @@ impl Health {
             model: None,
             since: now,
         });
-    }
-}
-
-fn covers(c: &Cooldown, model: Option<&str>) -> bool {
-    match (&c.model, model) {
-        (None, _) => true,
-        (Some(family), Some(asked)) => ratelimit::same_family(family, asked),
-        (Some(_), None) => false,
     }
 }
 

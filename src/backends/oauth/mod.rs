@@ -307,8 +307,7 @@ impl OauthBackend {
             }
             if upstream::transient_status(status) && attempt < self.max_retries {
                 attempt += 1;
-                let wait = upstream::header(&resp, "retry-after")
-                    .and_then(|v| v.trim().parse::<u64>().ok())
+                let wait = upstream::retry_after_s(&resp)
                     .map(Duration::from_secs)
                     .filter(|d| *d <= MAX_RETRY_WAIT)
                     .unwrap_or_else(|| backoff(attempt));
@@ -383,12 +382,10 @@ impl OauthBackend {
             if let Some(refusal) = refusals::of_body(status, &body) {
                 err.kind = refusal.kind(); // the relay shows the upstream's own status
             }
-            return Err(
-                match upstream::header(&resp, "retry-after").and_then(|v| v.trim().parse().ok()) {
-                    Some(secs) => err.retry_after(secs),
-                    None => err,
-                },
-            );
+            return Err(match upstream::retry_after_s(&resp) {
+                Some(secs) => err.retry_after(secs),
+                None => err,
+            });
         }
         let mut reader = EventReader::new(resp.into_body().into_reader());
         let mut collector = Collector::new();

@@ -23,7 +23,6 @@ use super::usage;
 use crate::anthropic::ratelimit::{self, Snapshot};
 use crate::backends::upstream::{self, Stage, Upstream};
 use crate::base::clock;
-use crate::base::error::ApiError;
 use crate::base::redact::redact;
 
 /// The model list, one model: the cheapest answer that proves a login works.
@@ -147,10 +146,8 @@ fn ask(
 /// A refusal's message (redacted, at most 300 characters) and the refusal it is, if known.
 fn refusal_of(status: u16, resp: &mut Response<Body>) -> (String, Option<Refusal>) {
     let body = upstream::read_error_body(resp);
-    let message: String = ApiError::from_upstream(status, &body)
-        .message
-        .chars()
-        .take(300)
-        .collect();
-    (redact(&message), refusals::of_body(status, &body))
+    (
+        upstream::said_in(status, &body),
+        refusals::of_body(status, &body),
+    )
 }

@@ -74,9 +74,7 @@ pub fn read(
         .map_err(failed)?;
     let status = resp.status().as_u16();
     if !(200..300).contains(&status) {
-        let wait = upstream::header(&resp, "retry-after")
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s).min(MAX_BACKOFF));
+        let wait = upstream::retry_after_s(&resp).map(|s| Duration::from_secs(s).min(MAX_BACKOFF));
         let said = upstream::error_said(status, &mut resp);
         return Err(Failure {
             wait,

@@ -103,50 +103,16 @@
     return label;
   }
 
-  // The claim names windows the long way ("five_hour", "seven_day_opus"); windows are "5h"…
-  function claimWindow(claim) {
-    if (!claim) return null;
-    return String(claim).replace(/^five_hour/, "5h").replace(/^seven_day/, "7d");
-  }
-
-  // The account's usage as the contract gives it; else read from the raw unified headers
-  // (`ratelimit_unified`: "5h-utilization" -> "0.42", "5h-reset" -> Unix seconds, …).
-  function usageOf(a) {
-    if (a.usage && Array.isArray(a.usage.windows)) return a.usage;
-    const raw = a.ratelimit_unified;
-    if (!raw || typeof raw !== "object" || Object.keys(raw).length === 0) return null;
-    const byName = new Map();
-    const overage = {};
-    for (const [k, v] of Object.entries(raw)) {
-      if (k.startsWith("overage-")) { overage[k.slice(8)] = v; continue; }
-      const m = /^(.+)-(utilization|reset|status)$/.exec(k);
-      if (!m) continue;
-      const w = byName.get(m[1]) || { name: m[1], status: null, utilization: null, resets_at: null, model: null };
-      if (m[2] === "utilization") { const u = parseFloat(v); w.utilization = Number.isFinite(u) ? u : null; }
-      if (m[2] === "reset") w.resets_at = toMs(v) === null ? null : new Date(toMs(v)).toISOString();
-      if (m[2] === "status") w.status = v;
-      const model = /^\d+[hd]_(.+)$/.exec(m[1]);
-      if (model) w.model = model[1];
-      byName.set(m[1], w);
-    }
-    const order = (n) => (n === "5h" ? 0 : n === "7d" ? 1 : 2);
-    const windows = [...byName.values()].sort((x, y) => order(x.name) - order(y.name) || x.name.localeCompare(y.name));
-    return {
-      source: "headers", observed_at: null, windows,
-      representative_claim: raw["representative-claim"] || null,
-      overage: Object.keys(overage).length ? overage : null,
-    };
-  }
-
   const STATUS_WORDS = { allowed: "", allowed_warning: "nearly used up", rejected: "limit reached" };
 
-  function windowRow(w, claim) {
+  // `binding`: the name of the window that limits the account now (`representative_window`).
+  function windowRow(w, binding) {
     const u = typeof w.utilization === "number" && Number.isFinite(w.utilization) ? w.utilization : null;
     const pct = u === null ? null : Math.round(Math.min(Math.max(u, 0), 1) * 100);
     const reset = toMs(w.resets_at);
     const nodata = u === null && !w.status && reset === null;
     const classes = ["window", w.status || "", nodata ? "nodata" : "", u !== null && u >= 0.9 ? "high" : "",
-      claim && (claim === w.name || claim === claimWindow(w.name)) ? "representative" : ""];
+      w.name === binding ? "representative" : ""];
     const fill = el("div", { class: "fill" });
     fill.style.width = `${pct === null ? 0 : pct}%`;
     const detail = [];
@@ -185,12 +151,6 @@
   const withCode = (text) => text.split("`").map((part, i) => (i % 2 ? el("code", {}, part) : part));
   const SOURCES = { usage_endpoint: "From the usage endpoint", headers: "From the last response headers" };
 
-  function cooldownsOf(a) {
-    if (Array.isArray(a.cooldowns)) return a.cooldowns;
-    if (a.cooldown_until) return [{ until: a.cooldown_until, reason: a.cooldown_reason, window: null, model: null }];
-    return [];
-  }
-
   function account(a) {
     const state = a.state || "unknown";
     const card = el("article", { class: "account", data: { state } },
@@ -201,7 +161,7 @@
       el("p", { class: "explain" }, STATE_TEXT[state] ? withCode(STATE_TEXT[state]) : null,
         a.needs_login_reason ? ` (${a.needs_login_reason})` : null));
 
-    for (const c of cooldownsOf(a)) {
+    for (const c of a.cooldowns || []) {
       if (!card.querySelector(".cooldowns")) card.append(el("ul", { class: "cooldowns" }));
       const until = toMs(c.until);
       const scope = [c.window ? `window ${windowLabel({ name: c.window })}` : null, c.model ? `model ${c.model}` : null].filter(Boolean);
@@ -212,13 +172,12 @@
         scope.length ? ` — ${scope.join(", ")}` : null));
     }
 
-    const usage = usageOf(a);
+    const usage = a.usage;
     card.append(el("h3", {}, "Usage"));
     if (!usage || usage.windows.length === 0) {
       card.append(el("p", { class: "note" }, "Windows: no usage reported yet (it comes with the next answer from Anthropic)."));
     } else {
-      const claim = claimWindow(usage.representative_claim);
-      for (const w of usage.windows) card.append(windowRow(w, claim));
+      for (const w of usage.windows) card.append(windowRow(w, usage.representative_window));
       const seen = toMs(usage.observed_at);
       card.append(el("p", { class: "source" },
         SOURCES[usage.source] || (usage.source ? `From ${usage.source}` : "Source not reported"),
@@ -229,7 +188,7 @@
       }
     }
 
-    const classes = a.failure_classes || a.failures;
+    const classes = a.failure_classes;
     card.append(el("h3", {}, "Errors by class"));
     if (classes && typeof classes === "object" && Object.keys(classes).length) {
       const rows = Object.entries(classes)

@@ -7,7 +7,7 @@ use crate::anthropic::ratelimit::{self, Snapshot};
 use crate::anthropic::usage::Usage;
 use crate::backends::oauth::account::Account;
 use crate::backends::oauth::health::{
-    cooldown_from_headers, failure_classes, refused, DEFAULT_RATE_LIMIT_S, FORBIDDEN_COOLDOWN_S,
+    cooldown_from_headers, refused, Health, DEFAULT_RATE_LIMIT_S, FORBIDDEN_COOLDOWN_S,
 };
 use crate::backends::oauth::refusals::Refusal;
 use crate::base::clock;
@@ -24,61 +24,36 @@ impl Account {
         refusal: Option<Refusal>,
     ) {
         let now = clock::unix_now();
+        // Read the headers before taking the lock every worker shares.
+        let unified: Vec<(String, String)> = headers
+            .iter()
+            .filter_map(|(name, value)| {
+                let rest = name
+                    .to_ascii_lowercase()
+                    .strip_prefix("anthropic-ratelimit-unified-")?
+                    .to_string();
+                Some((rest, value.clone()))
+            })
+            .collect();
+        let seen = ratelimit::from_headers(headers);
         let mut h = lock(&self.health);
         h.requests += 1;
-        for (name, value) in headers {
-            if let Some(rest) = name
-                .to_ascii_lowercase()
-                .strip_prefix("anthropic-ratelimit-unified-")
-            {
-                if h.ratelimit.len() < 64 || h.ratelimit.contains_key(rest) {
-                    h.ratelimit.insert(rest.to_string(), value.clone());
-                }
+        for (rest, value) in unified {
+            if h.ratelimit.len() < 64 || h.ratelimit.contains_key(&rest) {
+                h.ratelimit.insert(rest, value);
             }
         }
-        let seen = ratelimit::from_headers(headers);
         if let Some(seen) = &seen {
             h.clear_where_room(seen, now, "the upstream's answer");
-            h.usage.headers = Some((seen.clone(), now));
+        }
+        match refusal {
+            Some(refusal) => refused(&mut h, refusal),
+            None => record_status(&mut h, status, headers, seen.as_ref(), now),
+        }
+        // Kept last, so the snapshot moves in instead of being copied.
+        if let Some(seen) = seen {
+            h.usage.headers = Some((seen, now));
             h.usage.unsaved = true;
-        }
-        if let Some(refusal) = refusal {
-            return refused(&mut h, refusal);
-        }
-        match status {
-            200..=299 => {
-                h.successes += 1;
-                h.last_success = Some(now);
-                h.refused.unblock();
-                // The whole account answers again; a model's cooldown waits for its window.
-                h.cooldowns.retain(|c| c.model.is_some());
-            }
-            429 => {
-                h.failures.rate_limit += 1;
-                let fallback = cooldown_from_headers(headers, now);
-                h.limited(now, seen, fallback, "upstream 429 rate_limit_error");
-                h.last_error = Some("rate_limit: upstream 429".into());
-            }
-            403 => {
-                h.failures.forbidden += 1;
-                h.cool_down(
-                    now,
-                    FORBIDDEN_COOLDOWN_S,
-                    "upstream 403: the account is not allowed to make this call",
-                );
-                h.last_error = Some("forbidden: upstream 403".into());
-            }
-            401 => h.failures.auth += 1,
-            s if crate::backends::upstream::transient_status(s) => {
-                h.failures.transient += 1;
-                h.last_error = Some(format!("transient: upstream {s}"));
-            }
-            s => {
-                h.failures.request += 1;
-                h.last_error = Some(format!(
-                    "request: upstream {s} (caused by the request; no cooldown)"
-                ));
-            }
         }
     }
 
@@ -88,19 +63,19 @@ impl Account {
         refused(&mut lock(&self.health), refusal);
     }
 
-    /// Failure counts by class (see [`failure_classes`]).
-    pub fn failure_classes(&self) -> Vec<(&'static str, u64)> {
-        failure_classes(&lock(&self.health))
-    }
-
     /// A rate-limit `error` event inside a 200 stream: the account is limited all the same.
     pub fn record_stream_rate_limit(&self, headers: &[(String, String)]) {
         let now = clock::unix_now();
+        let seen = ratelimit::from_headers(headers);
         let mut h = lock(&self.health);
         h.failures.rate_limit += 1;
         let fallback = cooldown_from_headers(headers, now).or(Some(DEFAULT_RATE_LIMIT_S));
-        let seen = ratelimit::from_headers(headers);
-        h.limited(now, seen, fallback, "rate_limit_error inside the stream");
+        h.limited(
+            now,
+            seen.as_ref(),
+            fallback,
+            "rate_limit_error inside the stream",
+        );
     }
 
     /// A failure to reach the upstream at all. A call the server shut down itself because its
@@ -137,5 +112,50 @@ impl Account {
             Err(_) => h.usage.endpoint_ok = false,
         }
         h.usage.unsaved = true;
+    }
+}
+
+/// What an answer's status (no refusal) says about the account; `seen`: its usage windows.
+fn record_status(
+    h: &mut Health,
+    status: u16,
+    headers: &[(String, String)],
+    seen: Option<&Snapshot>,
+    now: u64,
+) {
+    match status {
+        200..=299 => {
+            h.successes += 1;
+            h.last_success = Some(now);
+            h.refused.unblock();
+            // The whole account answers again; a model's cooldown waits for its window.
+            h.cooldowns.retain(|c| c.model.is_some());
+        }
+        429 => {
+            h.failures.rate_limit += 1;
+            let fallback = cooldown_from_headers(headers, now);
+            h.limited(now, seen, fallback, "upstream 429 rate_limit_error");
+            h.last_error = Some("rate_limit: upstream 429".into());
+        }
+        403 => {
+            h.failures.forbidden += 1;
+            h.cool_down(
+                now,
+                FORBIDDEN_COOLDOWN_S,
+                "upstream 403: the account is not allowed to make this call",
+            );
+            h.last_error = Some("forbidden: upstream 403".into());
+        }
+        401 => h.failures.auth += 1,
+        s if crate::backends::upstream::transient_status(s) => {
+            h.failures.transient += 1;
+            h.last_error = Some(format!("transient: upstream {s}"));
+        }
+        s => {
+            h.failures.request += 1;
+            h.last_error = Some(format!(
+                "request: upstream {s} (caused by the request; no cooldown)"
+            ));
+        }
     }
 }

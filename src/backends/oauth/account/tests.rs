@@ -201,3 +201,23 @@ fn cooldowns_follow_the_rejected_window() {
     assert!(end <= clock::unix_now() + MAX_COOLDOWN_S, "{end}");
     std::fs::remove_dir_all(path.parent().unwrap()).ok();
 }
+
+/// An account whose refresh token was rejected tells its clients to log in again even while
+/// it also cools down (a cooldown may last days; waiting it out would not help).
+#[test]
+fn needs_login_wins_over_a_cooldown() {
+    let (account, path) = unsaved_account("needs-login");
+    {
+        let mut h = lock(&account.health);
+        h.needs_login = Some("the refresh token was rejected".into());
+        h.cool_down(clock::unix_now(), MAX_COOLDOWN_S, "rate limited");
+    }
+    for r in [account.credential(), account.credential_for(Some("opus"))] {
+        assert!(matches!(r, Err(Unavailable::NeedsLogin(_))), "{r:?}");
+    }
+    assert!(matches!(
+        account.login_credential(),
+        Err(Unavailable::NeedsLogin(_))
+    ));
+    std::fs::remove_dir_all(path.parent().unwrap()).ok();
+}

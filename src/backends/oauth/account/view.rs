@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::anthropic::ratelimit::{self, Snapshot, Window};
 use crate::backends::oauth::account::Account;
-use crate::backends::oauth::health::{state_name, UsageSeen};
+use crate::backends::oauth::health::{failure_classes, state_name, UsageSeen};
 use crate::base::clock;
 use crate::base::sync::lock;
 
@@ -25,6 +25,8 @@ pub struct AccountGauges {
     pub ratelimit: std::collections::BTreeMap<String, String>,
     /// The usage windows shown (see the module docs).
     pub windows: Vec<Window>,
+    /// Failure counts by class ([`failure_classes`]).
+    pub failure_classes: Vec<(&'static str, u64)>,
 }
 
 impl UsageSeen {
@@ -67,8 +69,8 @@ impl UsageSeen {
 }
 
 impl Account {
-    /// State, cooldown end, last seen unified rate-limit values and usage windows, for
-    /// `/metrics`.
+    /// State, cooldown end, last seen unified rate-limit values, usage windows and failure
+    /// counts, for `/metrics` (read under one lock).
     pub fn gauges(&self) -> AccountGauges {
         self.reload_if_changed();
         let now = clock::unix_now();
@@ -83,6 +85,7 @@ impl Account {
                 .shown()
                 .map(|(_, s, _)| s.windows)
                 .unwrap_or_default(),
+            failure_classes: failure_classes(&h),
         }
     }
 
@@ -139,7 +142,7 @@ impl Account {
                 "request": f.request, "rate_limit": f.rate_limit, "forbidden": f.forbidden,
                 "auth": f.auth, "transient": f.transient,
             },
-            "failure_classes": crate::backends::oauth::health::failure_classes(&h)
+            "failure_classes": failure_classes(&h)
                 .into_iter()
                 .collect::<std::collections::BTreeMap<_, _>>(),
             "tokens": {
