@@ -146,7 +146,7 @@ impl CliBackend {
                 let cwd = call.work().to_string_lossy().into_owned();
                 let lines =
                     session::session_lines(&id, &cwd, &self.real_model(&model), &req.history);
-                call.write_session(&home, &id, &lines).map_err(|e| {
+                call.write_session(&id, &lines).map_err(|e| {
                     CliError::Failed(format!("cannot write the conversation's session file: {e}"))
                 })?;
                 Some(id)
@@ -171,22 +171,16 @@ impl CliBackend {
             tools,
             &req.thinking,
         );
-        let run = match Run::start(
+        // On any early return the call directory goes on drop, with the session file.
+        let run = Run::start(
             &mut cmd,
             &self.cfg.binary,
             prompt_line(&req.prompt).into_bytes(),
             &marker,
-        ) {
-            Ok(run) => run,
-            Err(e) => {
-                call.cleanup(&home);
-                return Err(e);
-            }
-        };
+        )?;
         let live = Live {
             run,
-            call,
-            home,
+            _call: call,
             calls,
             pending: Vec::new(),
             _slot: slot,

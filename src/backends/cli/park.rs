@@ -16,7 +16,6 @@
 //! Taking a process out of the lot and the timer's end both happen under the lot's lock, so a
 //! process is either resumed or ended, never both.
 
-use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -54,8 +53,8 @@ impl Drop for Slot {
 /// directory and frees the slot.
 pub(super) struct Live {
     pub(super) run: Run,
-    pub(super) call: CallDir,
-    pub(super) home: PathBuf,
+    /// Dropped after `run` (fields drop in order): the directory goes once the CLI has ended.
+    pub(super) _call: CallDir,
     /// The bridge's tool calls, as they arrive (none without tools).
     pub(super) calls: Option<Receiver<(ToolCall, Writer)>>,
     /// Calls that arrived but are not answered yet.
@@ -99,8 +98,7 @@ impl Live {
 
 impl Drop for Live {
     fn drop(&mut self) {
-        self.run.stop();
-        self.call.cleanup(&self.home);
+        self.run.stop(); // then `_call` drops, removing the directory
     }
 }
 

@@ -106,7 +106,7 @@ fn run(
         },
         &|| false,
     );
-    call.cleanup(&home);
+    drop(call); // the private directory goes
     match outcome {
         Ok(exit) => Ok((exit.status.code(), lines, exit.stderr)),
         Err(CliError::Timeout) => Err(format!(
