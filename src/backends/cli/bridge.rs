@@ -315,6 +315,8 @@ impl Bridge {
 
     /// Waits until `deadline` for the bridge to connect, taking only a peer of our own user for
     /// which `peer_ok(pid)` holds (the call's marker in its environment); others are dropped.
+    /// Gives up as soon as the socket's file is gone: the call ended (its directory removed)
+    /// before the bridge came, and no peer can connect any more.
     pub fn accept(&self, deadline: Instant, peer_ok: &dyn Fn(u32) -> bool) -> Option<UnixStream> {
         while Instant::now() < deadline {
             match self.listener.accept() {
@@ -329,6 +331,9 @@ impl Bridge {
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if std::fs::symlink_metadata(&self.path).is_err() {
+                        return None;
+                    }
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 Err(_) => return None,
@@ -586,5 +591,18 @@ mod tests {
         assert_eq!(calls.len(), 1);
         assert_eq!(calls[0].name, "Bash");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn the_wait_for_the_bridge_ends_with_the_call_directory() {
+        let dir = std::env::temp_dir().join(format!("cg-bridge-gone-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let b = Bridge::listen(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let t = Instant::now();
+        assert!(b
+            .accept(Instant::now() + Duration::from_secs(30), &|_| true)
+            .is_none());
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     }
 }

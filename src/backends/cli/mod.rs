@@ -440,8 +440,8 @@ fn bridge_called(
 
 /// Serves the request's tools to this call's CLI: the bridge's socket in the call directory,
 /// the `--mcp-config` file naming it (with the call's `marker`), and a thread that accepts the
-/// bridge (only a peer carrying the marker) until `deadline` and hands each tool call on.
-/// Returns the calls' channel and the config file's path.
+/// bridge (only a peer carrying the marker) until `deadline`, or until the call ends first
+/// (its directory, with the socket, removed), and hands each tool call on. Returns the calls' channel and the config file's path.
 fn serve_tools(
     call: &CallDir,
     cat: &Catalogue,
