@@ -118,11 +118,6 @@ impl CliBackend {
         self.run_request(&req, owner, on_event)
     }
 
-    /// How many CLI processes are parked now, waiting on their clients' tool results.
-    pub fn parked(&self) -> usize {
-        self.lot.len()
-    }
-
     fn run_request(
         &self,
         req: &CliRequest,
@@ -253,6 +248,7 @@ impl CliBackend {
                     model,
                     names,
                     live,
+                    timer: None,
                 };
                 let timeout = Duration::from_millis(self.cfg.park_timeout_ms);
                 self.lot.park(parked, self.cfg.max_parked_per_key, timeout);
