@@ -256,8 +256,7 @@ impl Transcript {
             .filter(|l| !l.is_empty())
             .collect();
         let last = said.iter().rev().take(3).rev().cloned().collect::<Vec<_>>();
-        let all = said.join("\n").to_lowercase();
-        if all.contains("not logged in") || all.contains("/login") {
+        if says_not_logged_in(&said.join("\n")) {
             return CliError::NotLoggedIn(how_to_log_in.to_string());
         }
         let code = status.map_or("no status".to_string(), |c| format!("status {c}"));
@@ -268,6 +267,13 @@ impl Transcript {
             format!("the Claude Code CLI exited ({code}) without an answer: {detail}")
         })
     }
+}
+
+/// Whether what the CLI printed (outside its JSON) says it is not logged in: a run that ended
+/// without an answer, or `claude auth status` without a login state.
+pub(super) fn says_not_logged_in(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    lower.contains("not logged in") || lower.contains("/login")
 }
 
 /// Maps a failed `result` to an error. The CLI says `subtype: success` even for API errors,
