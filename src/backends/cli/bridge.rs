@@ -24,6 +24,7 @@
 //! `[A-Za-z0-9_-]` kept, anything else `_`, at most [`MAX_NAME`] characters (so the full
 //! `mcp__cg__<name>` fits Anthropic's 64-character limit), a clash gets `_2`, `_3`, ….
 
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -51,6 +52,10 @@ const DEFAULT_PROTOCOL: &str = "2025-06-18";
 pub struct ToolNames {
     /// (client name, MCP name), in the request's order.
     rows: Vec<(String, String)>,
+    /// Row index by client name, and by MCP name (the first row of each wins, as a scan would
+    /// find it): a request may declare thousands of tools, so no lookup scans the rows.
+    by_client: HashMap<String, usize>,
+    by_mcp: HashMap<String, usize>,
 }
 
 impl ToolNames {
@@ -60,7 +65,11 @@ impl ToolNames {
     }
 
     pub fn new<'a>(client_names: impl IntoIterator<Item = &'a str>) -> ToolNames {
-        let mut rows: Vec<(String, String)> = Vec::new();
+        let mut names = ToolNames::default();
+        // The next suffix to try per sanitised name: the names taken only grow, so a suffix
+        // found taken once stays taken, and each name's search resumes where the last ended
+        // (many names that sanitise alike would otherwise cost a cubic number of compares).
+        let mut next: HashMap<String, usize> = HashMap::new();
         for name in client_names {
             let base: String = name
                 .chars()
@@ -72,32 +81,29 @@ impl ToolNames {
                 .collect();
             let base = if base.is_empty() { "tool".into() } else { base };
             let mut mcp = base.clone();
-            let mut n = 2;
-            while rows.iter().any(|(_, m)| *m == mcp) {
+            let n = next.entry(base.clone()).or_insert(2);
+            while names.by_mcp.contains_key(&mcp) {
                 let suffix = format!("_{n}");
                 let keep: String = base.chars().take(MAX_NAME - suffix.len()).collect();
                 mcp = format!("{keep}{suffix}");
-                n += 1;
+                *n += 1;
             }
-            rows.push((name.to_string(), mcp));
+            let row = names.rows.len();
+            names.by_client.entry(name.to_string()).or_insert(row);
+            names.by_mcp.insert(mcp.clone(), row);
+            names.rows.push((name.to_string(), mcp));
         }
-        ToolNames { rows }
+        names
     }
 
     /// The MCP name of a client tool.
     pub fn mcp(&self, client: &str) -> Option<&str> {
-        self.rows
-            .iter()
-            .find(|(c, _)| c == client)
-            .map(|(_, m)| m.as_str())
+        self.by_client.get(client).map(|&i| self.rows[i].1.as_str())
     }
 
     /// The client's name of an MCP tool name.
     pub fn client(&self, mcp: &str) -> Option<&str> {
-        self.rows
-            .iter()
-            .find(|(_, m)| m == mcp)
-            .map(|(c, _)| c.as_str())
+        self.by_mcp.get(mcp).map(|&i| self.rows[i].0.as_str())
     }
 
     /// The name the upstream sees for a client tool: `mcp__cg__<mcp name>`.
@@ -152,12 +158,9 @@ impl Catalogue {
                 return Err(refuse(i, "each tool needs an `input_schema` object"));
             }
         }
-        if let Some(dup) = names
-            .iter()
-            .enumerate()
-            .find(|(i, n)| names[..*i].contains(n))
-        {
-            return Err(refuse(dup.0, "two tools have the same name"));
+        let mut seen = HashSet::with_capacity(names.len());
+        if let Some(dup) = names.iter().position(|n| !seen.insert(*n)) {
+            return Err(refuse(dup, "two tools have the same name"));
         }
         let names = ToolNames::new(names.iter().copied());
         let tools = tools
@@ -312,6 +315,8 @@ impl Bridge {
 
     /// Waits until `deadline` for the bridge to connect, taking only a peer of our own user for
     /// which `peer_ok(pid)` holds (the call's marker in its environment); others are dropped.
+    /// Gives up as soon as the socket's file is gone: the call ended (its directory removed)
+    /// before the bridge came, and no peer can connect any more.
     pub fn accept(&self, deadline: Instant, peer_ok: &dyn Fn(u32) -> bool) -> Option<UnixStream> {
         while Instant::now() < deadline {
             match self.listener.accept() {
@@ -326,6 +331,9 @@ impl Bridge {
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if std::fs::symlink_metadata(&self.path).is_err() {
+                        return None;
+                    }
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 Err(_) => return None,
@@ -394,6 +402,47 @@ mod tests {
             n.allowed()
         );
         assert_ne!(n.mcp(&long), n.mcp(&long[..199]));
+    }
+
+    #[test]
+    fn many_names_that_sanitise_alike_get_unique_names_in_order() {
+        // Small cases, exactly: a declared name that looks like a suffix is skipped over.
+        let n = ToolNames::new(["a b", "a_b_3", "a.b", "a-b", "a?b", "a!b"]);
+        let got: Vec<&str> = n.rows.iter().map(|(_, m)| m.as_str()).collect();
+        assert_eq!(got, ["a_b", "a_b_3", "a_b_2", "a-b", "a_b_4", "a_b_5"]);
+        // Thousands that all sanitise to `a_` (and long ones cut to fit): each gets its own
+        // name, in the request's order, and maps back. (This was cubic in the count.)
+        let long = "y".repeat(60);
+        let clients: Vec<String> = (0..3000u32)
+            .map(|i| match char::from_u32(0x100 + i) {
+                Some(c) if i % 2 == 0 => format!("a{c}"),
+                Some(c) => format!("{long}{c}"),
+                None => unreachable!(),
+            })
+            .collect();
+        let n = ToolNames::new(clients.iter().map(String::as_str));
+        let mcp: Vec<&str> = clients.iter().map(|c| n.mcp(c).unwrap()).collect();
+        let unique: HashSet<&str> = mcp.iter().copied().collect();
+        assert_eq!(unique.len(), clients.len());
+        assert_eq!(
+            &mcp[..4],
+            [
+                "a_",
+                &"y".repeat(55),
+                "a__2",
+                &format!("{}_2", "y".repeat(53))
+            ]
+        );
+        assert_eq!(mcp[2998], "a__1500");
+        assert!(mcp.iter().all(|m| m.len() <= MAX_NAME), "{mcp:?}");
+        for (c, m) in clients.iter().zip(&mcp) {
+            assert_eq!(n.client(m), Some(c.as_str()));
+        }
+        let tools: Vec<Value> = clients
+            .iter()
+            .map(|c| json!({"name": c, "input_schema": {}}))
+            .collect();
+        assert_eq!(Catalogue::new(&tools).unwrap().names, n);
     }
 
     #[test]
@@ -542,5 +591,18 @@ mod tests {
         assert_eq!(calls.len(), 1);
         assert_eq!(calls[0].name, "Bash");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn the_wait_for_the_bridge_ends_with_the_call_directory() {
+        let dir = std::env::temp_dir().join(format!("cg-bridge-gone-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let b = Bridge::listen(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let t = Instant::now();
+        assert!(b
+            .accept(Instant::now() + Duration::from_secs(30), &|_| true)
+            .is_none());
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     }
 }

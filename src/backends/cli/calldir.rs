@@ -4,15 +4,19 @@
 //! **Working directory**: a fresh directory `<tmp>/claudegate-cli-<random>/` (mode 0700,
 //! outside `cli.home`; git may not search above it) holding an empty `work/` (the cwd), `tmp/`
 //! (the CLI's temp files and its messaging socket) and the system prompt file. It is removed
-//! when the call ends, whatever way it ends.
+//! when the call ends, whatever way it ends (on drop), with the CLI's project folder for it
+//! under `cli.home`, which holds the conversation's session file.
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-/// `<tmp>/claudegate-cli-<random>/` with `work/` (cwd) and `tmp/`; removed by [`CallDir::cleanup`]
-/// or, failing that, on drop.
+/// `<tmp>/claudegate-cli-<random>/` with `work/` (cwd) and `tmp/`; removed on drop, with its
+/// project folder under `home` (so a call that fails anywhere after writing the session file
+/// leaves no conversation behind).
 pub(super) struct CallDir {
     pub(super) root: PathBuf,
+    /// `cli.home` (`~` expanded): where the CLI keeps its project folder for this call.
+    home: PathBuf,
 }
 
 impl CallDir {
@@ -29,7 +33,8 @@ impl CallDir {
             let root = base.join(format!("claudegate-cli-{}", crate::base::ids::hex(&salt)));
             match std::fs::DirBuilder::new().mode(0o700).create(&root) {
                 Ok(()) => {
-                    let dir = CallDir { root };
+                    let home = home.to_path_buf();
+                    let dir = CallDir { root, home };
                     for sub in [dir.work(), dir.tmp()] {
                         std::fs::DirBuilder::new().mode(0o700).create(sub)?;
                     }
@@ -61,25 +66,20 @@ impl CallDir {
 
     /// The per-project folder the CLI keeps for this call's cwd under `~/.claude/projects/`
     /// (named after the cwd, as the CLI names it, so it is ours alone).
-    fn project_dir(&self, home: &Path) -> PathBuf {
+    fn project_dir(&self) -> PathBuf {
         let slug: String = self
             .work()
             .to_string_lossy()
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
             .collect();
-        home.join(".claude/projects").join(slug)
+        self.home.join(".claude/projects").join(slug)
     }
 
     /// Writes the session file `--resume <session_id>` reads (the earlier turns, see
     /// `session.rs`) into this call's project folder (mode 0700, the file 0600).
-    pub(super) fn write_session(
-        &self,
-        home: &Path,
-        session_id: &str,
-        lines: &str,
-    ) -> std::io::Result<()> {
-        let dir = self.project_dir(home);
+    pub(super) fn write_session(&self, session_id: &str, lines: &str) -> std::io::Result<()> {
+        let dir = self.project_dir();
         if let Some(parent) = dir.parent() {
             crate::base::fsutil::ensure_private_dir(parent)?;
         }
@@ -89,19 +89,15 @@ impl CallDir {
             lines.as_bytes(),
         )
     }
+}
 
-    /// Removes the directory and the CLI's project folder for it (holding the session file).
-    pub(super) fn cleanup(&self, home: &Path) {
-        let project = self.project_dir(home);
+/// Removes the directory and the CLI's project folder for it (holding the session file).
+impl Drop for CallDir {
+    fn drop(&mut self) {
+        let project = self.project_dir();
         if project.is_dir() {
             std::fs::remove_dir_all(project).ok();
         }
-        std::fs::remove_dir_all(&self.root).ok();
-    }
-}
-
-impl Drop for CallDir {
-    fn drop(&mut self) {
         if self.root.exists() {
             std::fs::remove_dir_all(&self.root).ok();
         }

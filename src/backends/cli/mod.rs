@@ -118,11 +118,6 @@ impl CliBackend {
         self.run_request(&req, owner, on_event)
     }
 
-    /// How many CLI processes are parked now, waiting on their clients' tool results.
-    pub fn parked(&self) -> usize {
-        self.lot.len()
-    }
-
     fn run_request(
         &self,
         req: &CliRequest,
@@ -146,7 +141,7 @@ impl CliBackend {
                 let cwd = call.work().to_string_lossy().into_owned();
                 let lines =
                     session::session_lines(&id, &cwd, &self.real_model(&model), &req.history);
-                call.write_session(&home, &id, &lines).map_err(|e| {
+                call.write_session(&id, &lines).map_err(|e| {
                     CliError::Failed(format!("cannot write the conversation's session file: {e}"))
                 })?;
                 Some(id)
@@ -171,22 +166,16 @@ impl CliBackend {
             tools,
             &req.thinking,
         );
-        let run = match Run::start(
+        // On any early return the call directory goes on drop, with the session file.
+        let run = Run::start(
             &mut cmd,
             &self.cfg.binary,
             prompt_line(&req.prompt).into_bytes(),
             &marker,
-        ) {
-            Ok(run) => run,
-            Err(e) => {
-                call.cleanup(&home);
-                return Err(e);
-            }
-        };
+        )?;
         let live = Live {
             run,
-            call,
-            home,
+            _call: call,
             calls,
             pending: Vec::new(),
             _slot: slot,
@@ -259,6 +248,7 @@ impl CliBackend {
                     model,
                     names,
                     live,
+                    timer: None,
                 };
                 let timeout = Duration::from_millis(self.cfg.park_timeout_ms);
                 self.lot.park(parked, self.cfg.max_parked_per_key, timeout);
@@ -446,8 +436,8 @@ fn bridge_called(
 
 /// Serves the request's tools to this call's CLI: the bridge's socket in the call directory,
 /// the `--mcp-config` file naming it (with the call's `marker`), and a thread that accepts the
-/// bridge (only a peer carrying the marker) until `deadline` and hands each tool call on.
-/// Returns the calls' channel and the config file's path.
+/// bridge (only a peer carrying the marker) until `deadline`, or until the call ends first
+/// (its directory, with the socket, removed), and hands each tool call on. Returns the calls' channel and the config file's path.
 fn serve_tools(
     call: &CallDir,
     cat: &Catalogue,

@@ -8,7 +8,10 @@
 //!   it out ([`Lot::take`]); another key never sees it.
 //! - Each parked process has a timer thread: after `cli.park_timeout_ms` it takes the process
 //!   out of the lot (if no request did) and ends it, which frees the slot. So a client that
-//!   never comes back holds the slot for the timeout at most.
+//!   never comes back holds the slot for the timeout at most. The timer waits on a channel
+//!   whose sender the parked entry holds: when a request takes the process out (or it is
+//!   ended otherwise), the sender drops and the thread ends at once, so timers of resumed
+//!   processes do not pile up over the rounds of a conversation.
 //! - A key may park `cli.max_parked_per_key` processes; parking one more ends its oldest.
 //! - The lot remembers the last few processes it ended (key, tool ids, why), so a result that
 //!   comes too late is told whether the timeout or the per-key limit ended its process.
@@ -16,8 +19,8 @@
 //! Taking a process out of the lot and the timer's end both happen under the lot's lock, so a
 //! process is either resumed or ended, never both.
 
-use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,8 +57,8 @@ impl Drop for Slot {
 /// directory and frees the slot.
 pub(super) struct Live {
     pub(super) run: Run,
-    pub(super) call: CallDir,
-    pub(super) home: PathBuf,
+    /// Dropped after `run` (fields drop in order): the directory goes once the CLI has ended.
+    pub(super) _call: CallDir,
     /// The bridge's tool calls, as they arrive (none without tools).
     pub(super) calls: Option<Receiver<(ToolCall, Writer)>>,
     /// Calls that arrived but are not answered yet.
@@ -99,8 +102,7 @@ impl Live {
 
 impl Drop for Live {
     fn drop(&mut self) {
-        self.run.stop();
-        self.call.cleanup(&self.home);
+        self.run.stop(); // then `_call` drops, removing the directory
     }
 }
 
@@ -116,6 +118,8 @@ pub(super) struct Parked {
     pub(super) model: String,
     pub(super) names: ToolNames,
     pub(super) live: Live,
+    /// Set by [`Lot::park`]: dropping it (with the entry) ends the timer thread at once.
+    pub(super) timer: Option<Sender<()>>,
 }
 
 /// Why a parked process ended without being resumed.
@@ -135,15 +139,15 @@ type Gone = (String, Vec<String>, Ended);
 const REMEMBERED: usize = 64;
 
 /// The parked processes.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub(super) struct Lot {
     parked: Arc<Mutex<Vec<Parked>>>,
-    next: Arc<Mutex<u64>>,
+    /// The last id given to a parked process.
+    next: AtomicU64,
     /// Recently ended ones: (owner, tool ids, why).
     ended: Arc<Mutex<Vec<Gone>>>,
 }
 
-/// Notes that `p` ended for `why` (at most [`REMEMBERED`] kept).
 /// Ends parked process `id` if no request took it meanwhile (outside the lock).
 fn time_out(parked: &Mutex<Vec<Parked>>, ended: &Mutex<Vec<Gone>>, id: u64) {
     let expired = {
@@ -159,6 +163,7 @@ fn time_out(parked: &Mutex<Vec<Parked>>, ended: &Mutex<Vec<Gone>>, id: u64) {
     drop(expired);
 }
 
+/// Notes that `p` ended for `why` (at most [`REMEMBERED`] kept).
 fn remember(ended: &Mutex<Vec<Gone>>, p: &Parked, why: Ended) {
     let mut ended = lock(ended);
     if ended.len() >= REMEMBERED {
@@ -171,12 +176,10 @@ impl Lot {
     /// Parks `p` for its owner until a request takes it or `timeout` passes; beyond
     /// `max_per_owner` of that owner's, the oldest is ended.
     pub(super) fn park(&self, mut p: Parked, max_per_owner: u32, timeout: Duration) {
-        let id = {
-            let mut n = lock(&self.next);
-            *n += 1;
-            *n
-        };
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         p.id = id;
+        let (tx, rx) = mpsc::channel::<()>();
+        p.timer = Some(tx);
         let owner = p.owner.clone();
         let evicted = {
             let mut parked = lock(&self.parked);
@@ -198,8 +201,11 @@ impl Lot {
         let timer = std::thread::Builder::new()
             .name("cli-park-timer".into())
             .spawn(move || {
-                std::thread::sleep(timeout);
-                time_out(&lot, &ended, id);
+                // Nothing is ever sent: the sender dropping (the process taken out or ended)
+                // ends the wait at once; only a real timeout ends the process.
+                if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(timeout) {
+                    time_out(&lot, &ended, id);
+                }
             });
         if let Err(e) = timer {
             // No timer, no bound on how long it would be held: end it now (its late result is
@@ -227,10 +233,5 @@ impl Lot {
             .rev()
             .find(|(o, t, _)| o == owner && ids.iter().any(|id| t.iter().any(|x| x == id)))
             .map(|(_, _, why)| *why)
-    }
-
-    /// How many processes are parked now.
-    pub(super) fn len(&self) -> usize {
-        lock(&self.parked).len()
     }
 }

@@ -68,8 +68,7 @@ fn read_status(code: Option<i32>, stdout: &str, stderr: &str) -> CliLogin {
             None => {}
         }
     }
-    let all = format!("{stdout}\n{stderr}").to_lowercase();
-    if all.contains("not logged in") || all.contains("/login") {
+    if super::transcript::says_not_logged_in(&format!("{stdout}\n{stderr}")) {
         return CliLogin::NotLoggedIn;
     }
     CliLogin::Unknown(format!(
@@ -106,7 +105,7 @@ fn run(
         },
         &|| false,
     );
-    call.cleanup(&home);
+    drop(call); // the private directory goes
     match outcome {
         Ok(exit) => Ok((exit.status.code(), lines, exit.stderr)),
         Err(CliError::Timeout) => Err(format!(

@@ -70,7 +70,6 @@ pub(super) struct CliRequest {
     pub names: ToolNames,
     /// How the client asked Claude to think.
     pub thinking: Thinking,
-    pub stream: bool,
 }
 
 /// The client's `thinking` and `output_config.effort` as the CLI's options. Every value is
@@ -258,11 +257,13 @@ pub(super) fn read(body: &Value) -> Result<CliRequest, CliError> {
         Some(Value::String(m)) => Some(m.clone()),
         Some(_) => return Err(refused("model", "`model` must be a string")),
     };
-    let stream = match obj.get("stream") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(refused("stream", "`stream` must be a boolean")),
-    };
+    // `stream` is the route's business (whole or streamed answer); here only its type.
+    if obj
+        .get("stream")
+        .is_some_and(|s| !s.is_null() && !s.is_boolean())
+    {
+        return Err(refused("stream", "`stream` must be a boolean"));
+    }
     if let Some(v) = obj.get("max_tokens").filter(|v| !v.is_null()) {
         if v.as_u64().is_none_or(|n| n == 0) {
             return Err(refused(
@@ -273,12 +274,12 @@ pub(super) fn read(body: &Value) -> Result<CliRequest, CliError> {
     }
     let system = read_system(obj.get("system"))?;
     let thinking = read_thinking(obj)?;
-    let declared = match obj.get("tools") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(t)) => t.clone(),
+    let declared: &[Value] = match obj.get("tools") {
+        None | Some(Value::Null) => &[],
+        Some(Value::Array(t)) => t.as_slice(),
         Some(_) => return Err(refused("tools", "`tools` must be a list")),
     };
-    let catalogue = Catalogue::new(&declared)?;
+    let catalogue = Catalogue::new(declared)?;
     let names = catalogue.names.clone();
     let none = obj.get("tool_choice").is_some_and(|c| c["type"] == "none");
     let tools = (!catalogue.is_empty() && !none).then_some(catalogue);
@@ -322,7 +323,6 @@ pub(super) fn read(body: &Value) -> Result<CliRequest, CliError> {
         tools,
         names,
         thinking,
-        stream,
     })
 }
 
@@ -543,7 +543,6 @@ mod tests {
             ]
         })))
         .unwrap();
-        assert!(r.stream);
         assert_eq!(r.model.as_deref(), Some("sonnet"));
         assert_eq!(r.system.as_deref(), Some("A\n\nB"));
         assert_eq!(
@@ -666,6 +665,7 @@ mod tests {
             ),
             (json!({"frobnicate": 1}), "frobnicate", "unrecognized"),
             (json!({"max_tokens": 0}), "max_tokens", "positive"),
+            (json!({"stream": "yes"}), "stream", "boolean"),
             (
                 json!({"messages": tool_turn}),
                 "messages[1].content[0].name",

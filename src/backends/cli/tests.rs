@@ -688,3 +688,64 @@ fn a_request_the_cli_cannot_honour_runs_nothing() {
     assert!(err.message().contains("temperature"), "{err:?}");
     assert_eq!(fake.recorded("argv"), "", "nothing ran");
 }
+
+/// Set in the child run of [`a_call_that_fails_before_the_cli_starts_leaves_no_session_file`].
+const LONG_TMPDIR_CHILD: &str = "CG_TEST_LONG_TMPDIR_CHILD";
+
+#[test]
+fn a_call_that_fails_before_the_cli_starts_leaves_no_session_file() {
+    if std::env::var_os(LONG_TMPDIR_CHILD).is_none() {
+        // This test binary runs this one test again, with a TMPDIR so long that the bridge's
+        // socket path in the call directory cannot be bound (the environment is the process's,
+        // so it is not changed under the other tests).
+        let outer = Tmp::new();
+        let long = outer.0.join("d".repeat(120));
+        std::fs::create_dir_all(&long).unwrap();
+        let name = concat!(
+            module_path!(),
+            "::a_call_that_fails_before_the_cli_starts_leaves_no_session_file"
+        );
+        let name = name.split_once("::").map_or(name, |(_, n)| n);
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--test-threads=1"])
+            .env(LONG_TMPDIR_CHILD, "1")
+            .env("TMPDIR", &long)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && said.contains("1 passed"), "{said}");
+        return;
+    }
+    // The child: a request with earlier turns (a session file is written) and tools, whose
+    // bridge cannot listen.
+    let fake = Fake::ok("x");
+    let body = json!({"model": "sonnet", "max_tokens": 10,
+    "tools": [{"name": "f", "input_schema": {"type": "object"}}],
+    "messages": [
+        {"role": "user", "content": "the secret conversation"},
+        {"role": "assistant", "content": "noted"},
+        {"role": "user", "content": "and now?"}
+    ]});
+    let err = fake
+        .backend()
+        .run_messages(&body, "", &mut |_| true)
+        .unwrap_err();
+    assert!(err.message().contains("tool bridge"), "{err:?}");
+    assert_eq!(fake.recorded("argv"), "", "nothing ran");
+    let projects = fake.home.join(".claude/projects");
+    let left: Vec<_> = std::fs::read_dir(&projects)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "the conversation stayed behind: {left:?}");
+    let calls: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("claudegate-cli-")
+        })
+        .collect();
+    assert!(calls.is_empty(), "{calls:?}");
+}

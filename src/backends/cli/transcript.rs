@@ -106,7 +106,7 @@ impl Transcript {
 
     /// Reads one stdout line; returns the stream events to pass on.
     pub(super) fn feed(&mut self, line: &str) -> Vec<Event> {
-        let Ok(v) = serde_json::from_str::<Value>(line) else {
+        let Ok(mut v) = serde_json::from_str::<Value>(line) else {
             if !line.trim().is_empty() {
                 self.noise.push(line.chars().take(1000).collect());
                 if self.noise.len() > 5 {
@@ -116,7 +116,7 @@ impl Transcript {
             return Vec::new();
         };
         match v["type"].as_str() {
-            Some("stream_event") => return self.relay.push(&v["event"]),
+            Some("stream_event") => return self.relay.push(v["event"].take()),
             Some("system") if v["subtype"] == "init" => {
                 self.init_model = v["model"].as_str().map(String::from);
             }
@@ -256,8 +256,7 @@ impl Transcript {
             .filter(|l| !l.is_empty())
             .collect();
         let last = said.iter().rev().take(3).rev().cloned().collect::<Vec<_>>();
-        let all = said.join("\n").to_lowercase();
-        if all.contains("not logged in") || all.contains("/login") {
+        if says_not_logged_in(&said.join("\n")) {
             return CliError::NotLoggedIn(how_to_log_in.to_string());
         }
         let code = status.map_or("no status".to_string(), |c| format!("status {c}"));
@@ -268,6 +267,13 @@ impl Transcript {
             format!("the Claude Code CLI exited ({code}) without an answer: {detail}")
         })
     }
+}
+
+/// Whether what the CLI printed (outside its JSON) says it is not logged in: a run that ended
+/// without an answer, or `claude auth status` without a login state.
+pub(super) fn says_not_logged_in(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    lower.contains("not logged in") || lower.contains("/login")
 }
 
 /// Maps a failed `result` to an error. The CLI says `subtype: success` even for API errors,
@@ -363,18 +369,17 @@ struct Relay {
 }
 
 impl Relay {
-    fn push(&mut self, event: &Value) -> Vec<Event> {
+    /// Takes one stream event (edited in place: block indices moved, tool names renamed).
+    fn push(&mut self, mut event: Value) -> Vec<Event> {
         let name = event["type"].as_str().unwrap_or("").to_string();
         if self.ignoring || self.stopped {
             return Vec::new();
         }
-        let mut event = event.clone();
         let index = event["index"].as_u64().map(|i| i + self.offset);
         if let Some(i) = index {
             event["index"] = i.into();
             self.next_index = self.next_index.max(i + 1);
         }
-        let event = &event;
         match name.as_str() {
             "message_start" if self.between => {
                 self.between = false;
@@ -400,7 +405,6 @@ impl Relay {
                 match ours {
                     Some(client) if kind == "tool_use" => {
                         // A call of the client's tool: passed on under the client's name.
-                        let mut event = event.clone();
                         event["content_block"]["name"] = client.into();
                         if let Some(id) = event["content_block"]["id"].as_str() {
                             self.tool_ids.push(id.to_string());
@@ -452,10 +456,7 @@ impl Relay {
             // the final result decides what the caller hears.
             _ => return Vec::new(),
         }
-        vec![Event {
-            name,
-            data: event.clone(),
-        }]
+        vec![Event { name, data: event }]
     }
 
     /// The events still missing for a complete stream of `message` (none when the CLI streamed
