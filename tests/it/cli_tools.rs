@@ -52,6 +52,15 @@ fn assert_slot_free(w: &World, gate: &Gate, key: &str, word: &str) {
     assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
 }
 
+/// The `tool_use` block of a whole Anthropic answer (panics, showing the answer, without one).
+fn tool_use_block(v: &Value) -> Value {
+    v["content"]
+        .as_array()
+        .and_then(|blocks| blocks.iter().find(|b| b["type"] == "tool_use"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no tool_use in {v}"))
+}
+
 fn tools() -> Value {
     json!([{"name": "Bash", "description": "the client's own shell",
             "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}}])
@@ -78,13 +87,7 @@ fn a_tool_round_trip_parks_the_cli_and_only_its_key_resumes_it() {
     assert_eq!(r.status, 200, "{r:?}\n{}", gate.log());
     let v = r.json();
     assert_eq!(v["stop_reason"], "tool_use", "{v}");
-    let call = v["content"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["type"] == "tool_use")
-        .cloned()
-        .unwrap_or_else(|| panic!("no tool_use in {v}"));
+    let call = tool_use_block(&v);
     assert_eq!(call["name"], "Bash", "the client's own name: {v}");
     assert_eq!(call["id"], "toolu_PARK1");
     assert_eq!(call["input"], json!({"command": command}));
@@ -680,13 +683,7 @@ fn a_tool_call_from_the_non_streaming_fallback_parks_the_cli() {
     );
     let v = ask(false).json();
     assert_eq!(v["stop_reason"], "tool_use", "{v}");
-    let call = v["content"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["type"] == "tool_use")
-        .cloned()
-        .unwrap_or_else(|| panic!("{v}"));
+    let call = tool_use_block(&v);
     assert_eq!(call["name"], "Bash");
     assert_eq!(call["id"], "toolu_FALLBACK");
     assert_eq!(call["input"], json!({"command": "ls"}));
